@@ -1,0 +1,193 @@
+"""The ``rankopt`` command."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import logging
+import sys
+import zipfile
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+from rankopt.metrics.evaluate import NO_POSITIVE, aggregate, evaluate_per_query
+from rankopt.metrics.ranking import TIES
+from rankopt.search import BACKENDS, SIMILARITIES
+
+log = logging.getLogger("rankopt")
+
+EXAMPLES = {"digits": "scikit-learn's 8×8 digits (1,797 images; raw pixels as embeddings; labels [digit, parity])"}
+
+
+class CliError(Exception):
+    """A user mistake: printed as one line, exit code 2."""
+
+
+def load_npz(path: str | Path, what: str = "file") -> tuple[np.ndarray, np.ndarray]:
+    """Read ``embeddings`` (N, d) and ``labels`` (N,) or (N, L) from an npz file."""
+    p = Path(path)
+    if not p.exists():
+        raise CliError(f"{what} {p} does not exist")
+    if p.is_dir():
+        raise CliError(f"{what} {p} is a directory; expected an .npz file")
+    if p.stat().st_size == 0:
+        raise CliError(f"{what} {p} is empty; expected an .npz with arrays 'embeddings' and 'labels'")
+    try:
+        with np.load(p, allow_pickle=False) as data:
+            missing = [k for k in ("embeddings", "labels") if k not in data.files]
+            if missing:
+                raise CliError(
+                    f"{what} {p} has no array {', '.join(repr(m) for m in missing)}; "
+                    f"found {data.files or 'no arrays'}; expected 'embeddings' (N, d) float and 'labels' (N,) or (N, L) int"
+                )
+            return data["embeddings"], data["labels"]
+    except CliError:
+        raise
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as err:
+        raise CliError(f"{what} {p} is not a readable .npz file ({err})") from None
+
+
+def load_example(name: str) -> tuple[np.ndarray, np.ndarray]:
+    if name not in EXAMPLES:
+        raise CliError(f"unknown example {name!r}; available: {', '.join(EXAMPLES)}")
+    with resources.as_file(resources.files("rankopt") / "examples" / f"{name}.npz") as p:
+        emb, labels = load_npz(p, "example")
+    return emb.astype(np.float32), labels
+
+
+def _metric_list(text: str | None) -> list[str] | None:
+    return None if text is None else [m.strip() for m in text.split(",") if m.strip()]
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    if args.example and args.file:
+        raise CliError("give either FILE or --example, not both")
+    if args.example:
+        emb, labels = load_example(args.example)
+        source = f"example {args.example}"
+    elif args.file:
+        emb, labels = load_npz(args.file)
+        source = args.file
+    else:
+        raise CliError("nothing to evaluate: give FILE.npz or --example digits")
+    gallery = gallery_labels = None
+    if args.gallery:
+        gallery, gallery_labels = load_npz(args.gallery, "gallery file")
+    try:
+        result = evaluate_per_query(
+            emb, labels, gallery, gallery_labels, metrics=_metric_list(args.metrics), ties=args.ties,
+            similarity=args.similarity, device=args.device, backend=args.backend,
+            memory_budget=int(args.memory_budget * (1 << 20)),
+        )
+        summary = aggregate(result, args.no_positive)
+    except (ValueError, TypeError, ImportError) as err:
+        raise CliError(str(err)) from None
+    except RuntimeError as err:  # e.g. an unavailable device
+        raise CliError(f"computation failed: {err}") from None
+    if args.per_query:
+        _write_per_query(args.per_query, result)
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        print(_table(summary, source, result.n_ranked, args))
+    return 0
+
+
+def _write_per_query(path: str, result) -> None:
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    tmp = p.with_name(p.name + ".tmp")
+    names = list(result.values)
+    with open(tmp, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["query"] + names)
+        for i in range(result.n_queries):
+            w.writerow([i] + ["" if np.isnan(result.values[n][i]) else f"{result.values[n][i]:.10g}" for n in names])
+    tmp.replace(p)  # atomic: a reader never sees half a file
+
+
+def _table(summary: dict, source: str, n_ranked: int, args: argparse.Namespace) -> str:
+    metric_items = [(k, v) for k, v in summary.items() if not k.startswith("n_")]
+    width = max(len(k) for k, _ in metric_items + [("metric", 0)])
+    lines = [
+        f"rankopt evaluate — {source}",
+        f"{summary['n_queries']} queries, {n_ranked} ranked items each, similarity={args.similarity}, "
+        f"ties={args.ties}, no_positive={args.no_positive}",
+        "",
+        f"{'metric'.ljust(width)}  value",
+        f"{'-' * width}  ------",
+    ]
+    lines += [f"{k.ljust(width)}  {v:.4f}" for k, v in metric_items]
+    extra = [f"{k} = {v}" for k, v in summary.items() if k.startswith("n_excluded")]
+    lines += ["", "; ".join(extra) + " (queries without a relevant item)"]
+    return "\n".join(lines)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="rankopt", description="Train and evaluate models directly on ranking metrics."
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    ev = sub.add_parser(
+        "evaluate",
+        help="exact ranking metrics of saved embeddings",
+        description=(
+            "Compute exact, tie-aware ranking metrics. FILE.npz holds 'embeddings' (N, d) float and "
+            "'labels' (N,) or (N, L) int, column 0 the finest level. Without --gallery every item is a "
+            "query ranked against all the others (itself removed by index)."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    ev.add_argument("file", nargs="?", metavar="FILE.npz", help="queries (and gallery, without --gallery)")
+    ev.add_argument("--example", choices=sorted(EXAMPLES), help="evaluate a bundled example instead of FILE: "
+                    + "; ".join(f"{k}: {v}" for k, v in EXAMPLES.items()))
+    ev.add_argument("--gallery", metavar="G.npz", help="a separate gallery (In-Shop, DyML style); same keys as FILE")
+    ev.add_argument(
+        "--metrics",
+        help="comma-separated: ap, map@r, r-precision, hit@K (alias r@K: >= 1 relevant in the top K), recall@K "
+        "(relevant in top K / all relevant), p@K, mrr, ndcg, ndcg@K, hap, asi; binary metrics take /levelN "
+        "(relevant = shares >= N label columns). Default: hit@1,hit@10,map@r,r-precision,ap,mrr,ndcg "
+        "(+ hap, asi, ap/levelN on hierarchical labels)",
+    )
+    ev.add_argument("--ties", choices=TIES, default="expected",
+                    help="expected: exact expectation over random orders of tied scores; pessimistic: relevant "
+                    "items last within a tie; optimistic: first")
+    ev.add_argument("--no-positive", choices=NO_POSITIVE, default="exclude",
+                    help="queries without a relevant item: exclude from the mean (and count), score zero, or fail")
+    ev.add_argument("--similarity", choices=SIMILARITIES, default="cosine",
+                    help="cosine: dot of L2-normalised vectors; dot: raw dot product; euclidean: -squared distance")
+    ev.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cpu)")
+    ev.add_argument("--backend", choices=BACKENDS, default="torch",
+                    help="search backend; faiss serves top-k metrics only")
+    ev.add_argument("--memory-budget", type=float, default=1024, metavar="MiB",
+                    help="memory one block of queries may use")
+    ev.add_argument("--json", action="store_true",
+                    help="print one JSON object: every metric, n_queries and n_excluded")
+    ev.add_argument("--per-query", metavar="OUT.csv", help="write one row per query (index, each metric)")
+    ev.set_defaults(func=cmd_evaluate)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(message)s")
+    try:
+        return args.func(args)
+    except CliError as err:
+        print(f"rankopt: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("rankopt: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

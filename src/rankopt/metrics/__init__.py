@@ -1,0 +1,22 @@
+"""Exact, tie-aware ranking metrics: per-query functions on rankings, and ``evaluate`` over embeddings."""
+
+from rankopt.metrics.evaluate import NO_POSITIVE, PerQueryResult, aggregate, default_metrics, evaluate, evaluate_per_query
+from rankopt.metrics.functional import rank_metrics
+from rankopt.metrics.names import MetricSpec, parse_metric, parse_metrics
+from rankopt.metrics.ranking import TIES, Ranking, build_ranking
+
+__all__ = [
+    "evaluate",
+    "evaluate_per_query",
+    "aggregate",
+    "default_metrics",
+    "rank_metrics",
+    "PerQueryResult",
+    "MetricSpec",
+    "parse_metric",
+    "parse_metrics",
+    "Ranking",
+    "build_ranking",
+    "TIES",
+    "NO_POSITIVE",
+]

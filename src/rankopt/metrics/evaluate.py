@@ -1,0 +1,215 @@
+"""``evaluate``: embeddings and labels in, ranking metrics out, streamed in query chunks.
+
+For each block of queries the gallery is scored (``rankopt.search``), ranked to the depth the
+requested metrics read (a top-k when they read a prefix, a full sort for AP, MRR, NDCG and H-AP),
+turned into a :class:`Ranking` with its tie groups, and every metric is computed on it. The
+full-ranking memory of a block is bounded by ``memory_budget``; nothing of size Q × G is kept.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from rankopt.metrics.names import KINDS, MetricSpec, parse_metrics
+from rankopt.metrics.ranking import TIES, build_ranking
+from rankopt.relevance import gathered_levels, level_counts
+from rankopt.search import Search, check_query_gallery_labels, prepare_search, rows_per_chunk
+from rankopt.validation import check_choice
+
+__all__ = ["evaluate", "evaluate_per_query", "PerQueryResult", "default_metrics", "NO_POSITIVE"]
+
+log = logging.getLogger(__name__)
+
+NO_POSITIVE = ("exclude", "zero", "error")
+_FULL_BYTES_PER_CELL = 160  # sort values + indices + levels + group bounds + float64 work tensors
+_PREFIX_BYTES_PER_CELL = 12  # scores + top-k
+
+
+def default_metrics(n_levels: int) -> list[str]:
+    names = ["hit@1", "hit@10", "map@r", "r-precision", "ap", "mrr", "ndcg"]
+    if n_levels > 1:
+        names += ["hap", "asi"] + [f"ap/level{lvl}" for lvl in range(1, n_levels)]
+    return names
+
+
+@dataclass
+class PerQueryResult:
+    """Per-query values (NaN where the query has no relevant item for that metric)."""
+
+    values: dict[str, np.ndarray]
+    has_relevant: dict[str, np.ndarray]
+    n_levels: int
+    n_ranked: int
+
+    @property
+    def n_queries(self) -> int:
+        return len(next(iter(self.values.values())))
+
+
+def evaluate_per_query(
+    queries: Any,
+    query_labels: Any,
+    gallery: Any | None = None,
+    gallery_labels: Any | None = None,
+    *,
+    metrics: str | Sequence[str] | None = None,
+    ties: str = "expected",
+    similarity: str = "cosine",
+    device: str | torch.device | None = None,
+    backend: str = "torch",
+    memory_budget: int = 1 << 30,
+    hap_alpha: float = 1.0,
+) -> PerQueryResult:
+    """Every requested metric for every query. Arguments as :func:`evaluate`."""
+    check_choice(ties, TIES, "ties")
+    search = prepare_search(queries, gallery, similarity=similarity, device=device, backend=backend)
+    q_labels, g_labels = check_query_gallery_labels(search, query_labels, gallery_labels)
+    n_levels = q_labels.shape[1]
+    specs = parse_metrics(default_metrics(n_levels) if metrics is None else metrics)
+    _check_specs(specs, n_levels, search)
+    if search.n_ranked < 1:
+        raise ValueError("the gallery has a single item, which is the query itself: nothing to rank")
+
+    counts = level_counts(q_labels, g_labels, search.self_index)  # (Q, L+1)
+    full = any(KINDS[s.kind][2] for s in specs)
+    per_cell = _FULL_BYTES_PER_CELL + 16 * n_levels if full else _PREFIX_BYTES_PER_CELL
+    step = rows_per_chunk(memory_budget, search.n_gallery, per_cell)
+    n_q = search.n_queries
+    values = {s.name: np.empty(n_q, dtype=np.float64) for s in specs}
+    log.debug("evaluating %d queries against %d items in chunks of %d", n_q, search.n_gallery, step)
+    for start in range(0, n_q, step):
+        stop = min(start + step, n_q)
+        c = counts[start:stop]
+        depth = max(int(s.depth(c, n_levels, search.n_ranked).max()) for s in specs)
+        top_values, top_indices = _ranked_prefix(search, start, stop, depth)
+        lv = gathered_levels(q_labels[start:stop], g_labels, top_indices)
+        ranking = build_ranking(top_values, lv, c, n_levels, search.n_ranked, ties)
+        for s in specs:
+            values[s.name][start:stop] = s.compute(ranking, hap_alpha).cpu().numpy()
+    has_rel = {s.name: s.has_relevant(counts, n_levels).cpu().numpy() for s in specs}
+    for s in specs:
+        values[s.name][~has_rel[s.name]] = np.nan
+    return PerQueryResult(values, has_rel, n_levels, search.n_ranked)
+
+
+def evaluate(
+    queries: Any,
+    query_labels: Any,
+    gallery: Any | None = None,
+    gallery_labels: Any | None = None,
+    *,
+    metrics: str | Sequence[str] | None = None,
+    ties: str = "expected",
+    no_positive: str = "exclude",
+    similarity: str = "cosine",
+    device: str | torch.device | None = None,
+    backend: str = "torch",
+    memory_budget: int = 1 << 30,
+    hap_alpha: float = 1.0,
+) -> dict[str, float]:
+    """Mean ranking metrics of queries against a gallery.
+
+    queries: (Q, d) float embeddings; query_labels: (Q,) or (Q, L) int, column 0 the finest level.
+    gallery / gallery_labels: the items to rank; None means the queries are the gallery, each query
+    then removed from its own ranking by index.
+    metrics: names (see :mod:`rankopt.metrics.names`) or a comma-separated string; None picks
+    hit@1, hit@10, map@r, r-precision, ap, mrr, ndcg (+ hap, asi and per-level AP on hierarchies).
+    ties: "expected" (exact expectation over random orders of tied scores; results never depend on
+    input order), "pessimistic" (relevant items last within a tie) or "optimistic".
+    no_positive: what a query without any relevant item does: "exclude" it from that metric's mean
+    (counted in ``n_excluded``), score it "zero", or raise an "error".
+    similarity: "cosine" (default), "dot" or "euclidean". device: where to compute (default: the
+    device of ``queries``). backend: "torch" or "faiss" (top-k metrics only). memory_budget: bytes a
+    query block may use. hap_alpha: α of the "pop" relevance of H-AP.
+
+    Returns each metric under the name it was requested with, plus ``n_queries`` and
+    ``n_excluded``: the queries left out of at least one metric's mean (a metric that left out a
+    different number adds ``n_excluded/<metric>``).
+    """
+    check_choice(no_positive, NO_POSITIVE, "no_positive")
+    result = evaluate_per_query(
+        queries, query_labels, gallery, gallery_labels, metrics=metrics, ties=ties, similarity=similarity,
+        device=device, backend=backend, memory_budget=memory_budget, hap_alpha=hap_alpha,
+    )
+    return aggregate(result, no_positive)
+
+
+def aggregate(result: PerQueryResult, no_positive: str = "exclude") -> dict[str, float]:
+    """Mean of each metric over queries, with the no-positive policy applied."""
+    out: dict[str, float] = {}
+    excluded: dict[str, int] = {}
+    for name, vals in result.values.items():
+        has = result.has_relevant[name]
+        missing = int((~has).sum())
+        if missing and no_positive == "error":
+            first = int(np.flatnonzero(~has)[0])
+            raise ValueError(
+                f"{missing} of {len(has)} queries have no relevant item for {name!r} (first: query {first}); "
+                "use no_positive='exclude' or 'zero' to score them"
+            )
+        if no_positive == "zero":
+            out[name] = float(np.where(has, vals, 0.0).mean())
+        else:
+            if missing == len(has):
+                raise ValueError(
+                    f"no query has a relevant item for {name!r}: every query's label is absent from the gallery"
+                )
+            out[name] = float(vals[has].mean())
+        excluded[name] = missing if no_positive == "exclude" else 0
+    out["n_queries"] = result.n_queries
+    if no_positive == "exclude":
+        any_missing = np.zeros(result.n_queries, dtype=bool)
+        for has in result.has_relevant.values():
+            any_missing |= ~has
+        out["n_excluded"] = int(any_missing.sum())
+        for name, count in excluded.items():
+            if count != out["n_excluded"]:
+                out[f"n_excluded/{name}"] = count
+    else:
+        out["n_excluded"] = 0
+    return out
+
+
+def _check_specs(specs: list[MetricSpec], n_levels: int, search: Search) -> None:
+    for s in specs:
+        if s.level is not None and s.level > n_levels:
+            raise ValueError(f"metric {s.name!r}: level {s.level} but the labels have {n_levels} column(s)")
+        if s.k is not None and s.k > search.n_ranked:
+            raise ValueError(
+                f"metric {s.name!r}: k={s.k} is larger than the {search.n_ranked} items each query ranks"
+            )
+        if search.backend == "faiss" and KINDS[s.kind][2]:
+            raise ValueError(
+                f"metric {s.name!r} needs the full ranking, which the faiss backend does not produce; "
+                "use backend='torch' (exact, chunked) or top-k metrics (hit@k, p@k, recall@k, map@r, "
+                "r-precision, ndcg@k, asi)"
+            )
+
+
+def _ranked_prefix(search: Search, start: int, stop: int, depth: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Scores and gallery indices of the leading positions of each query's ranking, long enough that
+    the tie group holding position ``depth`` is complete (a tie straddling the cut is followed)."""
+    n = search.n_ranked
+    if search.backend == "faiss":
+        k = min(n, depth + 16)
+        while True:
+            v, i = search.topk(start, stop, k)
+            if k == n or bool((v[:, k - 1] < v[:, depth - 1]).all()):
+                return v, i
+            k = min(n, 2 * k)
+    s = search.scores(start, stop)
+    if 4 * depth >= n:
+        v, i = torch.sort(s, dim=1, descending=True)
+        return v[:, :n], i[:, :n]  # the query itself (-inf) sorts last and is cut off
+    k = min(n, depth + 16)
+    while True:
+        v, i = torch.topk(s, k, dim=1, largest=True, sorted=True)
+        if k == n or bool((v[:, k - 1] < v[:, depth - 1]).all()):
+            return v, i
+        need = int((s >= v[:, depth - 1 : depth]).sum(dim=1).max())
+        k = min(n, max(need + 1, 2 * k))

@@ -1,0 +1,127 @@
+"""Metric names as users type them, parsed once into specs, and the registry that computes them.
+
+Names: ``ap``, ``map@r``, ``r-precision``, ``hit@k`` (alias ``r@k``: the metric-learning "Recall@K"),
+``recall@k`` (hits in the top k / all relevant), ``p@k``, ``mrr``, ``ndcg``, ``ndcg@k``, ``hap``,
+``asi``. A binary metric may name its relevance level: ``ap/level1`` counts as relevant every item
+sharing at least one label column with the query (on a fine→coarse hierarchy: the coarsest label);
+without it the level is L, the same finest label.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+from rankopt.metrics import binary, graded, hierarchical
+from rankopt.metrics.ranking import Ranking
+
+__all__ = ["MetricSpec", "parse_metric", "parse_metrics", "KINDS"]
+
+# kind → (takes k, binary (has a relevance level), needs the full list)
+KINDS: dict[str, tuple[bool, bool, bool]] = {
+    "ap": (False, True, True),
+    "map@r": (False, True, False),
+    "r-precision": (False, True, False),
+    "hit": (True, True, False),
+    "recall": (True, True, False),
+    "p": (True, True, False),
+    "mrr": (False, True, True),
+    "ndcg": (False, False, True),
+    "ndcg@k": (True, False, False),
+    "hap": (False, False, True),
+    "asi": (False, False, False),
+}
+_ALIASES = {"r": "hit", "hit": "hit", "recall": "recall", "p": "p", "ndcg": "ndcg@k"}
+_EXAMPLES = ["ap", "map@r", "r-precision", "hit@1", "r@1", "recall@10", "p@10", "mrr", "ndcg", "ndcg@10", "hap", "asi"]
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    name: str  # as the user typed it: the key of the result
+    kind: str
+    k: int | None = None
+    level: int | None = None  # binary relevance level; None → L
+
+    def resolved_level(self, n_levels: int) -> int:
+        return n_levels if self.level is None else self.level
+
+    def depth(self, ranking_counts: torch.Tensor, n_levels: int, n_ranked: int) -> torch.Tensor:
+        """Per query, how many leading positions this metric reads: (Q,) int64."""
+        q = ranking_counts.shape[0]
+        if KINDS[self.kind][2]:
+            return torch.full((q,), n_ranked, dtype=torch.int64, device=ranking_counts.device)
+        if self.k is not None:
+            return torch.full((q,), self.k, dtype=torch.int64, device=ranking_counts.device)
+        if self.kind == "asi":
+            return ranking_counts[:, 1:].sum(dim=1).clamp_min(1)
+        return ranking_counts[:, self.resolved_level(n_levels) :].sum(dim=1).clamp_min(1)
+
+    def has_relevant(self, ranking_counts: torch.Tensor, n_levels: int) -> torch.Tensor:
+        """(Q,) bool: the query has at least one relevant item for this metric."""
+        level = self.resolved_level(n_levels) if KINDS[self.kind][1] else 1
+        return ranking_counts[:, level:].sum(dim=1) > 0
+
+    def compute(self, ranking: Ranking, hap_alpha: float = 1.0) -> torch.Tensor:
+        lvl = self.resolved_level(ranking.n_levels)
+        fn: Callable[[], torch.Tensor] = {
+            "ap": lambda: binary.average_precision(ranking, lvl),
+            "map@r": lambda: binary.map_at_r(ranking, lvl),
+            "r-precision": lambda: binary.r_precision(ranking, lvl),
+            "hit": lambda: binary.hit_at_k(ranking, lvl, self.k),
+            "recall": lambda: binary.recall_at_k(ranking, lvl, self.k),
+            "p": lambda: binary.precision_at_k(ranking, lvl, self.k),
+            "mrr": lambda: binary.reciprocal_rank(ranking, lvl),
+            "ndcg": lambda: graded.ndcg(ranking),
+            "ndcg@k": lambda: graded.ndcg(ranking, self.k),
+            "hap": lambda: hierarchical.hierarchical_ap(ranking, hap_alpha),
+            "asi": lambda: hierarchical.asi(ranking),
+        }[self.kind]
+        return fn()
+
+
+_PATTERN = re.compile(r"^(?P<base>[a-z\-]+)(?:@(?P<k>[^/]+))?(?:/level(?P<level>\d+))?$")
+
+
+def parse_metric(name: str) -> MetricSpec:
+    """Parse one metric name; an unknown name raises ValueError with the closest valid names."""
+    text = name.strip().lower()
+    match = _PATTERN.match(text)
+    kind, k = None, None
+    if match:
+        base, k_text, level_text = match["base"], match["k"], match["level"]
+        if base in ("map", "map@r") and k_text == "r":
+            kind = "map@r"
+        elif k_text is None and base in KINDS and base not in ("hit", "recall", "p", "ndcg@k"):
+            kind = base
+        elif k_text is not None and base in _ALIASES:
+            if not k_text.isdigit() or int(k_text) < 1:
+                raise ValueError(f"metric {name!r}: k must be a positive integer, got {k_text!r}")
+            kind, k = _ALIASES[base], int(k_text)
+        if kind is not None:
+            level = int(level_text) if level_text is not None else None
+            if level is not None and not KINDS[kind][1]:
+                raise ValueError(f"metric {name!r}: /level applies to binary metrics only; {kind} uses every level")
+            if level is not None and level < 1:
+                raise ValueError(f"metric {name!r}: level must be >= 1 (1 = share the coarsest label)")
+            return MetricSpec(name, kind, k, level)
+    close = difflib.get_close_matches(text, _EXAMPLES, n=3, cutoff=0.4)
+    hint = f"; did you mean {', '.join(close)}?" if close else ""
+    raise ValueError(f"unknown metric {name!r}{hint} Known: {', '.join(_EXAMPLES)} (k any positive integer)")
+
+
+def parse_metrics(names: str | list[str] | tuple[str, ...]) -> list[MetricSpec]:
+    if isinstance(names, str):
+        names = [n for n in names.split(",") if n.strip()]
+    specs = [parse_metric(n) for n in names]
+    if not specs:
+        raise ValueError("no metric requested")
+    seen: set[str] = set()
+    for s in specs:
+        if s.name in seen:
+            raise ValueError(f"metric {s.name!r} is requested twice")
+        seen.add(s.name)
+    return specs

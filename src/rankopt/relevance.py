@@ -1,0 +1,116 @@
+"""Labels → levels → relevance.
+
+Labels are int64 (N, L), column 0 the finest level (product, species) and column L-1 the coarsest.
+The *level* of item k for query q is the number of label columns they share (0..L); binary relevance
+at level λ is ``level >= λ`` (the default λ = L: same finest label). Hierarchical relevance is
+HAPPIER's "pop" relevance (Ramzi et al., ECCV 2022):
+
+    rel_q(k) = w_ℓ / n_ℓ(q),   w_ℓ = (ℓ / L)^α,  w_0 = 0,   ℓ = level(q, k)
+
+where n_ℓ(q) counts the items at level ℓ over the whole evaluated set, the query included. HAPPIER
+writes w_ℓ = (ℓ / (L-1))^α; the two differ by a global factor, to which H-AP is invariant, and ours
+stays defined for flat labels (L = 1), where H-AP then equals AP.
+"""
+
+from __future__ import annotations
+
+import torch
+
+__all__ = ["levels", "gathered_levels", "is_tree", "level_counts", "pop_relevance"]
+
+
+def levels(query_labels: torch.Tensor, item_labels: torch.Tensor) -> torch.Tensor:
+    """Number of shared label columns between each query and its items.
+
+    query_labels: (Q, L); item_labels: (G, L) for all pairs → (Q, G), or (Q, K, L) per query → (Q, K).
+    Returns int8. Works one column at a time so no (Q, K, L) temporary is built for the pairwise case.
+    """
+    n_cols = query_labels.shape[1]
+    if item_labels.ndim == 2:
+        out = torch.zeros(query_labels.shape[0], item_labels.shape[0], dtype=torch.int8, device=item_labels.device)
+        for c in range(n_cols):
+            out += query_labels[:, c : c + 1] == item_labels[:, c].unsqueeze(0)
+        return out
+    out = torch.zeros(item_labels.shape[:2], dtype=torch.int8, device=item_labels.device)
+    for c in range(n_cols):
+        out += query_labels[:, c : c + 1] == item_labels[:, :, c]
+    return out
+
+
+def gathered_levels(query_labels: torch.Tensor, gallery_labels: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
+    """Levels of the gallery items ``indices`` (Q, K) for each query: (Q, K) int8.
+
+    Gathers one label column at a time, so no (Q, K, L) int64 tensor is built.
+    """
+    out = torch.zeros(indices.shape, dtype=torch.int8, device=indices.device)
+    for c in range(query_labels.shape[1]):
+        out += gallery_labels[:, c][indices] == query_labels[:, c : c + 1]
+    return out
+
+
+def is_tree(labels: torch.Tensor) -> bool:
+    """True when every label of column c has a single parent in column c+1 (a proper hierarchy).
+
+    On a tree, sharing column c implies sharing every coarser column, so the level is the length of
+    the shared suffix of columns and counts can be taken by hashing suffixes instead of comparing
+    every pair.
+    """
+    for c in range(labels.shape[1] - 1):
+        pairs = torch.unique(labels[:, c : c + 2], dim=0)
+        if torch.unique(pairs[:, 0]).numel() != pairs.shape[0]:
+            return False
+    return True
+
+
+def level_counts(
+    query_labels: torch.Tensor,
+    gallery_labels: torch.Tensor,
+    query_in_gallery: torch.Tensor | None = None,
+    chunk_size: int = 1024,
+) -> torch.Tensor:
+    """Per query, how many gallery items sit at each level: (Q, L+1) int64, column ℓ = level ℓ.
+
+    query_in_gallery: (Q,) gallery index of each query when the queries belong to the gallery
+    (the query itself is then not counted), else None.
+    """
+    n_q, n_cols = query_labels.shape
+    n_g = gallery_labels.shape[0]
+    both = torch.cat([query_labels, gallery_labels])
+    if is_tree(both):
+        # count of items sharing at least ℓ columns = items with the same suffix of ℓ coarse columns
+        at_least = torch.empty(n_q, n_cols + 2, dtype=torch.int64, device=query_labels.device)
+        at_least[:, 0] = n_g
+        at_least[:, n_cols + 1] = 0
+        for lvl in range(1, n_cols + 1):
+            _, inverse = torch.unique(both[:, n_cols - lvl :], dim=0, return_inverse=True)
+            counts = torch.bincount(inverse[n_q:], minlength=int(inverse.max()) + 1)
+            at_least[:, lvl] = counts[inverse[:n_q]]
+        exact = at_least[:, :-1] - at_least[:, 1:]
+    else:
+        exact = torch.empty(n_q, n_cols + 1, dtype=torch.int64, device=query_labels.device)
+        for start in range(0, n_q, chunk_size):
+            lv = levels(query_labels[start : start + chunk_size], gallery_labels).to(torch.int64)
+            offsets = torch.arange(lv.shape[0], device=lv.device).unsqueeze(1) * (n_cols + 1)
+            exact[start : start + lv.shape[0]] = torch.bincount(
+                (lv + offsets).flatten(), minlength=lv.shape[0] * (n_cols + 1)
+            ).view(-1, n_cols + 1)
+    if query_in_gallery is not None:
+        exact = exact.clone()
+        exact[:, n_cols] -= 1
+    return exact
+
+
+def pop_relevance(counts: torch.Tensor, alpha: float = 1.0, include_query: bool = True) -> torch.Tensor:
+    """HAPPIER "pop" relevance per level: (Q, L+1) float64, rel_ℓ = (ℓ/L)^α / n_ℓ, rel_0 = 0.
+
+    counts: (Q, L+1) items per level in the gallery, self excluded. With include_query the query
+    itself is counted at level L, as in HAPPIER's evaluation.
+    """
+    n_cols = counts.shape[1] - 1
+    n = counts.to(torch.float64)
+    if include_query:
+        n = n.clone()
+        n[:, n_cols] += 1
+    weights = (torch.arange(n_cols + 1, dtype=torch.float64, device=counts.device) / n_cols) ** alpha
+    weights[0] = 0.0
+    return torch.where(n > 0, weights / n.clamp_min(1), torch.zeros_like(n))

@@ -1,0 +1,195 @@
+"""Exact similarity search, streamed in query chunks, on CPU or CUDA, with faiss as an option.
+
+No Q × G matrix is ever held: scores are produced for a block of queries at a time, the block
+sized from a memory budget. When the gallery is the query set, each query is removed from its own
+ranking *by index* (its score set to -inf, so it sorts after every real item), never by position,
+so duplicate embeddings cannot remove the wrong item.
+
+Scores: ``cosine`` (dot product of L2-normalised vectors), ``dot``, or ``euclidean`` (the negative
+squared distance, computed as 2·q·g − |g|², which orders each query's gallery exactly as −|q − g|²
+up to rounding).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from rankopt.validation import check_choice, check_embeddings, check_labels, check_same_length
+
+__all__ = ["SIMILARITIES", "Search", "prepare_search", "rows_per_chunk", "knn"]
+
+SIMILARITIES = ("cosine", "dot", "euclidean")
+BACKENDS = ("torch", "faiss")
+
+
+@dataclass
+class Search:
+    """Queries and gallery ready to be scored block by block."""
+
+    queries: torch.Tensor  # (Q, d)
+    gallery: torch.Tensor  # (G, d)
+    similarity: str
+    self_index: torch.Tensor | None  # (Q,) gallery index of each query, or None
+    gallery_sqnorm: torch.Tensor | None = None  # (G,) for euclidean
+    backend: str = "torch"
+    _faiss_index: Any = field(default=None, repr=False)
+
+    @property
+    def n_queries(self) -> int:
+        return self.queries.shape[0]
+
+    @property
+    def n_gallery(self) -> int:
+        return self.gallery.shape[0]
+
+    @property
+    def n_ranked(self) -> int:
+        """Items each query ranks: the gallery, less the query itself when it belongs to it."""
+        return self.n_gallery - (1 if self.self_index is not None else 0)
+
+    def scores(self, start: int, stop: int) -> torch.Tensor:
+        """Scores of queries[start:stop] against the whole gallery: (stop-start, G), self at -inf."""
+        q = self.queries[start:stop]
+        s = q @ self.gallery.T  # (Qc, G)
+        if self.similarity == "euclidean":
+            s = 2 * s - self.gallery_sqnorm.unsqueeze(0)
+        if self.self_index is not None:
+            rows = torch.arange(stop - start, device=s.device)
+            s[rows, self.self_index[start:stop]] = float("-inf")
+        return s
+
+    def topk(self, start: int, stop: int, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The k best items of queries[start:stop], sorted by decreasing score (self excluded)."""
+        if self.backend == "faiss":
+            return self._faiss_topk(start, stop, k)
+        return torch.topk(self.scores(start, stop), k, dim=1, largest=True, sorted=True)
+
+    def _faiss_topk(self, start: int, stop: int, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        import numpy as np
+
+        index = self._get_faiss_index()
+        extra = 1 if self.self_index is not None else 0
+        q = self.queries[start:stop].detach().cpu().to(torch.float32).numpy()
+        dist, idx = index.search(np.ascontiguousarray(q), k + extra)
+        values = torch.from_numpy(dist).to(torch.float64)
+        indices = torch.from_numpy(idx).to(torch.int64)
+        if self.similarity == "euclidean":
+            # IndexFlatL2 returns |q - g|^2; turn it into our score 2 q.g - |g|^2 = |q|^2 - |q - g|^2
+            values = torch.from_numpy(q).to(torch.float64).pow(2).sum(1, keepdim=True) - values
+        if extra:
+            own = indices == self.self_index[start:stop].cpu().unsqueeze(1)
+            values = values.masked_fill(own, float("-inf"))
+            values, order = torch.sort(values, dim=1, descending=True, stable=True)
+            indices = indices.gather(1, order)
+            values, indices = values[:, :k], indices[:, :k]
+        device = self.queries.device
+        return values.to(device=device, dtype=self.queries.dtype), indices.to(device)
+
+    def _get_faiss_index(self):
+        if self._faiss_index is None:
+            try:
+                import faiss
+            except ImportError:
+                raise ImportError(
+                    "backend='faiss' needs the faiss package: pip install 'rankopt[faiss]' (or faiss-gpu)"
+                ) from None
+            g = self.gallery.detach().cpu().to(torch.float32).numpy()
+            index = faiss.IndexFlatL2(g.shape[1]) if self.similarity == "euclidean" else faiss.IndexFlatIP(g.shape[1])
+            index.add(g)
+            self._faiss_index = index
+        return self._faiss_index
+
+
+def prepare_search(
+    queries: Any,
+    gallery: Any | None = None,
+    *,
+    similarity: str = "cosine",
+    device: str | torch.device | None = None,
+    backend: str = "torch",
+) -> Search:
+    """Validate, move and normalise embeddings once. gallery=None: the queries are the gallery."""
+    check_choice(similarity, SIMILARITIES, "similarity")
+    check_choice(backend, BACKENDS, "backend")
+    q = check_embeddings(queries, "queries" if gallery is not None else "embeddings")
+    g = q if gallery is None else check_embeddings(gallery, "gallery")
+    if g.shape[1] != q.shape[1]:
+        raise ValueError(f"gallery has dimension {g.shape[1]} but queries have {q.shape[1]}")
+    dev = torch.device(device) if device is not None else q.device
+    dtype = torch.float64 if q.dtype == torch.float64 and g.dtype == torch.float64 else torch.float32
+    q = q.to(device=dev, dtype=dtype)
+    g = q if gallery is None else g.to(device=dev, dtype=dtype)
+    if similarity == "cosine":
+        q = _normalise(q, "queries" if gallery is not None else "embeddings")
+        g = q if gallery is None else _normalise(g, "gallery")
+    self_index = torch.arange(q.shape[0], device=dev) if gallery is None else None
+    sqnorm = (g * g).sum(dim=1) if similarity == "euclidean" else None
+    return Search(q, g, similarity, self_index, sqnorm, backend)
+
+
+def _normalise(x: torch.Tensor, name: str) -> torch.Tensor:
+    norms = x.norm(dim=1, keepdim=True)
+    if bool((norms == 0).any()):
+        row = int((norms.squeeze(1) == 0).nonzero()[0])
+        raise ValueError(
+            f"{name} row {row} is all zeros: cosine similarity is undefined for it "
+            "(use similarity='dot' or 'euclidean', or drop the row)"
+        )
+    return x / norms
+
+
+def rows_per_chunk(memory_budget: int, n_columns: int, bytes_per_cell: int, minimum: int = 1) -> int:
+    """How many query rows of n_columns cells fit the memory budget."""
+    return max(minimum, int(memory_budget // max(1, n_columns * bytes_per_cell)))
+
+
+def knn(
+    queries: Any,
+    k: int,
+    gallery: Any | None = None,
+    *,
+    similarity: str = "cosine",
+    device: str | torch.device | None = None,
+    backend: str = "torch",
+    memory_budget: int = 1 << 30,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Exact k nearest neighbours: (scores, indices), each (Q, k), sorted by decreasing score.
+
+    gallery=None searches the queries against themselves with each query removed by index.
+    """
+    search = prepare_search(queries, gallery, similarity=similarity, device=device, backend=backend)
+    if not 1 <= k <= search.n_ranked:
+        raise ValueError(f"k={k} must be between 1 and the {search.n_ranked} items each query ranks")
+    step = rows_per_chunk(memory_budget, search.n_gallery, 4 * search.queries.element_size())
+    values, indices = [], []
+    for start in range(0, search.n_queries, step):
+        v, i = search.topk(start, min(start + step, search.n_queries), k)
+        values.append(v)
+        indices.append(i)
+    return torch.cat(values), torch.cat(indices)
+
+
+def check_query_gallery_labels(search: Search, query_labels: Any, gallery_labels: Any | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Labels for a prepared search: int64 (Q, L) and (G, L) on the search device."""
+    if search.self_index is not None:
+        if gallery_labels is not None:
+            raise ValueError("gallery_labels was given without gallery embeddings")
+        ql = check_labels(query_labels, "labels")
+        check_same_length(search.queries, ql, "embeddings", "labels")
+        ql = ql.to(search.queries.device)
+        return ql, ql
+    if gallery_labels is None:
+        raise ValueError("gallery embeddings were given without gallery_labels")
+    ql = check_labels(query_labels, "query_labels")
+    gl = check_labels(gallery_labels, "gallery_labels")
+    check_same_length(search.queries, ql, "queries", "query_labels")
+    check_same_length(search.gallery, gl, "gallery", "gallery_labels")
+    if ql.shape[1] != gl.shape[1]:
+        raise ValueError(
+            f"query_labels has {ql.shape[1]} label columns but gallery_labels has {gl.shape[1]}; "
+            "both must describe the same hierarchy"
+        )
+    return ql.to(search.queries.device), gl.to(search.queries.device)
