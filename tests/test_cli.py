@@ -1,0 +1,77 @@
+"""The rankopt command: JSON contract, per-query CSV, and exit code 2 with one line for bad input."""
+
+import csv
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from rankopt.cli import main
+from rankopt.metrics import evaluate
+
+
+def write(path, n=40, levels=1, seed=0):
+    rng = np.random.default_rng(seed)
+    emb = rng.normal(size=(n, 8)).astype(np.float32)
+    fine = rng.integers(0, 6, size=n)
+    labels = fine if levels == 1 else np.stack([fine, fine // 3], axis=1)
+    np.savez(path, embeddings=emb, labels=labels)
+    return emb, labels
+
+
+def test_json_is_one_object_with_requested_metrics(tmp_path, capsys):
+    emb, labels = write(tmp_path / "e.npz", levels=2)
+    assert main(["evaluate", str(tmp_path / "e.npz"), "--metrics", "ap,map@r,r@1,hap", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert set(out) == {"ap", "map@r", "r@1", "hap", "n_queries", "n_excluded"}
+    want = evaluate(emb, labels, metrics=["ap", "map@r", "r@1", "hap"])
+    for k in want:
+        assert out[k] == pytest.approx(want[k])
+
+
+def test_gallery_and_per_query(tmp_path, capsys):
+    write(tmp_path / "q.npz", n=20, seed=1)
+    write(tmp_path / "g.npz", n=30, seed=2)
+    rc = main(["evaluate", str(tmp_path / "q.npz"), "--gallery", str(tmp_path / "g.npz"), "--metrics", "ap,hit@5",
+               "--per-query", str(tmp_path / "out" / "pq.csv")])
+    assert rc == 0
+    text = capsys.readouterr().out
+    assert "hit@5" in text and "20 queries, 30 ranked items" in text
+    rows = list(csv.DictReader(open(tmp_path / "out" / "pq.csv")))
+    assert len(rows) == 20 and set(rows[0]) == {"query", "ap", "hit@5"}
+
+
+def test_example_runs(capsys):
+    assert main(["evaluate", "--example", "digits", "--metrics", "hit@1,map@r", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["n_queries"] == 1797 and 0.9 < out["hit@1"] <= 1.0
+
+
+@pytest.mark.parametrize(
+    "setup,args,match",
+    [
+        (lambda p: None, ["missing.npz"], "does not exist"),
+        (lambda p: (p / "empty.npz").write_bytes(b""), ["empty.npz"], "is empty"),
+        (lambda p: (p / "bad.npz").write_bytes(b"not a zip"), ["bad.npz"], "not a readable .npz"),
+        (lambda p: np.savez(p / "nolab.npz", embeddings=np.zeros((3, 2))), ["nolab.npz"], "no array 'labels'"),
+        (lambda p: np.savez(p / "f.npz", embeddings=np.random.rand(5, 2), labels=np.ones(5) * 0.5), ["f.npz"], "must be integers"),
+        (lambda p: np.savez(p / "n.npz", embeddings=np.full((5, 2), np.nan), labels=np.arange(5)), ["n.npz"], "NaN"),
+        (lambda p: write(p / "k.npz", n=10), ["k.npz", "--metrics", "hit@100"], "k=100 is larger"),
+        (lambda p: write(p / "m.npz", n=10), ["m.npz", "--metrics", "apx"], "unknown metric"),
+    ],
+)
+def test_bad_input_exit_code_2_without_traceback(tmp_path, monkeypatch, setup, args, match):
+    setup(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    proc = subprocess.run([sys.executable, "-m", "rankopt.cli", "evaluate", *args], capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    assert match in proc.stderr and proc.stderr.startswith("rankopt: error:")
+
+
+def test_help_lists_every_option():
+    proc = subprocess.run([sys.executable, "-m", "rankopt.cli", "evaluate", "--help"], capture_output=True, text=True)
+    for opt in ["--gallery", "--metrics", "--ties", "--no-positive", "--similarity", "--device", "--json", "--per-query", "--backend"]:
+        assert opt in proc.stdout

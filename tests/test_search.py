@@ -1,0 +1,41 @@
+"""Exact k-NN: same neighbours as a dense brute force, self removed by index, faiss equal to torch."""
+
+import pytest
+import torch
+
+from rankopt.search import knn
+
+
+def test_knn_matches_dense_search_in_small_chunks():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(120, 6, dtype=torch.float64, generator=g)
+    vals, idx = knn(x, 5, memory_budget=3000)
+    xn = torch.nn.functional.normalize(x, dim=1)
+    s = xn @ xn.T
+    s.fill_diagonal_(float("-inf"))
+    want_vals, want_idx = s.topk(5, dim=1)
+    assert torch.equal(idx, want_idx)
+    assert torch.allclose(vals, want_vals)
+    assert not (idx == torch.arange(120).unsqueeze(1)).any()
+
+
+def test_knn_separate_gallery_euclidean():
+    g = torch.Generator().manual_seed(1)
+    q, gal = torch.randn(30, 4, dtype=torch.float64, generator=g), torch.randn(50, 4, dtype=torch.float64, generator=g)
+    _, idx = knn(q, 3, gal, similarity="euclidean")
+    assert torch.equal(idx, torch.cdist(q, gal).topk(3, largest=False).indices)
+
+
+def test_faiss_knn_equals_torch():
+    pytest.importorskip("faiss")
+    x = torch.randn(200, 8, generator=torch.Generator().manual_seed(2))
+    for sim in ("cosine", "euclidean"):
+        vt, it = knn(x, 4, similarity=sim)
+        vf, i_f = knn(x, 4, similarity=sim, backend="faiss")
+        assert torch.equal(it, i_f)
+        assert torch.allclose(vt, vf, atol=1e-4)
+
+
+def test_k_out_of_range():
+    with pytest.raises(ValueError, match="between 1 and the 9 items"):
+        knn(torch.randn(10, 3), 10)
