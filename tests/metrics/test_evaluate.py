@@ -214,3 +214,17 @@ def test_cuda_equals_cpu():
     b = evaluate(x, y, metrics=names, device="cuda")
     for n in names:
         assert b[n] == pytest.approx(a[n], abs=1e-9)
+
+
+@pytest.mark.parametrize("ties", ["expected", "pessimistic", "optimistic"])
+def test_prefix_path_equals_full_path_on_heavily_tied_scores(ties):
+    g = torch.Generator().manual_seed(13)
+    x = torch.randint(-1, 2, (80, 2), generator=g).to(torch.float64)  # 9 distinct points: huge ties
+    x[x.norm(dim=1) == 0] = 1.0
+    fine = torch.randint(0, 6, (80,), generator=g)
+    y = torch.stack([fine, fine // 3], dim=1)
+    prefix = ["map@r", "hit@1", "hit@5", "p@3", "recall@4", "r-precision", "ndcg@5", "asi", "hit@2/level1"]
+    a = evaluate(x, y, metrics=prefix, similarity="dot", ties=ties)
+    b = evaluate(x, y, metrics=prefix + ["ap"], similarity="dot", ties=ties)  # "ap" forces the full path
+    for n in prefix:
+        assert a[n] == pytest.approx(b[n], abs=1e-12), n

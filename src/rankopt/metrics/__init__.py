@@ -3,7 +3,7 @@
 from rankopt.metrics.evaluate import NO_POSITIVE, PerQueryResult, aggregate, default_metrics, evaluate, evaluate_per_query
 from rankopt.metrics.functional import rank_metrics
 from rankopt.metrics.names import MetricSpec, parse_metric, parse_metrics
-from rankopt.metrics.ranking import TIES, Ranking, build_ranking
+from rankopt.metrics.ranking import TIES, Ranking, ranking_from_prefix, ranking_from_scores
 
 __all__ = [
     "evaluate",
@@ -16,7 +16,8 @@ __all__ = [
     "parse_metric",
     "parse_metrics",
     "Ranking",
-    "build_ranking",
+    "ranking_from_scores",
+    "ranking_from_prefix",
     "TIES",
     "NO_POSITIVE",
 ]

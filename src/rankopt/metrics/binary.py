@@ -3,14 +3,14 @@
 Each function reads a :class:`~rankopt.metrics.ranking.Ranking` and a relevance level λ (an item is
 relevant when its level is >= λ; λ = L means "same finest label") and returns a (Q,) float64
 tensor. R is the number of relevant items in the ranked list. Under ``ties="expected"`` the value is
-the exact expectation over uniformly random orders of every tie group; a group of n items holding r
-relevant ones, preceded by B items of which A are relevant, gives:
+the exact expectation over uniformly random orders of every tie group. A group of n items holding r
+relevant ones, after B items of which A are relevant, whose first m positions count, contributes:
 
-* expected relevant items at each position of the group: r / n (so P@k, Recall@k, R-precision);
-* AP summand at the group's i-th position p = B + i (McSherry & Najork, 2008):
-  (r / n) · (A + 1 + (i − 1)(r − 1)/(n − 1)) / p;
+* relevant items expected in those m positions: r·m/n (P@k, Recall@k, R-precision);
+* to AP's sum (McSherry & Najork, 2008): Σ_{i ≤ m} (r/n)·(A + 1 + (i−1)(r−1)/(n−1)) / (B+i),
+  in closed form with harmonic sums (see ``harmonic_sums``);
 * probability that none of its first m positions is relevant: C(n − r, m) / C(n, m) (Hit@k);
-* probability that the first relevant item sits at its i-th position, when A = 0:
+* when A = 0, probability that its first relevant item is at its i-th position:
   C(n − i, r − 1) / C(n, r) (MRR).
 """
 
@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import torch
 
-from rankopt.metrics.ranking import Ranking
+from rankopt.metrics.ranking import Ranking, harmonic_sums, log_comb
 
 __all__ = [
     "average_precision",
@@ -29,17 +29,8 @@ __all__ = [
     "hit_at_k",
     "reciprocal_rank",
     "relevant_count",
+    "expected_hits",
 ]
-
-
-def _log_comb(n: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
-    """log C(n, k) in float64; -inf where k < 0 or k > n."""
-    n, k = n.to(torch.float64), k.to(torch.float64)
-    valid = (k >= 0) & (k <= n)
-    nn, kk = n.clamp_min(0), k.clamp(min=0)
-    kk = torch.minimum(kk, nn)
-    out = torch.lgamma(nn + 1) - torch.lgamma(kk + 1) - torch.lgamma(nn - kk + 1)
-    return torch.where(valid, out, torch.full_like(out, float("-inf")))
 
 
 def relevant_count(ranking: Ranking, level: int) -> torch.Tensor:
@@ -47,81 +38,93 @@ def relevant_count(ranking: Ranking, level: int) -> torch.Tensor:
     return ranking.at_least(level)
 
 
-def _cumulative_hits(ranking: Ranking, level: int) -> torch.Tensor:
-    """Expected number of relevant items within the first p+1 positions: (Q, K) float64."""
-    return ranking.expected(ranking.levels >= level).cumsum(dim=1)
+def _groups(ranking: Ranking, level: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per kept item: relevant items above its group (A), in its group (r), and whether it heads it."""
+    above, within = ranking.above_and_within(ranking.levels >= level)
+    return above, within, ranking.heads
 
 
-def _hits_within(ranking: Ranking, level: int, k: torch.Tensor) -> torch.Tensor:
-    """Expected relevant items in the top k (k: (Q,) int64 >= 1)."""
-    return _cumulative_hits(ranking, level).gather(1, (k - 1).clamp_min(0).unsqueeze(1)).squeeze(1)
+def _positions_within(ranking: Ranking, k: torch.Tensor) -> torch.Tensor:
+    """How many positions of each group fall in the top k (k: (Q,) or (Q, 1))."""
+    k = k.reshape(-1, 1)
+    return torch.minimum((k - ranking.start).clamp_min(0), ranking.size)
 
 
-def _ap_terms(ranking: Ranking, level: int) -> torch.Tensor:
-    """Expected precision-at-position times relevance, at each position: (Q, K) float64."""
-    rel = ranking.levels >= level
-    above, within = ranking.above_and_within(rel)
+def expected_hits(ranking: Ranking, level: int, k: torch.Tensor) -> torch.Tensor:
+    """Expected relevant items in the top k (k: (Q,) int64)."""
+    _, r, heads = _groups(ranking, level)
+    m = _positions_within(ranking, k)
+    return (heads * r * m / ranking.size).sum(dim=1)
+
+
+def _ap_sum(ranking: Ranking, level: int, k: torch.Tensor) -> torch.Tensor:
+    """Σ over positions p ≤ k of expected P@p · rel(p): (Q,) float64."""
+    a, r, heads = _groups(ranking, level)
     n = ranking.size.to(torch.float64)
-    i = (ranking.positions - ranking.start).to(torch.float64)  # 0-based place inside the group
-    inside = torch.where(n > 1, i * (within - 1) / (n - 1).clamp_min(1), torch.zeros_like(n))
-    p = ranking.positions.to(torch.float64) + 1
-    return (within / n) * (above + 1 + inside) / p
+    m = _positions_within(ranking, k)
+    s0, s1 = harmonic_sums(ranking.start, m)
+    inside = torch.where(n > 1, (r - 1) / (n - 1).clamp_min(1), torch.zeros_like(n)) * s1
+    return (heads * (r / n) * ((a + 1) * s0 + inside)).sum(dim=1)
 
 
 def average_precision(ranking: Ranking, level: int) -> torch.Tensor:
-    """AP = (1/R) Σ_{relevant k} P@rank(k), over the full ranked list (needs the whole list)."""
-    r = relevant_count(ranking, level).to(torch.float64)
-    return _ap_terms(ranking, level).sum(dim=1) / r.clamp_min(1)
+    """AP = (1/R) Σ_{relevant k} P@rank(k), over the full ranked list."""
+    r = relevant_count(ranking, level)
+    full = torch.full_like(r, ranking.n_ranked)
+    return _ap_sum(ranking, level, full) / r.clamp_min(1).to(torch.float64)
 
 
 def map_at_r(ranking: Ranking, level: int) -> torch.Tensor:
     """MAP@R (Musgrave et al., 2020): (1/R) Σ_{p ≤ R} P@p · rel(p)."""
     r = relevant_count(ranking, level)
-    terms = _ap_terms(ranking, level)
-    keep = ranking.positions < r.unsqueeze(1)
-    return (terms * keep).sum(dim=1) / r.clamp_min(1).to(torch.float64)
+    return _ap_sum(ranking, level, r) / r.clamp_min(1).to(torch.float64)
 
 
 def r_precision(ranking: Ranking, level: int) -> torch.Tensor:
     """R-precision: relevant items among the first R, divided by R."""
     r = relevant_count(ranking, level)
-    return _hits_within(ranking, level, r.clamp_min(1)) / r.clamp_min(1).to(torch.float64)
+    return expected_hits(ranking, level, r) / r.clamp_min(1).to(torch.float64)
+
+
+def _constant(ranking: Ranking, k: int) -> torch.Tensor:
+    return torch.full((ranking.levels.shape[0],), k, dtype=torch.int64, device=ranking.levels.device)
 
 
 def precision_at_k(ranking: Ranking, level: int, k: int) -> torch.Tensor:
     """P@k: relevant items in the top k, divided by k."""
-    kk = torch.full((ranking.levels.shape[0],), k, dtype=torch.int64, device=ranking.levels.device)
-    return _hits_within(ranking, level, kk) / k
+    return expected_hits(ranking, level, _constant(ranking, k)) / k
 
 
 def recall_at_k(ranking: Ranking, level: int, k: int) -> torch.Tensor:
     """Recall@k of recommender systems (torchmetrics RetrievalRecall, trec_eval): hits in top k / R."""
-    kk = torch.full((ranking.levels.shape[0],), k, dtype=torch.int64, device=ranking.levels.device)
     r = relevant_count(ranking, level).clamp_min(1).to(torch.float64)
-    return _hits_within(ranking, level, kk) / r
+    return expected_hits(ranking, level, _constant(ranking, k)) / r
 
 
 def hit_at_k(ranking: Ranking, level: int, k: int) -> torch.Tensor:
     """Hit@k, the "Recall@K" of metric-learning papers: 1 if any of the top k is relevant."""
-    rel = ranking.levels >= level
-    above, within = ranking.above_and_within(rel)
-    j = k - 1
-    start, n = ranking.start[:, j], ranking.size[:, j]
-    a, r = above[:, j], within[:, j]
-    m = k - start  # positions of the boundary group inside the top k
-    log_none = _log_comb(n - r.to(torch.int64), m) - _log_comb(n, m)
+    _, r, heads = _groups(ranking, level)
+    start, size = ranking.start, ranking.size
+    inside = heads & (start + size <= k)
+    sure = (inside * r).sum(dim=1) > 0
+    m = k - start
+    straddles = heads & (start < k) & (start + size > k) & (r > 0)
+    log_none = log_comb(size - r.to(torch.int64), m) - log_comb(size, m)
     none = torch.where(torch.isfinite(log_none), torch.exp(log_none), torch.zeros_like(log_none))
-    return torch.where(a > 0, torch.ones_like(none), 1 - none)
+    maybe = (straddles * (1 - none)).sum(dim=1)  # at most one group straddles position k
+    return torch.where(sure, torch.ones_like(maybe), maybe)
 
 
 def reciprocal_rank(ranking: Ranking, level: int) -> torch.Tensor:
-    """Reciprocal rank of the first relevant item (needs the whole list)."""
-    rel = ranking.levels >= level
-    above, within = ranking.above_and_within(rel)
-    first_group = (above == 0) & (within > 0)
-    n = ranking.size
-    i = ranking.positions - ranking.start + 1  # 1-based place inside the group
-    r = within.to(torch.int64)
-    log_w = _log_comb(n - i, r - 1) - _log_comb(n, r)
-    w = torch.where(first_group & torch.isfinite(log_w), torch.exp(log_w), torch.zeros_like(log_w))
-    return (w / (ranking.positions + 1).to(torch.float64)).sum(dim=1)
+    """Reciprocal rank of the first relevant item."""
+    a, r, heads = _groups(ranking, level)
+    first = heads & (a == 0) & (r > 0)  # (Q, M): at most one per row
+    n = (first * ranking.size).sum(dim=1)  # (Q,)
+    b = (first * ranking.start).sum(dim=1)
+    rr = (first * r).sum(dim=1).to(torch.int64)
+    # E[1 / (B + X)], X the place of the first of rr relevant items among n: a short sum over X
+    span = max(1, int((n - rr + 1).max()))
+    i = torch.arange(1, span + 1, device=n.device).unsqueeze(0)  # (1, span)
+    log_w = log_comb(n.unsqueeze(1) - i, rr.unsqueeze(1) - 1) - log_comb(n, rr).unsqueeze(1)
+    w = torch.where(torch.isfinite(log_w), torch.exp(log_w), torch.zeros_like(log_w))
+    return (w / (b.unsqueeze(1) + i).to(torch.float64)).sum(dim=1) * (rr > 0)

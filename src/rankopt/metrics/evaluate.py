@@ -16,8 +16,8 @@ import numpy as np
 import torch
 
 from rankopt.metrics.names import KINDS, MetricSpec, parse_metrics
-from rankopt.metrics.ranking import TIES, build_ranking
-from rankopt.relevance import gathered_levels, level_counts
+from rankopt.metrics.ranking import TIES, Ranking, ranking_from_prefix, ranking_from_scores
+from rankopt.relevance import gathered_levels, level_counts, levels
 from rankopt.search import Search, check_query_gallery_labels, prepare_search, rows_per_chunk
 from rankopt.validation import check_choice
 
@@ -26,7 +26,7 @@ __all__ = ["evaluate", "evaluate_per_query", "PerQueryResult", "default_metrics"
 log = logging.getLogger(__name__)
 
 NO_POSITIVE = ("exclude", "zero", "error")
-_FULL_BYTES_PER_CELL = 160  # sort values + indices + levels + group bounds + float64 work tensors
+_FULL_BYTES_PER_CELL = 32  # scores, levels, masked scores, sorted values and sort indices
 _PREFIX_BYTES_PER_CELL = 12  # scores + top-k
 
 
@@ -77,7 +77,7 @@ def evaluate_per_query(
 
     counts = level_counts(q_labels, g_labels, search.self_index)  # (Q, L+1)
     full = any(KINDS[s.kind][2] for s in specs)
-    per_cell = _FULL_BYTES_PER_CELL + 16 * n_levels if full else _PREFIX_BYTES_PER_CELL
+    per_cell = _FULL_BYTES_PER_CELL if full else _PREFIX_BYTES_PER_CELL
     step = rows_per_chunk(memory_budget, search.n_gallery, per_cell)
     n_q = search.n_queries
     values = {s.name: np.empty(n_q, dtype=np.float64) for s in specs}
@@ -86,9 +86,7 @@ def evaluate_per_query(
         stop = min(start + step, n_q)
         c = counts[start:stop]
         depth = max(int(s.depth(c, n_levels, search.n_ranked).max()) for s in specs)
-        top_values, top_indices = _ranked_prefix(search, start, stop, depth)
-        lv = gathered_levels(q_labels[start:stop], g_labels, top_indices)
-        ranking = build_ranking(top_values, lv, c, n_levels, search.n_ranked, ties)
+        ranking = _rank_block(search, q_labels, g_labels, start, stop, depth, c, ties)
         for s in specs:
             values[s.name][start:stop] = s.compute(ranking, hap_alpha).cpu().numpy()
     has_rel = {s.name: s.has_relevant(counts, n_levels).cpu().numpy() for s in specs}
@@ -191,6 +189,23 @@ def _check_specs(specs: list[MetricSpec], n_levels: int, search: Search) -> None
             )
 
 
+def _rank_block(
+    search: Search, q_labels: torch.Tensor, g_labels: torch.Tensor, start: int, stop: int, depth: int,
+    counts: torch.Tensor, ties: str,
+) -> Ranking:
+    """The Ranking of queries[start:stop], deep enough for ``depth`` positions."""
+    n_levels = q_labels.shape[1]
+    if search.backend == "torch" and 4 * depth >= search.n_ranked:
+        scores = search.scores(start, stop)
+        lv = levels(q_labels[start:stop], g_labels)  # (Qc, G)
+        if search.self_index is not None:
+            lv[torch.arange(stop - start, device=lv.device), search.self_index[start:stop]] = 0
+        return ranking_from_scores(scores, lv, counts, n_levels, search.n_ranked, ties)
+    values, indices = _ranked_prefix(search, start, stop, depth)
+    lv = gathered_levels(q_labels[start:stop], g_labels, indices)
+    return ranking_from_prefix(values, lv, counts, n_levels, search.n_ranked, ties)
+
+
 def _ranked_prefix(search: Search, start: int, stop: int, depth: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Scores and gallery indices of the leading positions of each query's ranking, long enough that
     the tie group holding position ``depth`` is complete (a tie straddling the cut is followed)."""
@@ -203,9 +218,6 @@ def _ranked_prefix(search: Search, start: int, stop: int, depth: int) -> tuple[t
                 return v, i
             k = min(n, 2 * k)
     s = search.scores(start, stop)
-    if 4 * depth >= n:
-        v, i = torch.sort(s, dim=1, descending=True)
-        return v[:, :n], i[:, :n]  # the query itself (-inf) sorts last and is cut off
     k = min(n, depth + 16)
     while True:
         v, i = torch.topk(s, k, dim=1, largest=True, sorted=True)

@@ -7,7 +7,7 @@ from typing import Any, Sequence
 import torch
 
 from rankopt.metrics.names import parse_metrics
-from rankopt.metrics.ranking import TIES, build_ranking
+from rankopt.metrics.ranking import TIES, ranking_from_scores
 from rankopt.validation import as_tensor, check_choice
 
 __all__ = ["rank_metrics"]
@@ -57,8 +57,7 @@ def rank_metrics(
             raise ValueError(f"metric {spec.name!r}: level {spec.level} above n_levels={n_levels}")
     offsets = torch.arange(s.shape[0], device=rel.device).unsqueeze(1) * (n_levels + 1)
     counts = torch.bincount((rel + offsets).flatten(), minlength=s.shape[0] * (n_levels + 1)).view(-1, n_levels + 1)
-    values, order = torch.sort(s, dim=1, descending=True)
-    ranking = build_ranking(values, rel.gather(1, order), counts, n_levels, n_ranked, ties)
+    ranking = ranking_from_scores(s, rel, counts, n_levels, n_ranked, ties)
     out = {}
     for spec in specs:
         v = spec.compute(ranking, hap_alpha)

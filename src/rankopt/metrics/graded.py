@@ -28,11 +28,12 @@ def ndcg(ranking: Ranking, k: int | None = None) -> torch.Tensor:
     """NDCG@k per query (k=None: the whole list). (Q,) float64; 0 where no item has a gain."""
     depth = ranking.n_ranked if k is None else k
     device = ranking.levels.device
-    expected = ranking.expected(torch.exp2(ranking.levels.to(torch.float64)) - 1)[:, :depth]
-    discount = 1 / torch.log2(torch.arange(depth, dtype=torch.float64, device=device) + 2)
-    dcg = (expected * discount).sum(dim=1)
+    cum_d = _cumulative_discount(ranking.n_ranked, device)
+    _, group_gain = ranking.above_and_within(torch.exp2(ranking.levels.to(torch.float64)) - 1)
+    first = ranking.start.clamp(max=depth)
+    last = (ranking.start + ranking.size).clamp(max=depth)
+    dcg = (ranking.heads * group_gain / ranking.size * (cum_d[last] - cum_d[first])).sum(dim=1)
     # ideal DCG: the gains sorted by decreasing level, from the per-level counts
-    cum_d = _cumulative_discount(depth, device)
     counts = ranking.counts
     idcg = torch.zeros_like(dcg)
     higher = torch.zeros_like(counts[:, 0])
