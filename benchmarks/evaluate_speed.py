@@ -33,7 +33,7 @@ CASES = {
 }
 
 
-def make_data(n: int, dim: int = 512, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+def make_data(n: int, dim: int = 512, seed: int = 0, noise: float = 2.4) -> tuple[torch.Tensor, torch.Tensor]:
     """SOP-like: 11,316 classes at full size (scaled down with n), sizes 2–12, 12 super-classes."""
     rng = np.random.default_rng(seed)
     n_classes = max(2, round(n * 11316 / 60502))
@@ -47,7 +47,7 @@ def make_data(n: int, dim: int = 512, seed: int = 0) -> tuple[torch.Tensor, torc
     g = torch.Generator().manual_seed(seed)
     super_centers = torch.randn(12, dim, generator=g)
     centers = super_centers[torch.from_numpy(coarse[np.unique(fine, return_index=True)[1]])] + torch.randn(n_classes, dim, generator=g)
-    x = centers[torch.from_numpy(fine)] + 1.2 * torch.randn(n, dim, generator=g)
+    x = centers[torch.from_numpy(fine)] + noise * torch.randn(n, dim, generator=g)
     x = torch.nn.functional.normalize(x, dim=1)
     labels = torch.from_numpy(np.stack([fine, coarse], axis=1)).to(torch.int64)
     return x, labels
