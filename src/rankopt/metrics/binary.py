@@ -105,13 +105,15 @@ def hit_at_k(ranking: Ranking, level: int, k: int) -> torch.Tensor:
     """Hit@k, the "Recall@K" of metric-learning papers: 1 if any of the top k is relevant."""
     _, r, heads = _groups(ranking, level)
     start, size = ranking.start, ranking.size
-    inside = heads & (start + size <= k)
-    sure = (inside * r).sum(dim=1) > 0
-    m = k - start
+    sure = (heads & (start + size <= k) & (r > 0)).any(dim=1)
+    # at most one group straddles position k: take it per row, then one binomial ratio per query
     straddles = heads & (start < k) & (start + size > k) & (r > 0)
-    log_none = log_comb(size - r.to(torch.int64), m) - log_comb(size, m)
-    none = torch.where(torch.isfinite(log_none), torch.exp(log_none), torch.zeros_like(log_none))
-    maybe = (straddles * (1 - none)).sum(dim=1)  # at most one group straddles position k
+    slot = straddles.to(torch.int8).argmax(dim=1, keepdim=True)
+    found = straddles.gather(1, slot).squeeze(1)
+    n, b = size.gather(1, slot).squeeze(1), start.gather(1, slot).squeeze(1)
+    rr = r.gather(1, slot).squeeze(1).to(torch.int64)
+    log_none = log_comb(n - rr, k - b) - log_comb(n, k - b)
+    maybe = torch.where(found & torch.isfinite(log_none), 1 - torch.exp(log_none), found.to(torch.float64))
     return torch.where(sure, torch.ones_like(maybe), maybe)
 
 
