@@ -26,7 +26,9 @@ SELECTORS = ("lower", "not_lower", "higher", "not_higher", "all")
 
 def _select(cand_levels: torch.Tensor, item_levels: torch.Tensor, selector: str) -> torch.Tensor:
     """(b, p, C) bool from candidate levels (b, 1, C) and item levels (b, p, 1); level -1 = ignored."""
-    if selector == "lower":
+    if selector == "self":
+        sel = torch.zeros(torch.broadcast_shapes(cand_levels.shape, item_levels.shape), dtype=torch.bool, device=cand_levels.device)
+    elif selector == "lower":
         sel = cand_levels < item_levels
     elif selector == "not_lower":
         sel = cand_levels >= item_levels
@@ -40,7 +42,7 @@ def _select(cand_levels: torch.Tensor, item_levels: torch.Tensor, selector: str)
 
 
 class _Block:
-    """One (rows, items) block: the selected, weighted pair differences."""
+    """One (rows, items) block: the pair differences t and their weights (None = every pair counts)."""
 
     def __init__(self, scores, items, item_levels, item_valid, cand_index, cand_levels, selector, weights, rows, cols):
         s = scores[rows]  # (b, N)
@@ -49,17 +51,22 @@ class _Block:
         sk = s.gather(1, it)  # (b, p)
         if cand_index is None:
             cand = s
-            ids = torch.arange(s.shape[1], device=s.device).expand(s.shape[0], -1)
-            clev = cand_levels[rows]
+            ids = None
         else:
             ids = cand_index[rows]
             cand = s.gather(1, ids)
-            clev = cand_levels[rows]
         self.cand_ids = ids
         self.t = cand.unsqueeze(1) - sk.unsqueeze(2)  # (b, p, C)
+        if selector == "unmasked":  # every candidate, the item itself included (corrections come later)
+            self.w = None
+            return
+        clev = cand_levels[rows]
         ilev = item_levels[rows, cols].unsqueeze(2)
-        sel = _select(clev.unsqueeze(1), ilev, selector)
-        sel &= ids.unsqueeze(1) != it.unsqueeze(2)  # never the item against itself
+        sel = _select(clev.unsqueeze(1), ilev, selector.removesuffix("+self"))
+        if not selector.endswith("+self"):
+            if ids is None:
+                ids = torch.arange(s.shape[1], device=s.device).expand(s.shape[0], -1)
+            sel &= ids.unsqueeze(1) != it.unsqueeze(2)  # never the item against itself
         sel &= item_valid[rows, cols].unsqueeze(2)
         if weights is None:
             self.w = sel.to(self.t.dtype)
@@ -69,6 +76,9 @@ class _Block:
             wk = wq.gather(1, ilev.squeeze(2).clamp_min(0).to(torch.int64)).unsqueeze(2)
             self.w = torch.minimum(wj, wk).to(self.t.dtype) * sel
 
+    def weighted(self, x: torch.Tensor) -> torch.Tensor:
+        return x if self.w is None else x * self.w
+
 
 class _PairSums(torch.autograd.Function):
     @staticmethod
@@ -76,7 +86,7 @@ class _PairSums(torch.autograd.Function):
         out = torch.zeros(items.shape, dtype=scores.dtype, device=scores.device)
         for rows, cols in blocks:
             blk = _Block(scores, items, item_levels, item_valid, cand_index, cand_levels, selector, weights, rows, cols)
-            out[rows, cols] = (blk.w * step.value(blk.t)).sum(dim=2)
+            out[rows, cols] = blk.weighted(step.value(blk.t)).sum(dim=2)
         ctx.save_for_backward(scores, items, item_levels, item_valid, cand_index, cand_levels, weights)
         ctx.step, ctx.selector, ctx.blocks = step, selector, blocks
         return out
@@ -87,9 +97,12 @@ class _PairSums(torch.autograd.Function):
         grad = torch.zeros_like(scores)
         for rows, cols in ctx.blocks:
             blk = _Block(scores, items, item_levels, item_valid, cand_index, cand_levels, ctx.selector, weights, rows, cols)
-            d = blk.w * ctx.step.derivative(blk.t) * grad_out[rows, cols].unsqueeze(2)  # (b, p, C)
+            d = blk.weighted(ctx.step.derivative(blk.t)).mul_(grad_out[rows, cols].unsqueeze(2))  # (b, p, C)
             g = grad[rows]
-            g.scatter_add_(1, blk.cand_ids, d.sum(dim=1))  # ∂t/∂s_ij = +1
+            if blk.cand_ids is None:
+                g += d.sum(dim=1)  # ∂t/∂s_ij = +1
+            else:
+                g.scatter_add_(1, blk.cand_ids, d.sum(dim=1))
             g.scatter_add_(1, blk.item_index, -d.sum(dim=2))  # ∂t/∂s_ik = -1
             grad[rows] = g
         return grad, None, None, None, None, None, None, None, None, None
@@ -123,17 +136,41 @@ def pair_sums(
     cand_index: (B, C) reference indices of the candidates j, or None for all N references;
     cand_levels: their levels, (B, C) or (B, N); -1 marks an ignored reference.
     weights: optional (B, L+1) per-level values, pair weight min(w[ℓ_j], w[ℓ_k]).
+
+    Over all references with selector "lower" or "all" (the big case), the block sums every
+    candidate without masks and the few pairs the selector leaves out (items at least as relevant,
+    the item itself, ignored references) are subtracted by a second, small call.
     """
     if selector not in SELECTORS:
         raise ValueError(f"selector={selector!r} is not one of {SELECTORS}")
-    n_cand = scores.shape[1] if cand_index is None else cand_index.shape[1]
-    blocks = _blocks(scores.shape[0], items.shape[1], n_cand, memory_budget)
     if items.shape[1] == 0:
         return torch.zeros(items.shape, dtype=scores.dtype, device=scores.device)
+    if cand_index is None and weights is None and selector in ("lower", "all"):
+        total = _run(scores, items, item_levels, item_valid, None, cand_levels, None, step, "unmasked", memory_budget)
+        own = torch.where(item_valid, item_levels, torch.full_like(item_levels, -1))
+        left_out = "not_lower+self" if selector == "lower" else "self"
+        if left_out == "self":
+            total = total - step.value(torch.zeros((), dtype=scores.dtype, device=scores.device))
+        else:
+            total = total - _run(scores, items, item_levels, item_valid, items, own, None, step, left_out, memory_budget)
+        ignored = cand_levels < 0
+        if bool(ignored.any()):
+            n_ign = int(ignored.sum(dim=1).max())
+            idx = torch.sort(ignored.to(torch.int8), dim=1, descending=True, stable=True).indices[:, :n_ign]
+            lev = torch.where(ignored.gather(1, idx), torch.zeros_like(idx), torch.full_like(idx, -1))
+            total = total - _run(scores, items, item_levels, item_valid, idx, lev, None, step, "all+self", memory_budget)
+        return total * item_valid
+    return _run(scores, items, item_levels, item_valid, cand_index, cand_levels, weights, step, selector, memory_budget)
+
+
+def _run(scores, items, item_levels, item_valid, cand_index, cand_levels, weights, step, selector, budget):
+    n_cand = scores.shape[1] if cand_index is None else cand_index.shape[1]
+    blocks = _blocks(scores.shape[0], items.shape[1], n_cand, budget)
+    args = (scores, items, item_levels, item_valid, cand_index, cand_levels, weights, step, selector, blocks)
     if not step.differentiable or not scores.requires_grad:
         with torch.no_grad():
-            return _PairSums.forward(_NoCtx(), scores, items, item_levels, item_valid, cand_index, cand_levels, weights, step, selector, blocks)
-    return _PairSums.apply(scores, items, item_levels, item_valid, cand_index, cand_levels, weights, step, selector, blocks)
+            return _PairSums.forward(_NoCtx(), *args)
+    return _PairSums.apply(*args)
 
 
 class _NoCtx:

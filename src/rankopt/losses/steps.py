@@ -41,18 +41,17 @@ class Heaviside(Step):
 
 @dataclass(frozen=True)
 class Sigmoid(Step):
-    """σ(t / τ) (Smooth-AP, Brown et al., ECCV 2020). The exponent is clamped to [-50, 50] as in the
-    original code."""
+    """σ(t / τ) (Smooth-AP, Brown et al., ECCV 2020). The original code clamps t/τ to [-50, 50]; we
+    do not (σ(-50) ≈ 2e-22 either way, and torch.sigmoid is stable for any input)."""
 
     tau: float = 0.01
 
     def value(self, t: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid((t / self.tau).clamp(-50, 50))
+        return torch.sigmoid(t * (1 / self.tau))
 
     def derivative(self, t: torch.Tensor) -> torch.Tensor:
-        x = t / self.tau
-        s = torch.sigmoid(x.clamp(-50, 50))
-        return torch.where(x.abs() <= 50, s * (1 - s) / self.tau, torch.zeros_like(t))
+        s = torch.sigmoid(t * (1 / self.tau))
+        return (s - s * s).mul_(1 / self.tau)
 
 
 @dataclass(frozen=True)
@@ -81,15 +80,16 @@ class SupRankStep(Step):
         return 1 / (1 + math.exp(-min(50.0, self.delta / self.tau))) + self.start
 
     def value(self, t: torch.Tensor) -> torch.Tensor:
-        sig = torch.sigmoid((t / self.tau).clamp(-50, 50))
-        linear = self.rho * (t - self.delta) + self.offset_value
-        return torch.where(t <= 0, sig, torch.where(t <= self.delta, sig + self.start, linear))
+        sig = torch.sigmoid(t * (1 / self.tau))
+        if self.start:
+            sig = sig.add_((t > 0).to(t.dtype), alpha=self.start)
+        linear = t * self.rho + (self.offset_value - self.rho * self.delta)
+        return torch.where(t > self.delta, linear, sig)
 
     def derivative(self, t: torch.Tensor) -> torch.Tensor:
-        x = t / self.tau
-        s = torch.sigmoid(x.clamp(-50, 50))
-        dsig = torch.where(x.abs() <= 50, s * (1 - s) / self.tau, torch.zeros_like(t))
-        return torch.where(t <= self.delta, dsig, torch.full_like(t, self.rho))
+        s = torch.sigmoid(t * (1 / self.tau))
+        dsig = (s - s * s).mul_(1 / self.tau)
+        return dsig.masked_fill_(t > self.delta, self.rho)
 
 
 @dataclass(frozen=True)
