@@ -3,6 +3,7 @@
 512-d L2-normalised embeddings, 4 images per class. In-batch for B in {128, 256, 512, 1024}; and
 B = 256 against a memory bank of M in {4,096, 60,000} SOP-like items (≈5 per class, 12
 super-classes, so with 2-level labels thousands of items share each query's super-class).
+"binned" rows use bin_width = τ/10 (see rankopt.losses.binned_kernel for its error bound).
 Each measurement runs in its own process so its peak memory is its own (CPU: peak RSS above the
 process's state before the step; CUDA: torch.cuda.max_memory_allocated).
 
@@ -20,7 +21,9 @@ import time
 
 import torch
 
-LOSSES = ["SupAP", "SmoothAP", "HAP", "SupRecall", "SupNDCG", "PML SmoothAPLoss", "PML FastAPLoss"]
+LOSSES = [
+    "SupAP", "SupAP binned", "SmoothAP", "HAP", "HAP binned", "SupRecall", "SupNDCG", "PML SmoothAPLoss", "PML FastAPLoss",
+]
 
 
 def make(b: int, m: int, dim: int, device: torch.device, seed: int = 0):
@@ -42,7 +45,7 @@ def make(b: int, m: int, dim: int, device: torch.device, seed: int = 0):
 def run_one(name: str, b: int, m: int, device: str) -> dict:
     dev = torch.device(device)
     (x, labels), memory = make(b, m, 512, dev)
-    hierarchical = name in ("HAP", "SupNDCG")
+    hierarchical = name.split()[0] in ("HAP", "SupNDCG")
     lab = labels if hierarchical else labels[:, 0]
     if name.startswith("PML"):
         from pytorch_metric_learning import losses as pml
@@ -60,18 +63,19 @@ def run_one(name: str, b: int, m: int, device: str) -> dict:
     else:
         import rankopt.losses as rl
 
-        loss_fn = getattr(rl, name)()
+        cls_name, *mode = name.split()
+        loss_fn = getattr(rl, cls_name)(bin_width=0.001) if mode == ["binned"] else getattr(rl, cls_name)()
         if memory is None:
             call = lambda e: loss_fn(e, lab)  # noqa: E731
         else:
             mem_lab = memory[1] if hierarchical else memory[1][:, 0]
             call = lambda e: loss_fn(e, lab, memory[0], mem_lab)  # noqa: E731
-    emb = x.clone().requires_grad_()
-    call(emb).backward()  # warm-up
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # before any step: the high-water mark
     if dev.type == "cuda":
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    emb = x.clone().requires_grad_()
+    call(emb).backward()  # warm-up
     reps = 3
     t0 = time.perf_counter()
     for _ in range(reps):

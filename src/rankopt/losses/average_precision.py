@@ -24,8 +24,9 @@ class SupAP(RankingLoss):
     σ(δ/τ) + start; the ROADMAP recipes pass 1.44, iNaturalist start=0, offset=1)."""
 
     def __init__(self, tau: float = 0.01, delta: float = 0.05, rho: float = 100.0, start: float = 0.5,
-                 offset: float | None = None, include_self: bool = True, memory_budget: int = 256 << 20) -> None:
-        super().__init__(include_self, memory_budget)
+                 offset: float | None = None, include_self: bool = True, memory_budget: int = 256 << 20,
+                 bin_width: float | None = None) -> None:
+        super().__init__(include_self, memory_budget, bin_width)
         self.step = SupRankStep(tau, delta, rho, start, offset)
 
     def per_query(self, batch: RankBatch) -> tuple[torch.Tensor, torch.Tensor]:
@@ -44,14 +45,15 @@ class SupAP(RankingLoss):
 class SmoothAP(RankingLoss):
     """1 − Smooth-AP: ranks counted with σ(t/τ) for every pair (tau=0.01)."""
 
-    def __init__(self, tau: float = 0.01, include_self: bool = True, memory_budget: int = 256 << 20) -> None:
-        super().__init__(include_self, memory_budget)
+    def __init__(self, tau: float = 0.01, include_self: bool = True, memory_budget: int = 256 << 20,
+                 bin_width: float | None = None) -> None:
+        super().__init__(include_self, memory_budget, bin_width)
         self.step = Sigmoid(tau)
 
     def compute(self, batch: RankBatch) -> torch.Tensor:
         items, lv, valid = batch.ranked_items(batch.n_levels)
-        rank = 1 + self._sums(batch, items, lv, valid, self.step, "all", among_items=False)
         plus = 1 + self._sums(batch, items, lv, valid, self.step, "not_lower", among_items=True)
+        rank = plus + self.lower_sums(batch, items, lv, valid, self.step)  # every other item: σ
         n_pos = valid.sum(dim=1)
         ap = (valid * plus / rank).sum(dim=1) / n_pos.clamp_min(1)
         return mean_over_queries(1 - ap, n_pos > 0)

@@ -6,8 +6,9 @@ import torch
 from torch import nn
 
 from rankopt.losses.batch import RankBatch, prepare_batch
-from rankopt.losses.rank_kernel import pair_sums
-from rankopt.losses.steps import Heaviside, Step
+from rankopt.losses.binned_kernel import binned_lower_sums
+from rankopt.losses.rank_kernel import items_above_by_level, pair_sums
+from rankopt.losses.steps import Step
 
 __all__ = ["RankingLoss", "mean_over_queries"]
 
@@ -19,14 +20,20 @@ class RankingLoss(nn.Module):
     the batch is its own reference and, as in the original code, each query is its own positive at
     rank 1 (``include_self=True``). Queries without any positive in the reference set are left out
     of the mean (never NaN); a batch where no query has one gives a zero loss that keeps the graph.
+
+    memory_budget bounds the work tensors of one block of the rank kernel (bytes). bin_width=None
+    sums the surrogate over every less relevant reference exactly; a width (e.g. tau/10) switches to
+    the binned kernel of :mod:`rankopt.losses.binned_kernel`, O(items × band bins) per query instead of
+    O(items × references), with the error bound stated there: for memory banks of tens of thousands.
     """
 
     hierarchical = False  # whether (B, L) labels with L > 1 are accepted
 
-    def __init__(self, include_self: bool = True, memory_budget: int = 256 << 20) -> None:
+    def __init__(self, include_self: bool = True, memory_budget: int = 256 << 20, bin_width: float | None = None) -> None:
         super().__init__()
         self.include_self = include_self
         self.memory_budget = memory_budget
+        self.bin_width = bin_width  # None: exact pairwise sums; a width: the binned kernel for big references
 
     def forward(
         self,
@@ -64,8 +71,16 @@ class RankingLoss(nn.Module):
         rank̃(k) = 1 + Σ_{ℓ_j ≥ ℓ_k} H(s_j − s_k) + Σ_{ℓ_j < ℓ_k} step(s_j − s_k): the exact step for
         items at least as relevant as k (they are all ranked items), the surrogate for the others.
         """
-        plus = 1 + self._sums(batch, items, item_levels, valid, Heaviside(), "not_lower", among_items=True)
-        return plus + self._sums(batch, items, item_levels, valid, step, "lower", among_items=False), plus
+        above = items_above_by_level(batch.scores, items, item_levels, valid, batch.n_levels)  # (B, P, L+1)
+        at_least = torch.arange(batch.n_levels + 1, device=items.device) >= item_levels.unsqueeze(-1)
+        plus = 1 + (above * at_least).sum(dim=-1)
+        return plus + self.lower_sums(batch, items, item_levels, valid, step), plus
+
+    def lower_sums(self, batch: RankBatch, items, item_levels, valid, step: Step) -> torch.Tensor:
+        """Σ_{ℓ_j < ℓ_k} step(s_j − s_k) over the references: exact, or binned when bin_width is set."""
+        if self.bin_width is not None:
+            return binned_lower_sums(batch.scores, items, item_levels, valid, batch.levels, step, self.bin_width, self.memory_budget)
+        return self._sums(batch, items, item_levels, valid, step, "lower", among_items=False)
 
 
 def mean_over_queries(per_query: torch.Tensor, has_item: torch.Tensor) -> torch.Tensor:

@@ -44,9 +44,10 @@ class WeightedLoss(nn.Module):
 class ROADMAP(WeightedLoss):
     def __init__(self, tau: float = 0.01, delta: float = 0.05, rho: float = 100.0, start: float = 0.5,
                  offset: float | None = None, pos_margin: float = 0.9, neg_margin: float = 0.6,
-                 weights: Sequence[float] = (1.0, 1.0), include_self: bool = True) -> None:
+                 weights: Sequence[float] = (1.0, 1.0), include_self: bool = True, bin_width: float | None = None) -> None:
         super().__init__(
-            [SupAP(tau, delta, rho, start, offset, include_self=include_self), Calibration(pos_margin, neg_margin)],
+            [SupAP(tau, delta, rho, start, offset, include_self=include_self, bin_width=bin_width),
+             Calibration(pos_margin, neg_margin)],
             weights,
         )
 
@@ -54,8 +55,9 @@ class ROADMAP(WeightedLoss):
 class HAPPIER(WeightedLoss):
     def __init__(self, num_classes: int, dim: int, tau: float = 0.01, delta: float = 0.05, rho: float = 100.0,
                  start: float = 0.5, offset: float | None = None, alpha: float = 1.0, temperature: float = 0.05,
-                 weights: Sequence[float] = (0.9, 0.1), include_self: bool = True) -> None:
+                 weights: Sequence[float] = (0.9, 0.1), include_self: bool = True, bin_width: float | None = None) -> None:
         super().__init__(
-            [HAP(tau, delta, rho, start, offset, alpha, include_self=include_self), NormSoftmax(num_classes, dim, temperature)],
+            [HAP(tau, delta, rho, start, offset, alpha, include_self=include_self, bin_width=bin_width),
+             NormSoftmax(num_classes, dim, temperature)],
             weights,
         )

@@ -19,6 +19,7 @@ import torch
 from rankopt.losses.base import RankingLoss, mean_over_queries
 from rankopt.losses.batch import RankBatch
 from rankopt.losses.steps import Heaviside, SmoothHRankStep, SupRankStep
+from rankopt.losses.rank_kernel import items_above_by_level
 from rankopt.relevance import pop_relevance
 
 __all__ = ["HAP"]
@@ -30,8 +31,8 @@ class HAP(RankingLoss):
     def __init__(self, tau: float = 0.01, delta: float = 0.05, rho: float = 100.0, start: float = 0.5,
                  offset: float | None = None, alpha: float = 1.0, smooth_hrank: bool = False,
                  hrank_step: SmoothHRankStep = SmoothHRankStep(), include_self: bool = True,
-                 memory_budget: int = 256 << 20) -> None:
-        super().__init__(include_self, memory_budget)
+                 memory_budget: int = 256 << 20, bin_width: float | None = None) -> None:
+        super().__init__(include_self, memory_budget, bin_width)
         self.step = SupRankStep(tau, delta, rho, start, offset)
         self.alpha = alpha
         self.smooth_hrank = smooth_hrank
@@ -45,8 +46,9 @@ class HAP(RankingLoss):
         if self.smooth_hrank:
             h = self._sums(batch, items, lv, valid, self.hrank_step, "higher", among_items=True, weights=rel)
             h = h + self._sums(batch, items, lv, valid, Heaviside(), "not_higher", among_items=True, weights=rel)
-        else:
-            h = self._sums(batch, items, lv, valid, Heaviside(), "all", among_items=True, weights=rel)
+        else:  # exact H-rank: per-level counts of items scoring at least as high, O(P log P)
+            above = items_above_by_level(batch.scores, items, lv, valid, batch.n_levels)  # (B, P, L+1)
+            h = (torch.minimum(rel.unsqueeze(1), rel_k.unsqueeze(-1)) * above).sum(dim=-1)
         hrank = rel_k + h
         mass = rel_k.sum(dim=1)
         hap = (valid * hrank / rank).sum(dim=1) / mass.clamp_min(1e-30)

@@ -35,8 +35,9 @@ class SupNDCG(RankingLoss):
     hierarchical = True
 
     def __init__(self, tau: float = 0.01, delta: float = 0.05, rho: float = 100.0, start: float = 0.5,
-                 offset: float | None = None, include_self: bool = True, memory_budget: int = 256 << 20) -> None:
-        super().__init__(include_self, memory_budget)
+                 offset: float | None = None, include_self: bool = True, memory_budget: int = 256 << 20,
+                 bin_width: float | None = None) -> None:
+        super().__init__(include_self, memory_budget, bin_width)
         self.step = SupRankStep(tau, delta, rho, start, offset)
 
     def compute(self, batch: RankBatch) -> torch.Tensor:

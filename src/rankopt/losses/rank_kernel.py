@@ -178,3 +178,27 @@ class _NoCtx:
 
     def save_for_backward(self, *args):
         pass
+
+
+def items_above_by_level(
+    scores: torch.Tensor, items: torch.Tensor, item_levels: torch.Tensor, item_valid: torch.Tensor, n_levels: int
+) -> torch.Tensor:
+    """For each item k: how many *other* items of each level score at least as high (Heaviside with
+    H(0) = 1). (B, P, L+1) float, no gradient; O(P log P) per query by sorting, never P × P.
+
+    Exact-step sums among ranked items follow: rank⁺(k) = 1 + Σ_{v ≥ ℓ_k} out[k, v] and the H-rank's
+    Σ_j min(rel_j, rel_k)·H = Σ_v min(rel_v, rel_k)·out[k, v].
+    """
+    with torch.no_grad():
+        x = scores.gather(1, items)  # (B, P)
+        out = torch.zeros(*items.shape, n_levels + 1, dtype=scores.dtype, device=scores.device)
+        inf = torch.tensor(float("inf"), dtype=x.dtype, device=x.device)
+        for v in range(1, n_levels + 1):
+            member = item_valid & (item_levels == v)
+            if not bool(member.any()):
+                continue
+            u = torch.sort(torch.where(member, x, inf), dim=1).values
+            below = torch.searchsorted(u, x.contiguous(), right=False)  # members scoring strictly less
+            count = member.sum(dim=1, keepdim=True) - below - member.to(below.dtype)  # ≥ x, minus itself
+            out[..., v] = count.to(out.dtype) * item_valid
+        return out
