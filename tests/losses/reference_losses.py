@@ -87,7 +87,11 @@ def _surrogate_rank(s, i, k, r, level, step):
     return 1 + exact + smooth
 
 
-def hap(emb, labels, ref=None, ref_labels=None, include_self=True, alpha=1.0, step=suprank_step):
+def smooth_hrank_step(t, leak=10.0, beta=25.0, gamma=0.5):
+    return leak * t if t <= 0 else torch.clamp(beta * t + gamma, max=1.0)
+
+
+def hap(emb, labels, ref=None, ref_labels=None, include_self=True, alpha=1.0, step=suprank_step, smooth_hrank=False):
     s, refs, level, n_lv = _setup(emb, labels, ref, ref_labels, include_self)
     out = []
     for i in range(emb.shape[0]):
@@ -105,7 +109,13 @@ def hap(emb, labels, ref=None, ref_labels=None, include_self=True, alpha=1.0, st
             continue
         total = 0.0
         for k in items:
-            hrank = rel(k) + sum(min(rel(j), rel(k)) * heaviside(s[i, j] - s[i, k]) for j in items if j != k)
+            def h(j):
+                t = s[i, j] - s[i, k]
+                if smooth_hrank and level(i, j) > level(i, k):
+                    return smooth_hrank_step(t)
+                return heaviside(t)
+
+            hrank = rel(k) + sum(min(rel(j), rel(k)) * h(j) for j in items if j != k)
             total = total + hrank / _surrogate_rank(s, i, k, r, level, step)
         out.append(total / sum(rel(k) for k in items))
     return 1 - torch.stack(out).mean()

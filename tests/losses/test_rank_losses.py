@@ -63,6 +63,11 @@ def test_hap(levels):
     assert_same(HAP(), lambda e, l: ref.hap(e, l), x, y)
 
 
+def test_hap_smooth_hrank():
+    x, y = batch(4, n=14, levels=2)
+    assert_same(HAP(smooth_hrank=True), lambda e, l: ref.hap(e, l, smooth_hrank=True), x, y)
+
+
 @pytest.mark.parametrize("levels", [1, 2, 3])
 def test_supndcg(levels):
     x, y = batch(5, n=14, levels=levels)
