@@ -1,0 +1,44 @@
+"""Datasets in their real on-disk formats, and samplers for rank losses.
+
+``create_dataset(name, root, split, ...)`` builds one from the names recipes use.
+"""
+
+from __future__ import annotations
+
+from rankopt.data.base import BadImageError, DatasetNotFoundError, ImageList
+from rankopt.data.fashion_mnist import FashionMNIST
+from rankopt.data.generic import csv_images, image_folder
+from rankopt.data.retrieval_sets import cars196, cub200, dyml, gldv2, inaturalist, inshop, sop
+from rankopt.data.samplers import HierarchicalSampler, MPerClassSampler
+
+DATASETS = {
+    "fashion-mnist": lambda root=None, split="train", **kw: FashionMNIST(split, root, **kw),
+    "sop": sop,
+    "cub": cub200,
+    "inaturalist": inaturalist,
+    "inshop": inshop,
+    "dyml": dyml,
+    "cars196": cars196,
+    "gldv2": gldv2,
+    "image-folder": lambda root, split=None, **kw: image_folder(root, **kw),
+    "csv": lambda root, split=None, **kw: csv_images(root, **kw),
+}
+
+
+def create_dataset(name: str, root=None, split: str = "train", **kwargs):
+    """The dataset registered under ``name``; an unknown name raises ValueError with the closest names."""
+    key = name.lower().replace("_", "-")
+    if key not in DATASETS:
+        import difflib
+
+        close = difflib.get_close_matches(key, DATASETS, n=3)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        raise ValueError(f"unknown dataset {name!r}{hint} Known: {', '.join(DATASETS)}")
+    return DATASETS[key](root=root, split=split, **kwargs)
+
+
+__all__ = [
+    "ImageList", "DatasetNotFoundError", "BadImageError", "FashionMNIST", "image_folder", "csv_images", "sop",
+    "cub200", "inaturalist", "inshop", "dyml", "cars196", "gldv2", "MPerClassSampler", "HierarchicalSampler",
+    "create_dataset", "DATASETS",
+]
