@@ -1,0 +1,102 @@
+"""Backbones: a feature extractor returning a (B, C, H, W) map (CNNs) and its channel count.
+
+Pretrained weights come from a file the user gives (``weights=PATH``): rankopt never downloads at
+import or construction. A missing file is an error naming where the weights were looked for.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+__all__ = ["create_backbone", "BACKBONES", "SmallCNN", "load_weights"]
+
+
+class SmallCNN(nn.Module):
+    """A 4-block CNN for 28×28 (Fashion-MNIST) or larger grey/colour images: the CPU default."""
+
+    def __init__(self, in_channels: int = 1, width: int = 32) -> None:
+        super().__init__()
+        chans = [in_channels, width, 2 * width, 4 * width, 4 * width]
+        layers = []
+        for i in range(4):
+            layers += [nn.Conv2d(chans[i], chans[i + 1], 3, padding=1, bias=False), nn.BatchNorm2d(chans[i + 1]), nn.ReLU(inplace=True)]
+            if i < 3:
+                layers.append(nn.MaxPool2d(2))
+        self.features = nn.Sequential(*layers)
+        self.out_channels = chans[-1]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.features(x)
+
+
+def load_weights(module: nn.Module, path: str | Path, strict: bool = False) -> None:
+    """Load a state dict from ``path`` (a raw state dict or a checkpoint with 'state_dict'/'model')."""
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"pretrained weights {p} not found; pass the path of a downloaded .pth file")
+    state = torch.load(p, map_location="cpu", weights_only=True)
+    for key in ("state_dict", "model"):
+        if isinstance(state, dict) and key in state and isinstance(state[key], dict):
+            state = state[key]
+    missing, unexpected = module.load_state_dict(state, strict=strict)
+    matched = len(module.state_dict()) - len(missing)
+    if matched == 0:
+        raise ValueError(f"weights {p} share no parameter names with {type(module).__name__}: wrong file?")
+
+
+class _TorchvisionResNet(nn.Module):
+    def __init__(self, depth: int, weights: str | None) -> None:
+        super().__init__()
+        import torchvision
+
+        net = getattr(torchvision.models, f"resnet{depth}")(weights=None)
+        if weights:
+            load_weights(net, weights)
+        self.body = nn.Sequential(*list(net.children())[:-2])  # drop avgpool and fc
+        self.out_channels = net.fc.in_features
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+
+
+class _TimmTransformer(nn.Module):
+    """timm ViT / DeiT: the token sequence reshaped to a (B, C, 1, T) map so that pooling stays generic;
+    avg pooling then averages tokens, and ``cls`` takes the class token."""
+
+    def __init__(self, name: str, weights: str | None) -> None:
+        super().__init__()
+        try:
+            import timm
+        except ImportError:
+            raise ImportError(f"backbone {name!r} needs timm: pip install timm") from None
+        self.net = timm.create_model(name, pretrained=False, num_classes=0)
+        if weights:
+            load_weights(self.net, weights)
+        self.out_channels = self.net.num_features
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        tokens = self.net.forward_features(x)  # (B, T, C)
+        return tokens.transpose(1, 2).unsqueeze(2)
+
+
+BACKBONES = {
+    "small_cnn": lambda weights=None, in_channels=1: SmallCNN(in_channels),
+    "resnet18": lambda weights=None, in_channels=3: _TorchvisionResNet(18, weights),
+    "resnet34": lambda weights=None, in_channels=3: _TorchvisionResNet(34, weights),
+    "resnet50": lambda weights=None, in_channels=3: _TorchvisionResNet(50, weights),
+    "deit_small": lambda weights=None, in_channels=3: _TimmTransformer("deit_small_patch16_224", weights),
+    "vit_base": lambda weights=None, in_channels=3: _TimmTransformer("vit_base_patch16_224", weights),
+}
+
+
+def create_backbone(name: str, weights: str | None = None, in_channels: int = 3) -> nn.Module:
+    if name not in BACKBONES:
+        import difflib
+
+        close = difflib.get_close_matches(name, BACKBONES, n=3)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        raise ValueError(f"unknown backbone {name!r}{hint} Known: {', '.join(BACKBONES)}")
+    return BACKBONES[name](weights=weights, in_channels=in_channels)

@@ -1,0 +1,39 @@
+"""Global pooling of a (B, C, H, W) feature map, or of a (B, T, C) token sequence, to (B, C)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+__all__ = ["GeM", "create_pooling", "POOLINGS"]
+
+
+class GeM(nn.Module):
+    """Generalised mean pooling (Radenović et al., TPAMI 2018): (mean x^p)^(1/p), p learnable (init 3)."""
+
+    def __init__(self, p: float = 3.0, eps: float = 1e-6) -> None:
+        super().__init__()
+        self.p = nn.Parameter(torch.tensor(float(p)))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.clamp_min(self.eps).pow(self.p).mean(dim=(-2, -1)).pow(1 / self.p)
+
+
+class _Avg(nn.Module):
+    def forward(self, x):
+        return x.mean(dim=(-2, -1))
+
+
+class _Max(nn.Module):
+    def forward(self, x):
+        return x.amax(dim=(-2, -1))
+
+
+POOLINGS = {"avg": _Avg, "max": _Max, "gem": GeM}
+
+
+def create_pooling(name: str) -> nn.Module:
+    if name not in POOLINGS:
+        raise ValueError(f"pooling={name!r} is not one of {', '.join(POOLINGS)}")
+    return POOLINGS[name]()
