@@ -41,10 +41,11 @@ def load_weights(module: nn.Module, path: str | Path, strict: bool = False) -> N
     for key in ("state_dict", "model"):
         if isinstance(state, dict) and key in state and isinstance(state[key], dict):
             state = state[key]
-    missing, unexpected = module.load_state_dict(state, strict=strict)
-    matched = len(module.state_dict()) - len(missing)
-    if matched == 0:
+    if not isinstance(state, dict) or not set(state) & set(module.state_dict()):
         raise ValueError(f"weights {p} share no parameter names with {type(module).__name__}: wrong file?")
+    missing, _ = module.load_state_dict(state, strict=strict)
+    if missing:
+        raise ValueError(f"weights {p} lack {len(missing)} parameter(s) of {type(module).__name__}, e.g. {missing[:3]}")
 
 
 class _TorchvisionResNet(nn.Module):
