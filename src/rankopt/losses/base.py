@@ -29,7 +29,7 @@ class RankingLoss(nn.Module):
 
     hierarchical = False  # whether (B, L) labels with L > 1 are accepted
 
-    def __init__(self, include_self: bool = True, memory_budget: int = 256 << 20, bin_width: float | None = None) -> None:
+    def __init__(self, include_self: bool = True, memory_budget: int = 64 << 20, bin_width: float | None = None) -> None:
         super().__init__()
         self.include_self = include_self
         self.memory_budget = memory_budget

@@ -199,7 +199,7 @@ def binned_lower_sums(
     cand_levels: torch.Tensor,
     step: Step,
     bin_width: float | None = None,
-    memory_budget: int = 256 << 20,
+    memory_budget: int = 64 << 20,
 ) -> torch.Tensor:
     """Σ_{j: 0 <= ℓ_j < ℓ_k} step(s_ij − s_ik) for every query i and item k, binned (see module doc).
 

@@ -21,7 +21,7 @@ __all__ = ["FastAP"]
 
 
 class FastAP(RankingLoss):
-    def __init__(self, num_bins: int = 10, include_self: bool = False, memory_budget: int = 256 << 20) -> None:
+    def __init__(self, num_bins: int = 10, include_self: bool = False, memory_budget: int = 64 << 20) -> None:
         super().__init__(include_self, memory_budget)
         if num_bins < 1:
             raise ValueError(f"FastAP: num_bins must be >= 1; got {num_bins}")

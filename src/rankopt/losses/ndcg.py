@@ -35,7 +35,7 @@ class SupNDCG(RankingLoss):
     hierarchical = True
 
     def __init__(self, tau: float = 0.01, delta: float = 0.05, rho: float = 100.0, start: float = 0.5,
-                 offset: float | None = None, include_self: bool = True, memory_budget: int = 256 << 20,
+                 offset: float | None = None, include_self: bool = True, memory_budget: int = 64 << 20,
                  bin_width: float | None = None) -> None:
         super().__init__(include_self, memory_budget, bin_width)
         self.step = SupRankStep(tau, delta, rho, start, offset)

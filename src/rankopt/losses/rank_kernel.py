@@ -127,7 +127,7 @@ def pair_sums(
     cand_levels: torch.Tensor,
     cand_index: torch.Tensor | None = None,
     weights: torch.Tensor | None = None,
-    memory_budget: int = 256 << 20,
+    memory_budget: int = 64 << 20,
 ) -> torch.Tensor:
     """Σ_j sel·w·step(s_ij − s_ik) for every query i and item k: (B, P), differentiable in ``scores``.
 

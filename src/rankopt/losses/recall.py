@@ -20,7 +20,7 @@ __all__ = ["SupRecall"]
 class SupRecall(RankingLoss):
     def __init__(self, k: tuple[int, ...] = (1, 2, 4, 8, 16), temperature: float = 1.0, tau: float = 0.01,
                  delta: float = 0.05, rho: float = 100.0, start: float = 0.5, offset: float | None = None,
-                 include_self: bool = True, memory_budget: int = 256 << 20,
+                 include_self: bool = True, memory_budget: int = 64 << 20,
                  bin_width: float | None = None) -> None:
         super().__init__(include_self, memory_budget, bin_width)
         if not k or any(int(x) < 1 for x in k):
