@@ -30,6 +30,11 @@ class WeightedLoss(nn.Module):
         self.losses = nn.ModuleList(losses)
         self.weights = tuple(float(w) for w in weights)
 
+    @property
+    def hierarchical(self) -> bool:
+        """Whether (B, L) labels can be given: only when every part accepts them."""
+        return all(getattr(loss, "hierarchical", False) for loss in self.losses)
+
     def forward(self, embeddings, labels, ref_embeddings=None, ref_labels=None) -> torch.Tensor:
         total = 0.0
         for w, loss in zip(self.weights, self.losses):

@@ -60,6 +60,13 @@ class DistributedLoss(nn.Module):
         super().__init__()
         self.loss = loss
 
+    @property
+    def hierarchical(self) -> bool:
+        return getattr(self.loss, "hierarchical", False)
+
+    def proxy_parameters(self):
+        return self.loss.proxy_parameters() if hasattr(self.loss, "proxy_parameters") else []
+
     def forward(self, embeddings, labels, ref_embeddings=None, ref_labels=None) -> torch.Tensor:
         emb, lab = all_gather_with_grad(embeddings), all_gather_with_grad(labels)
         if ref_embeddings is not None:

@@ -28,6 +28,13 @@ class CrossBatchMemory(nn.Module):
         self.register_buffer("filled", torch.zeros((), dtype=torch.int64))
         self.register_buffer("steps", torch.zeros((), dtype=torch.int64))
 
+    @property
+    def hierarchical(self) -> bool:
+        return getattr(self.loss, "hierarchical", False)
+
+    def proxy_parameters(self):
+        return self.loss.proxy_parameters() if hasattr(self.loss, "proxy_parameters") else []
+
     def reset(self) -> None:
         self.embeddings = torch.empty(0, device=self.position.device)
         self.labels = torch.empty(0, dtype=torch.int64, device=self.position.device)

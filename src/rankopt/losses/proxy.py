@@ -21,6 +21,8 @@ __all__ = ["NormSoftmax"]
 
 
 class NormSoftmax(nn.Module):
+    hierarchical = True  # takes (B, L) labels and uses the finest column
+
     def __init__(self, num_classes: int, dim: int, temperature: float = 0.05) -> None:
         super().__init__()
         if num_classes < 1 or dim < 1:

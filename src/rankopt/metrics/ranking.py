@@ -79,7 +79,7 @@ def harmonic_sums(start: torch.Tensor, m: torch.Tensor) -> tuple[torch.Tensor, t
     return s0, m - (b + 1) * s0
 
 
-def _group_bounds(values: torch.Tensor, valid: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def _group_bounds(values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Start and one-past-end index of the run of equal values holding each entry of each row."""
     n_rows, k = values.shape
     pos = torch.arange(k, device=values.device).expand(n_rows, k)

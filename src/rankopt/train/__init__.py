@@ -1,0 +1,7 @@
+"""Training engine (Lightning): the module wiring model, loss and metrics, and ``fit`` into a run folder."""
+
+from rankopt.train.checkpoint import AtomicCheckpointIO, atomic_torch_save
+from rankopt.train.engine import RetrievalData, fit
+from rankopt.train.module import OptimConfig, RetrievalModule
+
+__all__ = ["RetrievalModule", "OptimConfig", "RetrievalData", "fit", "AtomicCheckpointIO", "atomic_torch_save"]

@@ -1,0 +1,188 @@
+"""Run configuration: typed sections, YAML recipes, and ``key=value`` overrides checked against them.
+
+A recipe is a YAML file of sections (data, model, loss, optim, train); every key it or an override
+names must exist (an unknown one is an error suggesting the closest), and every value must have the
+field's type. The resolved config is what a run saves in its folder and what ``--resume`` reloads.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import typing
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from rankopt.train.module import OptimConfig
+
+__all__ = ["DataConfig", "ModelConfig", "LossConfig", "TrainConfig", "RunConfig", "load_config", "recipe_names", "to_dict"]
+
+
+@dataclass
+class DataConfig:
+    name: str = "fashion-mnist"
+    root: str | None = None  # the dataset folder (fashion-mnist: optional)
+    train_split: str = "train"
+    test_split: str = "test"
+    options: dict = field(default_factory=dict)  # extra loader arguments (hierarchy, level, ...)
+    sampler: str = "m_per_class"  # or hierarchical
+    batch_size: int = 128
+    m: int = 16  # images per class in a batch
+    image_size: int = 224  # image datasets: crop size (resize to image_size * 8/7)
+    num_workers: int = 0
+    limit: int | None = None  # use only the first images of each split (quick runs)
+    skip_bad_images: bool = False
+
+
+@dataclass
+class ModelConfig:
+    backbone: str = "small_cnn"
+    dim: int = 64
+    pooling: str = "avg"
+    layer_norm: bool = False
+    freeze_bn: bool = False
+    weights: str | None = None  # path of pretrained backbone weights
+    in_channels: int = 1
+
+
+@dataclass
+class LossConfig:
+    name: str = "roadmap"
+    options: dict = field(default_factory=dict)  # constructor arguments of the loss
+    memory: int = 0  # CrossBatchMemory size; 0 = none
+    memory_start_step: int = 0
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 2
+    seed: int = 0
+    eval_every: int = 1
+    metrics: list = field(default_factory=lambda: ["hit@1", "map@r", "ap", "hap", "asi", "ndcg"])
+    monitor: str = "map@r"
+    precision: str = "32-true"
+    accelerator: str = "auto"
+    devices: Any = "auto"
+    strategy: str = "auto"
+    run_dir: str | None = None  # default: runs/<recipe>-<timestamp>
+
+
+@dataclass
+class RunConfig:
+    recipe: str = "fashion-mnist"
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr_backbone=1e-3, lr_head=1e-3))
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+def recipe_names() -> list[str]:
+    return sorted(p.name[:-5] for p in resources.files("rankopt").joinpath("recipes").iterdir() if p.name.endswith(".yaml"))
+
+
+def _read_recipe(recipe: str) -> tuple[str, dict]:
+    path = Path(recipe)
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        if not path.is_file():
+            raise ValueError(f"recipe file {path} does not exist")
+        name, text = path.stem, path.read_text()
+    else:
+        names = recipe_names()
+        if recipe not in names:
+            close = difflib.get_close_matches(recipe, names, n=3)
+            hint = f"; did you mean {', '.join(close)}?" if close else ""
+            raise ValueError(f"unknown recipe {recipe!r}{hint} Known: {', '.join(names)}")
+        name, text = recipe, resources.files("rankopt").joinpath("recipes", f"{recipe}.yaml").read_text()
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as err:
+        raise ValueError(f"recipe {recipe}: not valid YAML ({err})") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"recipe {recipe}: expected a mapping of sections, got {type(data).__name__}")
+    return name, data
+
+
+def _check_type(value: Any, annotation: Any, key: str) -> Any:
+    """Coerce ints to floats where a float is expected; otherwise the value must match the annotation."""
+    if annotation is Any:
+        return value
+    origin = typing.get_origin(annotation)
+    options = typing.get_args(annotation) if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)) else (annotation,)
+    for opt in options:
+        if opt is type(None) and value is None:
+            return None
+        base = typing.get_origin(opt) or opt
+        if base is float and isinstance(value, int) and not isinstance(value, bool):
+            return float(value)
+        if base in (int, float) and isinstance(value, bool):
+            continue
+        if isinstance(base, type) and isinstance(value, base):
+            return value
+    names = " or ".join(getattr(o, "__name__", str(o)) for o in options)
+    raise ValueError(f"{key}: expected {names}, got {value!r} ({type(value).__name__})")
+
+
+def _apply(section: Any, values: dict, prefix: str) -> None:
+    fields = {f.name: f for f in dataclasses.fields(section)}
+    hints = typing.get_type_hints(type(section))
+    for key, value in values.items():
+        if key not in fields:
+            close = difflib.get_close_matches(key, fields, n=3)
+            hint = f"; did you mean {', '.join(prefix + c for c in close)}?" if close else ""
+            raise ValueError(f"unknown config key {prefix}{key}{hint}")
+        current = getattr(section, key)
+        if dataclasses.is_dataclass(current):
+            if not isinstance(value, dict):
+                raise ValueError(f"{prefix}{key}: expected a section (mapping), got {value!r}")
+            _apply(current, value, f"{prefix}{key}.")
+        else:
+            setattr(section, key, _check_type(value, hints[key], prefix + key))
+
+
+def _override(text: str) -> dict:
+    if "=" not in text:
+        raise ValueError(f"override {text!r} is not key=value (e.g. train.epochs=3)")
+    key, raw = text.split("=", 1)
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        value = raw
+    out: dict = {}
+    node = out
+    parts = key.strip().split(".")
+    for p in parts[:-1]:
+        node = node.setdefault(p, {})
+    node[parts[-1]] = value
+    return out
+
+
+def load_config(recipe: str | None = "fashion-mnist", overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
+    """Defaults, then the recipe (a packaged name or a YAML path), then each ``key=value`` override."""
+    cfg = RunConfig()
+    if recipe is not None:
+        name, data = _read_recipe(recipe)
+        data.pop("recipe", None)
+        _apply(cfg, data, "")
+        cfg.recipe = name
+    for text in overrides:
+        _apply(cfg, _override(text), "")
+    OptimConfig.__post_init__(cfg.optim)  # re-validate choices after overrides
+    return cfg
+
+
+def to_dict(cfg: RunConfig) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+def from_dict(data: dict) -> RunConfig:
+    """A config saved by a run (its config.yaml)."""
+    cfg = RunConfig()
+    data = dict(data)
+    cfg.recipe = data.pop("recipe", cfg.recipe)
+    _apply(cfg, data, "")
+    return cfg

@@ -1,0 +1,143 @@
+"""Build a run from its config (datasets, model, loss) and train it into its folder; embed with a checkpoint."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+from torch.utils.data import DataLoader, Dataset
+
+from rankopt.data import create_dataset
+from rankopt.losses import CrossBatchMemory, create_loss
+from rankopt.models import EmbeddingModel, create_model
+from rankopt.train.config import RunConfig, from_dict, to_dict
+from rankopt.train.engine import RetrievalData, fit
+from rankopt.train.module import RetrievalModule
+
+__all__ = ["build_datasets", "build_model", "build_loss", "train_run", "load_run", "embed_dataset", "write_atomic"]
+
+_NEEDS_CLASSES = ("happier", "normsoftmax")
+
+
+class _First(Dataset):
+    """The first n items of a dataset, keeping ``labels`` for the samplers."""
+
+    def __init__(self, dataset, n: int) -> None:
+        self.dataset, self.n = dataset, min(n, len(dataset))
+        self.labels = dataset.labels[: self.n]
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i):
+        return self.dataset[i]
+
+
+def _transforms(cfg: RunConfig, train: bool):
+    if cfg.data.name == "fashion-mnist":
+        return None
+    from torchvision import transforms as T
+
+    size = cfg.data.image_size
+    norm = [T.ToTensor(), T.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])]
+    if train:
+        return T.Compose([T.RandomResizedCrop(size, scale=(0.16, 1.0), ratio=(0.75, 1.33)), T.RandomHorizontalFlip(), *norm])
+    return T.Compose([T.Resize(int(round(size * 8 / 7))), T.CenterCrop(size), *norm])
+
+
+def _dataset(cfg: RunConfig, split: str, train: bool):
+    kwargs = dict(cfg.data.options)
+    if cfg.data.name != "fashion-mnist" and cfg.data.skip_bad_images:
+        kwargs["on_bad_image"] = "skip"
+    ds = create_dataset(cfg.data.name, cfg.data.root, split, transform=_transforms(cfg, train), **kwargs)
+    return _First(ds, cfg.data.limit) if cfg.data.limit else ds
+
+
+def build_datasets(cfg: RunConfig):
+    return _dataset(cfg, cfg.data.train_split, True), _dataset(cfg, cfg.data.test_split, False)
+
+
+def build_model(cfg: RunConfig) -> EmbeddingModel:
+    m = cfg.model
+    return create_model(m.backbone, m.dim, m.pooling, m.layer_norm, m.freeze_bn, m.weights, m.in_channels)
+
+
+def build_loss(cfg: RunConfig, n_classes: int):
+    options = dict(cfg.loss.options)
+    if cfg.loss.name.lower() in _NEEDS_CLASSES:
+        options.setdefault("num_classes", n_classes)
+        options.setdefault("dim", cfg.model.dim)
+    loss = create_loss(cfg.loss.name, **options)
+    if cfg.loss.memory:
+        loss = CrossBatchMemory(loss, cfg.loss.memory, start_step=cfg.loss.memory_start_step)
+    return loss
+
+
+def write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+def train_run(cfg: RunConfig, run_dir: str | Path | None = None, resume: bool = False, progress: bool = True) -> tuple[dict, Path]:
+    """Train (or, with resume=True, continue) the run; returns (final test metrics, run folder)."""
+    run_dir = Path(run_dir or cfg.train.run_dir or f"runs/{cfg.recipe}-{time.strftime('%Y%m%d-%H%M%S')}")
+    last = run_dir / "checkpoints" / "last.ckpt"
+    if resume and not last.is_file():
+        raise FileNotFoundError(f"{run_dir} has no checkpoints/last.ckpt to resume from")
+    if not resume and last.exists():
+        raise FileExistsError(f"{run_dir} already holds a run; resume it with --resume {run_dir} or choose another folder")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_atomic(run_dir / "config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    torch.manual_seed(cfg.train.seed)
+    train_set, test_set = build_datasets(cfg)
+    n_classes = int(train_set.labels[:, 0].max()) + 1
+    module = RetrievalModule(build_model(cfg), build_loss(cfg, n_classes), cfg.optim, seed=cfg.train.seed,
+                             eval_metrics=tuple(cfg.train.metrics))
+    data = RetrievalData(train_set, test_set, cfg.data.batch_size, cfg.data.m, cfg.data.sampler, cfg.train.seed, cfg.data.num_workers)
+    metrics = fit(module, data, run_dir, epochs=cfg.train.epochs, eval_every=cfg.train.eval_every,
+                  monitor=f"test/{cfg.train.monitor}", resume=last if resume else None, accelerator=cfg.train.accelerator,
+                  devices=cfg.train.devices, strategy=cfg.train.strategy, precision=cfg.train.precision, progress=progress)
+    write_atomic(run_dir / "metrics.json", json.dumps(metrics, indent=2))
+    return metrics, run_dir
+
+
+def load_run(run_dir: str | Path) -> RunConfig:
+    path = Path(run_dir) / "config.yaml"
+    if not path.is_file():
+        raise FileNotFoundError(f"{run_dir} has no config.yaml: not a rankopt run folder")
+    return from_dict(yaml.safe_load(path.read_text()))
+
+
+def embed_dataset(checkpoint: str | Path, dataset: str | None = None, root: str | None = None, split: str = "test",
+                  batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """Embeddings and labels of a dataset split with the model of a checkpoint (its run's config.yaml
+    gives the architecture; dataset/root default to the run's)."""
+    checkpoint = Path(checkpoint)
+    if not checkpoint.is_file():
+        raise FileNotFoundError(f"checkpoint {checkpoint} does not exist")
+    cfg = load_run(checkpoint.parent.parent)
+    if dataset is not None:
+        cfg.data.name = dataset
+    if root is not None:
+        cfg.data.root = root
+    model = build_model(cfg)
+    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    weights = {k[len("model."):]: v for k, v in state.get("state_dict", {}).items() if k.startswith("model.")}
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as err:
+        first = str(err).splitlines()[0]
+        raise ValueError(f"checkpoint {checkpoint} does not fit the model of its config ({cfg.model.backbone}): {first}") from None
+    model.eval()
+    ds = _dataset(cfg, split, train=False)
+    embeddings, labels = [], []
+    with torch.no_grad():
+        for images, lab, _ in DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=cfg.data.num_workers):
+            embeddings.append(model(images))
+            labels.append(lab)
+    return torch.cat(embeddings).numpy(), torch.cat(labels).numpy()

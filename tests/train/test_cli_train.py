@@ -1,0 +1,93 @@
+"""rankopt train / embed on a tiny Fashion-MNIST written in IDX format; config errors."""
+
+import gzip
+import json
+import struct
+
+import numpy as np
+import pytest
+
+from rankopt.cli import main
+from rankopt.metrics import evaluate
+from rankopt.train.config import load_config
+
+
+def write_idx(path, array):
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(struct.pack(">I", d) for d in array.shape)
+    with gzip.open(path, "wb") as f:
+        f.write(header + array.astype(np.uint8).tobytes())
+
+
+@pytest.fixture()
+def tiny_fashion(tmp_path):
+    rng = np.random.default_rng(0)
+    protos = rng.integers(0, 255, size=(10, 28, 28))
+    for split, n in (("train", 320), ("t10k", 120)):
+        labels = np.arange(n) % 10
+        images = np.clip(protos[labels] * 0.6 + rng.integers(0, 100, size=(n, 28, 28)), 0, 255)
+        write_idx(tmp_path / f"{split}-images-idx3-ubyte.gz", images)
+        write_idx(tmp_path / f"{split}-labels-idx1-ubyte.gz", labels)
+    return tmp_path
+
+
+def run_cli(args, capsys):
+    rc = main(args)
+    out = capsys.readouterr()
+    return rc, out.out, out.err
+
+
+def test_train_embed_evaluate_agree(tiny_fashion, tmp_path, capsys):
+    run = tmp_path / "run"
+    rc, out, _ = run_cli(["train", "--data-dir", str(tiny_fashion), "--run-dir", str(run), "--set", "train.epochs=1",
+                          "--set", "data.batch_size=40", "--set", "data.m=4", "--json"], capsys)
+    assert rc == 0
+    reported = json.loads(out.strip().splitlines()[-1])
+    assert reported["run_dir"] == str(run) and 0 <= reported["map@r"] <= 1
+    rc, _, _ = run_cli(["embed", str(run / "checkpoints" / "last.ckpt"), "-o", str(tmp_path / "emb.npz")], capsys)
+    assert rc == 0
+    data = np.load(tmp_path / "emb.npz")
+    again = evaluate(data["embeddings"], data["labels"], metrics=["hit@1", "map@r", "ap", "hap", "asi", "ndcg"])
+    for k in ("hit@1", "map@r", "ap", "hap", "asi", "ndcg"):
+        assert again[k] == pytest.approx(reported[k], abs=1e-6), k
+    # resume for one more epoch continues the same run
+    rc, out, _ = run_cli(["train", "--resume", str(run), "--set", "train.epochs=2", "--json"], capsys)
+    assert rc == 0 and json.loads(out.strip().splitlines()[-1])["run_dir"] == str(run)
+    assert len(list((run / "logs").iterdir())) == 2  # both parts' logs kept
+
+
+def test_existing_run_is_not_overwritten(tiny_fashion, tmp_path, capsys):
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "checkpoints" / "last.ckpt").write_bytes(b"x")
+    rc, _, err = run_cli(["train", "--data-dir", str(tiny_fashion), "--run-dir", str(run)], capsys)
+    assert rc == 2 and "already holds a run" in err
+
+
+@pytest.mark.parametrize(
+    "recipe,overrides,match",
+    [
+        ("fashion-mnst", [], "did you mean fashion-mnist"),
+        ("fashion-mnist", ["train.epoch=3"], "unknown config key train.epoch; did you mean train.epochs"),
+        ("fashion-mnist", ["train.epochs=three"], "train.epochs: expected int"),
+        ("fashion-mnist", ["optim.optimizer=rmsprop"], "rmsprop"),
+        ("fashion-mnist", ["nokey"], "not key=value"),
+    ],
+)
+def test_config_errors(recipe, overrides, match):
+    with pytest.raises(ValueError, match=match):
+        load_config(recipe, overrides)
+
+
+def test_every_packaged_recipe_loads():
+    from rankopt.train.config import recipe_names
+
+    names = recipe_names()
+    assert "fashion-mnist" in names and len(names) >= 10
+    for name in names:
+        cfg = load_config(name)
+        assert cfg.train.epochs >= 1 and cfg.data.batch_size % cfg.data.m == 0
+
+
+def test_missing_checkpoint_for_embed(tmp_path, capsys):
+    rc, _, err = run_cli(["embed", str(tmp_path / "none.ckpt"), "-o", str(tmp_path / "e.npz")], capsys)
+    assert rc == 2 and "does not exist" in err
