@@ -132,6 +132,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         from rankopt.train.run import load_run, train_run
     except ImportError as err:
         raise CliError(f"training needs the train extra: pip install 'rankopt[train]' ({err})") from None
+    for name in ("lightning.pytorch", "lightning.fabric", "lightning"):  # no hardware banners or tips
+        logging.getLogger(name).setLevel(logging.WARNING)
     overrides = list(args.set or [])
     if args.data_dir:
         overrides.append(f"data.root={args.data_dir}")

@@ -35,6 +35,7 @@ class DataConfig:
     image_size: int = 224  # image datasets: crop size (resize to image_size * 8/7)
     num_workers: int = 0
     limit: int | None = None  # use only the first images of each split (quick runs)
+    train_limit: int | None = None  # use only the first training images (a smaller budget, full test set)
     skip_bad_images: bool = False
 
 

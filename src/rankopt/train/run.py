@@ -58,7 +58,10 @@ def _dataset(cfg: RunConfig, split: str, train: bool):
 
 
 def build_datasets(cfg: RunConfig):
-    return _dataset(cfg, cfg.data.train_split, True), _dataset(cfg, cfg.data.test_split, False)
+    train = _dataset(cfg, cfg.data.train_split, True)
+    if cfg.data.train_limit:
+        train = _First(train, cfg.data.train_limit)
+    return train, _dataset(cfg, cfg.data.test_split, False)
 
 
 def build_model(cfg: RunConfig) -> EmbeddingModel:
