@@ -60,7 +60,7 @@ def main() -> None:
             print(f"# {label} seed {seed}: " + ", ".join(f"{m} {metrics[m]:.4f}" for m in METRICS), flush=True)
         rows.append((label, results, statistics.mean(per_epoch)))
     print(f"\nFashion-MNIST, small CNN, {args.epochs} epoch(s), seeds {seeds}" + (f", {args.limit} training images" if args.limit else ""))
-    print("\n| loss | " + " | ".join(METRICS) + " | s / epoch |")
+    print("\n| loss | " + " | ".join(METRICS) + " | s per epoch, incl. evaluation |")
     print("|---|" + "---|" * (len(METRICS) + 1))
     for label, results, sec in rows:
         cells = []

@@ -137,6 +137,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     overrides = list(args.set or [])
     if args.data_dir:
         overrides.append(f"data.root={args.data_dir}")
+    if args.skip_bad_images:
+        overrides.append("data.skip_bad_images=true")
     try:
         if args.resume:
             if args.recipe:
@@ -154,6 +156,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise
     except (ValueError, TypeError, FileNotFoundError, FileExistsError, ImportError) as err:
         raise CliError(str(err)) from None
+    except RuntimeError as err:  # e.g. a checkpoint that does not fit the configured model
+        raise CliError(f"training failed: {str(err).splitlines()[0]}") from None
     summary = {k: v for k, v in metrics.items()}
     if args.json:
         print(json.dumps({**summary, "run_dir": str(run_dir)}))
@@ -247,6 +251,8 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--data-dir", help="the dataset folder (same as --set data.root=DIR)")
     tr.add_argument("--run-dir", help="where to write the run (default: runs/<recipe>-<time>)")
     tr.add_argument("--resume", metavar="RUN_DIR", help="continue a run from RUN_DIR/checkpoints/last.ckpt")
+    tr.add_argument("--skip-bad-images", action="store_true",
+                    help="drop unreadable images (checked once, counted in the log) instead of failing on the first")
     tr.add_argument("--json", action="store_true", help="last line of stdout: one JSON object with the test metrics and run_dir")
     tr.set_defaults(func=cmd_train)
 

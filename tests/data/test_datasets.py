@@ -7,7 +7,6 @@ import struct
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from rankopt.data import (
     BadImageError, DatasetNotFoundError, FashionMNIST, cars196, create_dataset, csv_images, cub200, dyml, gldv2,
@@ -16,9 +15,7 @@ from rankopt.data import (
 from rankopt.data.fashion_mnist import read_idx
 
 
-def png(path, color=(10, 20, 30)):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.new("RGB", (8, 8), color).save(path)
+from miniatures import png
 
 
 def test_sop(tmp_path):

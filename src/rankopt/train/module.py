@@ -14,6 +14,7 @@ import lightning.pytorch as pl
 import torch
 from torch import nn
 
+from rankopt.losses import DistributedLoss
 from rankopt.metrics import evaluate
 from rankopt.models import EmbeddingModel
 
@@ -55,6 +56,11 @@ class RetrievalModule(pl.LightningModule):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
+
+    def setup(self, stage: str) -> None:
+        # several processes: rank over the global batch (gathered with gradients), not each local part
+        if self.trainer is not None and self.trainer.world_size > 1 and not isinstance(self.loss, DistributedLoss):
+            self.loss = DistributedLoss(self.loss)
 
     # training ---------------------------------------------------------------------------------
     def on_train_batch_start(self, batch, batch_idx) -> None:

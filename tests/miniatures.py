@@ -1,0 +1,65 @@
+"""Small dataset trees in the exact on-disk formats, shared by the loader and recipe tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PIL import Image
+
+
+def png(path: Path, color=(10, 20, 30), size: int = 8) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (size, size), color).save(path)
+
+
+def _color(k: int) -> tuple[int, int, int]:
+    return (37 * k % 256, 91 * k % 256, 53 * k % 256)
+
+
+def write_sop(root: Path, n_classes: int = 8, per_class: int = 3, size: int = 40) -> None:
+    lines, i = ["image_id class_id super_class_id path"], 0
+    for c in range(1, n_classes + 1):
+        for k in range(per_class):
+            i += 1
+            rel = f"cat{c % 2}_final/{c}_{k}.JPG"
+            png(root / rel, _color(c * 7 + k), size)
+            lines.append(f"{i} {c} {c % 2 + 1} {rel}")
+    for split in ("train", "test"):
+        (root / f"Ebay_{split}.txt").write_text("\n".join(lines) + "\n")
+
+
+def write_cub(root: Path, n_classes: int = 8, per_class: int = 3, size: int = 40) -> None:
+    for c in range(n_classes):
+        for k in range(per_class):
+            png(root / "images" / f"{c:03d}.Bird{c}" / f"{k}.jpg", _color(c * 5 + k), size)
+
+
+def write_inat(root: Path, n_classes: int = 8, per_class: int = 3, size: int = 40) -> None:
+    import json
+
+    cats, rels = [], []
+    for c in range(n_classes):
+        sup = "Plantae" if c % 2 else "Animalia"
+        cats.append({"id": c, "name": f"s{c}", "supercategory": sup, "kingdom": sup, "phylum": "P", "class": "C",
+                     "order": f"O{c % 3}", "family": f"F{c % 4}", "genus": f"G{c}"})
+        for k in range(per_class):
+            rel = f"train_val2018/{sup}/{c}/{k}.jpg"
+            png(root / rel, _color(c * 3 + k), size)
+            rels.append(rel)
+    (root / "train2018.json").write_text(json.dumps({"categories": cats}))
+    (root / "Inat_dataset_splits").mkdir(parents=True, exist_ok=True)
+    for split in ("train", "test"):
+        (root / f"Inat_dataset_splits/Inaturalist_{split}_set1.txt").write_text("\n".join(rels) + "\n")
+
+
+def write_dyml(root: Path, n_classes: int = 8, per_class: int = 3, size: int = 40) -> None:
+    rows, query = ["fname, fine_id0.jpg, middle_id, coarse_id"], ["fname, labels0.jpg"]
+    for c in range(n_classes):
+        for k in range(per_class):
+            name = f"{c}_{k}.jpg"
+            png(root / "train/imgs" / name, _color(c * 11 + k), size)
+            png(root / "bmk_fine/query" / name, _color(c * 11 + k), size)
+            rows.append(f"{name}, {c}, {c // 2}, {c // 4}")
+            query.append(f"{name}, {c}")
+    (root / "train/label.csv").write_text("\n".join(rows) + "\n")
+    (root / "bmk_fine/query.csv").write_text("\n".join(query) + "\n")

@@ -1,0 +1,26 @@
+"""Every packaged recipe trains on a miniature of its dataset (tiny images, batch and budget)."""
+
+import math
+
+import pytest
+
+import miniatures
+from rankopt.train.config import load_config, recipe_names
+from rankopt.train.run import train_run
+
+WRITERS = {"sop": miniatures.write_sop, "cub": miniatures.write_cub, "inaturalist": miniatures.write_inat,
+           "dyml": miniatures.write_dyml}
+
+
+@pytest.mark.parametrize("recipe", [r for r in recipe_names() if r != "fashion-mnist"])
+def test_recipe_trains_on_its_miniature(recipe, tmp_path):
+    cfg = load_config(recipe)
+    if cfg.model.backbone.startswith(("deit", "vit")):
+        pytest.importorskip("timm")
+    WRITERS[cfg.data.name](tmp_path / "data")
+    cfg = load_config(recipe, [f"data.root={tmp_path / 'data'}", "data.batch_size=8", "data.m=2", "data.image_size=32",
+                               "train.epochs=1", "train.eval_every=1", "model.weights=null",
+                               "train.metrics=[hit@1, map@r, ap]", "train.monitor=map@r"])
+    metrics, run_dir = train_run(cfg, tmp_path / "run", progress=False)
+    assert (run_dir / "checkpoints" / "last.ckpt").is_file()
+    assert all(math.isfinite(v) for v in metrics.values())
