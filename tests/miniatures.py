@@ -63,3 +63,8 @@ def write_dyml(root: Path, n_classes: int = 8, per_class: int = 3, size: int = 4
             query.append(f"{name}, {c}")
     (root / "train/label.csv").write_text("\n".join(rows) + "\n")
     (root / "bmk_fine/query.csv").write_text("\n".join(query) + "\n")
+    # DyML-Product's single 3-level test set
+    for c in range(n_classes):
+        for k in range(per_class):
+            png(root / "mini-bmk_all_in_one/imgs" / f"{c}_{k}.jpg", _color(c * 11 + k), size)
+    (root / "mini-bmk_all_in_one/label.csv").write_text("\n".join(rows) + "\n")

@@ -240,8 +240,9 @@ def build_parser() -> argparse.ArgumentParser:
             "Train with a recipe (a packaged name or a YAML file), overriding any value with --set. The run "
             "folder gets config.yaml, checkpoints/ (best, last; written atomically), logs/ and metrics.json. "
             "Recipes: fashion-mnist (default), roadmap-sop-resnet50, roadmap-sop-deit, roadmap-cub-resnet50, "
-            "roadmap-inat-resnet50, happier-sop, happier-dyml-vehicle, smoothap-sop, fastap-sop, blackboxap-sop, "
-            "normsoftmax-sop."
+            "roadmap-cub-deit, roadmap-inat-resnet50, roadmap-inat-deit, happier-sop, happier-inat, "
+            "happier-dyml-vehicle, happier-dyml-animal, happier-dyml-product, smoothap-sop, fastap-sop, "
+            "blackboxap-sop, normsoftmax-sop."
         ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )

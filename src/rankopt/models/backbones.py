@@ -90,7 +90,8 @@ class _TimmTransformer(nn.Module):
             import timm
         except ImportError:
             raise ImportError(f"backbone {name!r} needs timm: pip install timm") from None
-        self.net = timm.create_model(name, pretrained=False, num_classes=0)
+        # dynamic_img_size: any input size (position embeddings interpolated), as crops vary by recipe
+        self.net = timm.create_model(name, pretrained=False, num_classes=0, dynamic_img_size=True)
         if weights:
             load_weights(self.net, weights)
         self.out_channels = self.net.num_features

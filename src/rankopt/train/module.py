@@ -99,7 +99,7 @@ class RetrievalModule(pl.LightningModule):
             emb = self.all_gather(emb).flatten(0, 1)
             lab = self.all_gather(lab).flatten(0, 1)
         metrics = evaluate(emb, lab, metrics=list(self.eval_metrics))
-        self.last_metrics = {k: float(v) for k, v in metrics.items()}
+        self.last_metrics = {k: int(v) if k.startswith("n_") else float(v) for k, v in metrics.items()}
         for k, v in metrics.items():
             if not k.startswith("n_"):
                 self.log(f"test/{k}", float(v), prog_bar=k in ("hit@1", "map@r"), sync_dist=False)
