@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from rankopt import recipes
 from rankopt.metrics.evaluate import NO_POSITIVE, aggregate, evaluate_per_query
 from rankopt.metrics.ranking import TIES
 from rankopt.search import BACKENDS, SIMILARITIES
@@ -128,7 +129,7 @@ def _table(summary: dict, source: str, n_ranked: int, args: argparse.Namespace) 
 
 def cmd_train(args: argparse.Namespace) -> int:
     try:
-        from rankopt.train.config import load_config
+        from rankopt.train.config import apply_overrides, load_config
         from rankopt.train.run import load_run, train_run
     except ImportError as err:
         raise CliError(f"training needs the train extra: pip install 'rankopt[train]' ({err})") from None
@@ -143,11 +144,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         if args.resume:
             if args.recipe:
                 raise CliError("give either a RECIPE or --resume RUN_DIR, not both")
-            cfg = load_run(args.resume)
-            from rankopt.train.config import _apply, _override  # overrides on a saved run (e.g. more epochs)
-
-            for text in overrides:
-                _apply(cfg, _override(text), "")
+            cfg = apply_overrides(load_run(args.resume), overrides)  # e.g. more epochs for the saved run
             metrics, run_dir = train_run(cfg, args.resume, resume=True, progress=not args.json)
         else:
             cfg = load_config(args.recipe or "fashion-mnist", overrides)
@@ -239,10 +236,7 @@ def build_parser() -> argparse.ArgumentParser:
         description=(
             "Train with a recipe (a packaged name or a YAML file), overriding any value with --set. The run "
             "folder gets config.yaml, checkpoints/ (best, last; written atomically), logs/ and metrics.json. "
-            "Recipes: fashion-mnist (default), roadmap-sop-resnet50, roadmap-sop-deit, roadmap-cub-resnet50, "
-            "roadmap-cub-deit, roadmap-inat-resnet50, roadmap-inat-deit, happier-sop, happier-inat, "
-            "happier-dyml-vehicle, happier-dyml-animal, happier-dyml-product, smoothap-sop, fastap-sop, "
-            "blackboxap-sop, normsoftmax-sop."
+            f"Recipes: {', '.join(recipes.names())}."
         ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )

@@ -11,15 +11,18 @@ import dataclasses
 import difflib
 import typing
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from rankopt import recipes
 from rankopt.train.module import OptimConfig
 
-__all__ = ["DataConfig", "ModelConfig", "LossConfig", "TrainConfig", "RunConfig", "load_config", "recipe_names", "to_dict"]
+__all__ = [
+    "DataConfig", "ModelConfig", "LossConfig", "TrainConfig", "RunConfig", "load_config", "apply_overrides",
+    "recipe_names", "to_dict", "from_dict",
+]
 
 
 @dataclass
@@ -83,7 +86,7 @@ class RunConfig:
 
 
 def recipe_names() -> list[str]:
-    return sorted(p.name[:-5] for p in resources.files("rankopt").joinpath("recipes").iterdir() if p.name.endswith(".yaml"))
+    return recipes.names()
 
 
 def _read_recipe(recipe: str) -> tuple[str, dict]:
@@ -98,7 +101,7 @@ def _read_recipe(recipe: str) -> tuple[str, dict]:
             close = difflib.get_close_matches(recipe, names, n=3)
             hint = f"; did you mean {', '.join(close)}?" if close else ""
             raise ValueError(f"unknown recipe {recipe!r}{hint} Known: {', '.join(names)}")
-        name, text = recipe, resources.files("rankopt").joinpath("recipes", f"{recipe}.yaml").read_text()
+        name, text = recipe, recipes.read(recipe)
     try:
         data = yaml.safe_load(text) or {}
     except yaml.YAMLError as err:
@@ -162,6 +165,14 @@ def _override(text: str) -> dict:
     return out
 
 
+def apply_overrides(cfg: RunConfig, overrides: list[str] | tuple[str, ...]) -> RunConfig:
+    """Apply ``section.key=value`` overrides in place (checked like a recipe) and return cfg."""
+    for text in overrides:
+        _apply(cfg, _override(text), "")
+    OptimConfig.__post_init__(cfg.optim)  # re-validate choices after overrides
+    return cfg
+
+
 def load_config(recipe: str | None = "fashion-mnist", overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
     """Defaults, then the recipe (a packaged name or a YAML path), then each ``key=value`` override."""
     cfg = RunConfig()
@@ -170,10 +181,7 @@ def load_config(recipe: str | None = "fashion-mnist", overrides: list[str] | tup
         data.pop("recipe", None)
         _apply(cfg, data, "")
         cfg.recipe = name
-    for text in overrides:
-        _apply(cfg, _override(text), "")
-    OptimConfig.__post_init__(cfg.optim)  # re-validate choices after overrides
-    return cfg
+    return apply_overrides(cfg, overrides)
 
 
 def to_dict(cfg: RunConfig) -> dict:
