@@ -1,0 +1,277 @@
+"""Interaction data for top-k recommendation: readers, id remapping, implicit feedback and splits.
+
+Formats (``load_directory`` detects them):
+* LightGCN text: one line per user, ``user item item ...`` (train.txt / valid.txt / test.txt);
+* pair files: ``user<TAB>item[<TAB>count]`` per line (LightGCN-PyTorch's Last.fm data1.txt / test1.txt);
+* RecBole atomic ``.inter``: tab-separated with a typed header (``user_id:token  item_id:token
+  rating:float  timestamp:float``);
+* CSV: a header ``user,item[,rating][,timestamp]``.
+Ids are remapped to contiguous indices shared by every split, and the original ids are kept.
+A malformed line is an error naming the file and line.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+__all__ = [
+    "Interactions", "RecData", "read_lightgcn", "read_pairs", "read_recbole", "read_csv", "load_directory",
+    "implicit", "ratio_split", "temporal_split", "inductive_split",
+]
+
+
+@dataclass
+class Interactions:
+    """Parallel arrays of one set of interactions, in contiguous indices."""
+
+    user: np.ndarray  # (n,) int64
+    item: np.ndarray  # (n,) int64
+    rating: np.ndarray | None = None  # (n,) float32
+    timestamp: np.ndarray | None = None  # (n,) float64
+
+    def __len__(self) -> int:
+        return len(self.user)
+
+    def take(self, mask_or_index) -> "Interactions":
+        pick = lambda a: None if a is None else a[mask_or_index]  # noqa: E731
+        return Interactions(self.user[mask_or_index], self.item[mask_or_index], pick(self.rating), pick(self.timestamp))
+
+    def by_user(self) -> dict[int, np.ndarray]:
+        order = np.argsort(self.user, kind="stable")
+        users, starts = np.unique(self.user[order], return_index=True)
+        return {int(u): order[s:e] for u, s, e in zip(users, starts, list(starts[1:]) + [len(order)])}
+
+
+@dataclass
+class RecData:
+    """Splits over one index space. ``context``: the inductive protocol's interactions given at test time."""
+
+    train: Interactions
+    test: Interactions
+    valid: Interactions | None = None
+    context: Interactions | None = None
+    user_ids: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=object))  # original id of each index
+    item_ids: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=object))
+    excluded_users: int = 0  # test users without any test item, left out of evaluation
+
+    @property
+    def n_users(self) -> int:
+        return len(self.user_ids)
+
+    @property
+    def n_items(self) -> int:
+        return len(self.item_ids)
+
+
+Raw = tuple[list, list, list | None, list | None]
+
+
+def _int(token: str, path: Path, line: int) -> int:
+    try:
+        return int(token)
+    except ValueError:
+        raise ValueError(f"{path}:{line}: expected an integer id, got {token!r}") from None
+
+
+def read_lightgcn(path: str | Path) -> Raw:
+    """``user item item ...`` per line; a user with no items is allowed (and has no interaction)."""
+    path = Path(path)
+    users, items = [], []
+    with open(path) as f:
+        for n, line in enumerate(f, start=1):
+            tokens = line.split()
+            if not tokens:
+                continue
+            u = _int(tokens[0], path, n)
+            for t in tokens[1:]:
+                users.append(u)
+                items.append(_int(t, path, n))
+    return users, items, None, None
+
+
+def read_pairs(path: str | Path) -> Raw:
+    """``user item [value]`` per line, whitespace-separated, no header."""
+    path = Path(path)
+    users, items = [], []
+    with open(path) as f:
+        for n, line in enumerate(f, start=1):
+            tokens = line.split()
+            if not tokens:
+                continue
+            if len(tokens) < 2:
+                raise ValueError(f"{path}:{n}: expected 'user item [value]', got {line.strip()!r}")
+            users.append(_int(tokens[0], path, n))
+            items.append(_int(tokens[1], path, n))
+    return users, items, None, None
+
+
+def _float(token: str, path: Path, line: int, what: str) -> float:
+    try:
+        return float(token)
+    except ValueError:
+        raise ValueError(f"{path}:{line}: {what} must be a number, got {token!r}") from None
+
+
+def read_recbole(path: str | Path) -> Raw:
+    """RecBole atomic .inter: typed header ``name:type``; user_id and item_id required."""
+    path = Path(path)
+    with open(path) as f:
+        header = f.readline().rstrip("\n").split("\t")
+        names = [h.split(":")[0] for h in header]
+        if "user_id" not in names or "item_id" not in names:
+            raise ValueError(f"{path}:1: expected a typed header with user_id:token and item_id:token, got {header!r}")
+        iu, ii = names.index("user_id"), names.index("item_id")
+        ir = names.index("rating") if "rating" in names else None
+        it = names.index("timestamp") if "timestamp" in names else None
+        users, items, ratings, times = [], [], [] if ir is not None else None, [] if it is not None else None
+        for n, line in enumerate(f, start=2):
+            if not line.strip():
+                continue
+            row = line.rstrip("\n").split("\t")
+            if len(row) != len(names):
+                raise ValueError(f"{path}:{n}: expected {len(names)} tab-separated fields, got {len(row)}")
+            users.append(row[iu])
+            items.append(row[ii])
+            if ir is not None:
+                ratings.append(_float(row[ir], path, n, "rating"))
+            if it is not None:
+                times.append(_float(row[it], path, n, "timestamp"))
+    return users, items, ratings, times
+
+
+def read_csv(path: str | Path) -> Raw:
+    """CSV with a header ``user,item[,rating][,timestamp]``."""
+    path = Path(path)
+    with open(path, newline="") as f:
+        reader = csv.reader(f)
+        header = [h.strip() for h in next(reader, [])]
+        if header[:2] != ["user", "item"]:
+            raise ValueError(f"{path}:1: expected a header user,item[,rating][,timestamp], got {header!r}")
+        has_r, has_t = "rating" in header, "timestamp" in header
+        users, items, ratings, times = [], [], [] if has_r else None, [] if has_t else None
+        for n, row in enumerate(reader, start=2):
+            if not row or not "".join(row).strip():
+                continue
+            if len(row) != len(header):
+                raise ValueError(f"{path}:{n}: expected {len(header)} fields, got {len(row)}")
+            users.append(row[0].strip())
+            items.append(row[1].strip())
+            if has_r:
+                ratings.append(_float(row[header.index("rating")], path, n, "rating"))
+            if has_t:
+                times.append(_float(row[header.index("timestamp")], path, n, "timestamp"))
+    return users, items, ratings, times
+
+
+def _index(raws: list[Raw]) -> tuple[list[Interactions], np.ndarray, np.ndarray]:
+    """Remap raw ids of several splits to one contiguous index space (sorted original ids)."""
+    all_users = np.unique(np.concatenate([np.asarray(r[0]) for r in raws]))
+    all_items = np.unique(np.concatenate([np.asarray(r[1]) for r in raws]))
+    out = []
+    for users, items, ratings, times in raws:
+        u = np.searchsorted(all_users, np.asarray(users)).astype(np.int64)
+        i = np.searchsorted(all_items, np.asarray(items)).astype(np.int64)
+        r = None if ratings is None else np.asarray(ratings, dtype=np.float32)
+        t = None if times is None else np.asarray(times, dtype=np.float64)
+        out.append(Interactions(u, i, r, t))
+    return out, all_users, all_items
+
+
+def _finish(train: Interactions, test: Interactions, valid, users, items, context=None) -> RecData:
+    excluded = len(set(np.unique(train.user).tolist()) - set(np.unique(test.user).tolist())) if context is None else 0
+    return RecData(train, test, valid, context, users, items, excluded)
+
+
+def load_directory(path: str | Path, *, split: str = "auto", ratios=(0.8, 0.1, 0.1), seed: int = 0,
+                   rating_threshold: float | None = None) -> RecData:
+    """Read a folder in any supported format. split="auto" keeps the files' own train/valid/test; a single
+    interaction file (.inter, .csv) is split per user ("ratio", or "temporal" when it has timestamps)."""
+    path = Path(path)
+    if not path.is_dir():
+        raise FileNotFoundError(f"{path} is not a folder of interaction files")
+    if (path / "train.txt").is_file() and (path / "test.txt").is_file():
+        names = ["train.txt", "test.txt"] + (["valid.txt"] if (path / "valid.txt").is_file() else [])
+        raws = [read_lightgcn(path / n) for n in names]
+    elif (path / "data1.txt").is_file() and (path / "test1.txt").is_file():
+        names = ["data1.txt", "test1.txt"]
+        raws = [read_pairs(path / n) for n in names]
+    else:
+        singles = sorted(path.glob("*.inter")) or sorted(path.glob("*.csv"))
+        if len(singles) != 1:
+            raise FileNotFoundError(
+                f"{path}: no train.txt + test.txt (LightGCN), data1.txt + test1.txt (pairs), single .inter "
+                f"(RecBole) or single .csv (user,item[,rating][,timestamp]) found"
+            )
+        raw = read_recbole(singles[0]) if singles[0].suffix == ".inter" else read_csv(singles[0])
+        (whole,), users, items = _index([raw])
+        if rating_threshold is not None:
+            whole = implicit(whole, rating_threshold)
+        mode = ("temporal" if whole.timestamp is not None else "ratio") if split == "auto" else split
+        splitter = temporal_split if mode == "temporal" else ratio_split
+        train, valid, test = splitter(whole, ratios, seed=seed) if mode != "temporal" else splitter(whole, ratios)
+        return _finish(train, test, valid, users, items)
+    parts, users, items = _index(raws)
+    train, test = parts[0], parts[1]
+    valid = parts[2] if len(parts) > 2 else None
+    return _finish(train, test, valid, users, items)
+
+
+def implicit(inter: Interactions, threshold: float) -> Interactions:
+    """Keep interactions rated at least ``threshold`` (explicit → implicit feedback)."""
+    if inter.rating is None:
+        raise ValueError("rating_threshold given but the interactions have no rating column")
+    return inter.take(inter.rating >= threshold)
+
+
+def _per_user_cut(inter: Interactions, ratios, order_fn) -> tuple[Interactions, Interactions | None, Interactions]:
+    if len(ratios) != 3 or abs(sum(ratios) - 1) > 1e-6 or min(ratios) < 0:
+        raise ValueError(f"ratios must be three non-negative numbers summing to 1 (train, valid, test); got {ratios}")
+    parts: list[list[np.ndarray]] = [[], [], []]
+    for _, idx in inter.by_user().items():
+        idx = order_fn(idx)
+        n = len(idx)
+        n_test = int(round(n * ratios[2]))
+        n_valid = int(round(n * ratios[1]))
+        n_train = n - n_test - n_valid
+        parts[0].append(idx[:n_train])
+        parts[1].append(idx[n_train : n_train + n_valid])
+        parts[2].append(idx[n_train + n_valid :])
+    pieces = [inter.take(np.concatenate(p) if p else np.empty(0, dtype=np.int64)) for p in parts]
+    return pieces[0], (pieces[1] if ratios[1] > 0 else None), pieces[2]
+
+
+def ratio_split(inter: Interactions, ratios=(0.8, 0.1, 0.1), seed: int = 0):
+    """Random per-user split into (train, valid, test) by ratios (RecBole's RS)."""
+    rng = np.random.default_rng(seed)
+    return _per_user_cut(inter, ratios, lambda idx: rng.permutation(idx))
+
+
+def temporal_split(inter: Interactions, ratios=(0.8, 0.1, 0.1)):
+    """Per-user split by time: each user's oldest interactions train, newest test (ties by file order)."""
+    if inter.timestamp is None:
+        raise ValueError("a temporal split needs timestamps")
+    return _per_user_cut(inter, ratios, lambda idx: idx[np.argsort(inter.timestamp[idx], kind="stable")])
+
+
+def inductive_split(data: RecData, held_out: float = 0.1, context: float = 0.5, seed: int = 0) -> RecData:
+    """Hold out a fraction of the users entirely: their interactions (train and test of the source split)
+    are removed from training and the graph; at test time a ``context`` fraction of each is given and
+    the rest is the target to rank. The user ids stay in the index space (with no trained interaction)."""
+    if not 0 < held_out < 1 or not 0 < context < 1:
+        raise ValueError(f"held_out and context must be in (0, 1); got {held_out}, {context}")
+    rng = np.random.default_rng(seed)
+    users = np.unique(data.train.user)
+    chosen = rng.choice(users, size=max(1, int(round(held_out * len(users)))), replace=False)
+    is_held = np.zeros(data.n_users, dtype=bool)
+    is_held[chosen] = True
+    everything = [data.train, data.test] + ([data.valid] if data.valid is not None else [])
+    held = Interactions(np.concatenate([p.user[is_held[p.user]] for p in everything]),
+                        np.concatenate([p.item[is_held[p.user]] for p in everything]))
+    ctx, _, target = ratio_split(held, (context, 0.0, 1 - context), seed=seed)
+    keep = lambda p: p.take(~is_held[p.user])  # noqa: E731
+    return RecData(keep(data.train), target, None if data.valid is None else keep(data.valid), ctx,
+                   data.user_ids, data.item_ids, 0)
