@@ -1,0 +1,59 @@
+"""LightGCN propagation against a dense computation; Recall/NDCG@K against the LightGCN formulas."""
+
+import math
+
+import numpy as np
+import torch
+
+from rankopt.recsys import Interactions, LightGCN, evaluate_recommender, normalized_adjacency
+
+
+def tiny(seed=0, n_users=6, n_items=9, n=20):
+    rng = np.random.default_rng(seed)
+    return Interactions(rng.integers(0, n_users, n), rng.integers(0, n_items, n)), n_users, n_items
+
+
+def test_lightgcn_equals_dense_propagation():
+    train, nu, ni = tiny()
+    adj = normalized_adjacency(train, nu, ni)
+    model = LightGCN(nu, ni, adj, dim=4, layers=3)
+    a = torch.zeros(nu + ni, nu + ni)
+    for u, i in zip(train.user, train.item):
+        a[u, nu + i] = a[nu + i, u] = 1.0
+    d = a.sum(1)
+    inv = torch.where(d > 0, d.rsqrt(), torch.zeros_like(d))
+    norm = inv[:, None] * a * inv[None, :]
+    e0 = torch.cat([model.user.weight, model.item.weight]).detach()
+    want = sum(torch.linalg.matrix_power(norm, k) @ e0 for k in range(4)) / 4
+    users, items = model.embeddings()
+    torch.testing.assert_close(torch.cat([users, items]).detach(), want, atol=1e-5, rtol=1e-5)
+
+
+def lightgcn_reference(scores, test_items, train_items, k):
+    """Recall@K and NDCG@K as LightGCN-PyTorch computes them, for one user."""
+    s = scores.clone()
+    s[list(train_items - test_items)] = -float("inf")
+    top = torch.topk(s, k).indices.tolist()
+    hits = [1.0 if i in test_items else 0.0 for i in top]
+    recall = sum(hits) / len(test_items)
+    dcg = sum(h / math.log2(p + 2) for p, h in enumerate(hits))
+    idcg = sum(1 / math.log2(p + 2) for p in range(min(k, len(test_items))))
+    return recall, dcg / idcg
+
+
+def test_metrics_follow_lightgcn_conventions():
+    g = torch.Generator().manual_seed(3)
+    nu, ni, k = 30, 50, 5
+    ue, ie = torch.randn(nu, 8, generator=g), torch.randn(ni, 8, generator=g)
+    rng = np.random.default_rng(4)
+    train = Interactions(rng.integers(0, nu, 300), rng.integers(0, ni, 300))
+    test = Interactions(rng.integers(0, nu, 80), rng.integers(0, ni, 80))
+    got = evaluate_recommender(ue, ie, test, train, ks=(k,), chunk=7)
+    recalls, ndcgs = [], []
+    for u in np.unique(test.user):
+        r, n = lightgcn_reference(ue[u] @ ie.T, set(test.item[test.user == u].tolist()), set(train.item[train.user == u].tolist()), k)
+        recalls.append(r)
+        ndcgs.append(n)
+    assert abs(got[f"recall@{k}"] - np.mean(recalls)) < 1e-9
+    assert abs(got[f"ndcg@{k}"] - np.mean(ndcgs)) < 1e-9
+    assert got["n_users"] == len(np.unique(test.user))
