@@ -1,0 +1,59 @@
+"""Rank losses for recommendation, on user × candidate-item scores, through rankopt.losses' kernel.
+
+For a batch of users, each with a set of positive items and sampled negatives (the candidates), the
+scores s_uj = ⟨e_u, e_j⟩ form a (B, C) matrix and the relevance a (B, C) level matrix (1 = positive);
+the rank losses of rankopt.losses then run on that block as they do on image batches: no second
+implementation.
+
+``ITEMLoss`` (ITEM; reference/item-recsys.md §1.2): rank(p) = 1 + Σ_{j ≠ p in candidates} σ((s_j − s_p)/τ),
+DCG = Σ_p 1/log2(1 + rank(p)), loss = 1 − DCG / IDCG (IDCG with every positive on top; with ``k`` only
+the first k ideal positions). Whether ITEM truncates at k is unverified: ``k=None`` (default) is full
+NDCG. ``normalize=True`` L2-normalises embeddings first so τ acts on cosine scores (SupRank's τ = 0.01
+setting); with raw LightGCN dot products tune τ instead.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from rankopt.losses.batch import RankBatch
+from rankopt.losses.rank_kernel import pair_sums
+from rankopt.losses.steps import Sigmoid
+
+__all__ = ["candidate_batch", "ITEMLoss", "rank_loss_on_candidates"]
+
+
+def candidate_batch(user_emb: torch.Tensor, item_emb: torch.Tensor, candidates: torch.Tensor, positive: torch.Tensor,
+                    normalize: bool = True) -> RankBatch:
+    """user_emb (B, d), item_emb (n_items, d), candidates (B, C) item indices; positive (B, C): bool, or
+    int levels with 1 = positive, 0 = negative, -1 = padding (ignored)."""
+    if normalize:
+        user_emb = nn.functional.normalize(user_emb, dim=1)
+        item_emb = nn.functional.normalize(item_emb, dim=1)
+    scores = torch.bmm(item_emb[candidates], user_emb.unsqueeze(2)).squeeze(2)  # (B, C)
+    return RankBatch(scores, positive.to(torch.int64), n_levels=1)
+
+
+class ITEMLoss(nn.Module):
+    def __init__(self, tau: float = 0.01, k: int | None = None, normalize: bool = True) -> None:
+        super().__init__()
+        self.step, self.k, self.normalize = Sigmoid(tau), k, normalize
+
+    def forward(self, user_emb, item_emb, candidates, positive) -> torch.Tensor:
+        batch = candidate_batch(user_emb, item_emb, candidates, positive, self.normalize)
+        items, lv, valid = batch.ranked_items(1)
+        rank = 1 + pair_sums(batch.scores, items, lv, valid, self.step, "all", cand_levels=batch.levels)
+        dcg = (valid / torch.log2(1 + rank)).sum(dim=1)
+        n_pos = valid.sum(dim=1)
+        depth = n_pos if self.k is None else n_pos.clamp(max=self.k)
+        pos = torch.arange(1, int(depth.max()) + 1, device=rank.device, dtype=rank.dtype)
+        ideal = torch.nn.functional.pad((1 / torch.log2(1 + pos)).cumsum(0), (1, 0))[depth]
+        has = n_pos > 0
+        ndcg = dcg / ideal.clamp_min(1e-12)
+        return (1 - ndcg[has]).mean() if bool(has.any()) else dcg.sum() * 0.0
+
+
+def rank_loss_on_candidates(loss: nn.Module, user_emb, item_emb, candidates, positive, normalize: bool = True) -> torch.Tensor:
+    """Any rankopt rank loss (SupNDCG, SupRecall, SupAP, ...) on the user × candidate block."""
+    return loss.compute(candidate_batch(user_emb, item_emb, candidates, positive, normalize))
