@@ -34,9 +34,12 @@ def ppr_negatives(train: Interactions, n_users: int, n_items: int, m: int = 100,
     """(n_users, m) item indices: for each user the m items of highest PPR it has not interacted with."""
     if m < 1 or m > n_items:
         raise ValueError(f"m={m} must be between 1 and the {n_items} items")
+    positives = train.by_user()
+    most = max((len(np.unique(train.item[idx])) for idx in positives.values()), default=0)
+    if m > n_items - most:
+        raise ValueError(f"m={m}: some user has only {n_items - most} items it has not interacted with")
     adj = normalized_adjacency(train, n_users, n_items)
     out = np.zeros((n_users, m), dtype=np.int64)
-    positives = train.by_user()
     for start in range(0, n_users, block):
         users = torch.arange(start, min(start + block, n_users))
         scores = personalized_pagerank(adj, users, restart, iterations)[n_users:].T.clone()  # (b, n_items)

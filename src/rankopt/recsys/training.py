@@ -44,12 +44,12 @@ def bpr_loss(model, users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor, w
 
 
 def train_bpr(model, train: Interactions, n_items: int, epochs: int = 10, batch_size: int = 2048, lr: float = 1e-3,
-              weight_decay: float = 1e-4, seed: int = 0) -> list[float]:
+              weight_decay: float = 1e-4, seed: int = 0, optimizer: torch.optim.Optimizer | None = None) -> list[float]:
     """One pass per epoch over the training interactions in shuffled mini-batches; returns the mean
-    loss of each epoch."""
+    loss of each epoch. ``optimizer`` continues an existing one (default: a new Adam)."""
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    opt = optimizer or torch.optim.Adam(model.parameters(), lr=lr)
     keys = _interaction_keys(train, n_items)
     history = []
     for _ in range(epochs):
