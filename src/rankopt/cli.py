@@ -191,7 +191,7 @@ def cmd_recsys_train(args: argparse.Namespace) -> int:
 
     try:
         cfg = RecConfig(model=args.model, loss=args.loss, negatives=args.negatives, epochs=args.epochs, seed=args.seed,
-                        protocol=args.protocol, dim=args.dim, k=args.k, lr=args.lr)
+                        protocol=args.protocol, dim=args.dim, k=args.k, lr=args.lr, rating_threshold=args.rating_threshold)
         log = (lambda line: print(line, file=sys.stderr)) if args.json else print
         metrics, run_dir = run_recsys(args.data_dir, cfg, args.run_dir, log=log)
     except (ValueError, FileNotFoundError) as err:
@@ -311,6 +311,7 @@ def build_parser() -> argparse.ArgumentParser:
     rt.add_argument("--k", type=int, default=20, help="K of Recall@K and NDCG@K")
     rt.add_argument("--lr", type=float, default=1e-3)
     rt.add_argument("--seed", type=int, default=0)
+    rt.add_argument("--rating-threshold", type=float, help="keep interactions rated at least this (explicit ratings only)")
     rt.add_argument("--run-dir", help="where to write the run (default: runs/recsys-<data>-<time>)")
     rt.add_argument("--json", action="store_true", help="last line of stdout: one JSON object with the test metrics and run_dir")
     rt.set_defaults(func=cmd_recsys_train)

@@ -51,6 +51,7 @@ class RecConfig:
     weight_decay: float = 1e-4
     k: int = 20
     protocol: str = "transductive"
+    rating_threshold: float | None = None  # keep interactions rated at least this (explicit → implicit)
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -117,7 +118,7 @@ def run_recsys(data_dir: str | Path, cfg: RecConfig, run_dir: str | Path | None 
     """Train, select on validation, evaluate on test; write config.json, metrics.json and model.pt."""
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
-    data = load_directory(data_dir, seed=cfg.seed)
+    data = load_directory(data_dir, seed=cfg.seed, rating_threshold=cfg.rating_threshold)
     inductive = cfg.protocol == "inductive"
     if inductive:
         data = inductive_split(data, seed=cfg.seed)
@@ -170,7 +171,7 @@ def evaluate_run(run_dir: str | Path) -> dict:
     saved = json.loads((run_dir / "config.json").read_text())
     data_dir = saved.pop("data_dir")
     cfg = RecConfig(**saved)
-    data = load_directory(data_dir, seed=cfg.seed)
+    data = load_directory(data_dir, seed=cfg.seed, rating_threshold=cfg.rating_threshold)
     if cfg.protocol == "inductive":
         data = inductive_split(data, seed=cfg.seed)
     model = _build(cfg, data)
