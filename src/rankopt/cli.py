@@ -302,7 +302,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "split; test Recall@K / NDCG@K with the LightGCN conventions.",
     )
     rt.add_argument("data_dir", metavar="DATA_DIR")
-    rt.add_argument("--model", default="lightgcn", choices=("mf", "lightgcn"))
+    rt.add_argument("--model", default="lightgcn", choices=("mf", "lightgcn", "ngcf"))
     rt.add_argument("--loss", default="item-ndcg", choices=("bpr", "item-ndcg", "supndcg", "suprecall"))
     rt.add_argument("--negatives", default="uniform", choices=("uniform", "ppr"), help="rank losses: uniform or PPR hard negatives (mixed 50/50 with uniform)")
     rt.add_argument("--protocol", default="transductive", choices=("transductive", "inductive"))

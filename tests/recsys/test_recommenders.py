@@ -91,3 +91,21 @@ def test_uniform_negatives_are_never_positives():
     neg = uniform_negatives(keys, ni, users, rng)
     seen = set(zip(train.user.tolist(), train.item.tolist()))
     assert not any((int(u), int(i)) in seen for u, i in zip(users, neg))
+
+
+def test_ngcf_layer_equals_dense_formula():
+    from rankopt.recsys import NGCF
+
+    train, nu, ni = tiny(seed=2)
+    adj = normalized_adjacency(train, nu, ni)
+    model = NGCF(nu, ni, adj, dim=4, layers=2)
+    dense = adj.to_dense()
+    x = torch.cat([model.user.weight, model.item.weight])
+    outs = [x]
+    for w1, w2 in zip(model.w1, model.w2):
+        side = dense @ x
+        x = torch.nn.functional.leaky_relu(w1(side + x) + w2(side * x), 0.2)
+        outs.append(torch.nn.functional.normalize(x, dim=1))
+    want = torch.cat(outs, dim=1)
+    users, items = model.embeddings()
+    torch.testing.assert_close(torch.cat([users, items]), want, atol=1e-5, rtol=1e-5)

@@ -26,10 +26,12 @@ def synthetic(tmp_path, n_users=80, n_items=40):
     return tmp_path
 
 
-@pytest.mark.parametrize("loss,negatives", [("bpr", "uniform"), ("item-ndcg", "uniform"), ("item-ndcg", "ppr"), ("supndcg", "uniform")])
-def test_train_then_evaluate_gives_the_same_test_metrics(tmp_path, capsys, loss, negatives):
+@pytest.mark.parametrize("model,loss,negatives", [("lightgcn", "bpr", "uniform"), ("lightgcn", "item-ndcg", "uniform"),
+                                                  ("lightgcn", "item-ndcg", "ppr"), ("mf", "supndcg", "uniform"),
+                                                  ("ngcf", "item-ndcg", "uniform")])
+def test_train_then_evaluate_gives_the_same_test_metrics(tmp_path, capsys, model, loss, negatives):
     data = synthetic(tmp_path / "data") if (tmp_path / "data").mkdir() is None else None
-    rc = main(["recsys", "train", str(data), "--loss", loss, "--negatives", negatives, "--epochs", "30", "--k", "5",
+    rc = main(["recsys", "train", str(data), "--model", model, "--loss", loss, "--negatives", negatives, "--epochs", "30", "--k", "5",
                "--dim", "16", "--lr", "0.05", "--run-dir", str(tmp_path / "run"), "--json"])
     assert rc == 0
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])

@@ -7,10 +7,10 @@ from rankopt.recsys.data import (
 
 from rankopt.recsys.evaluation import evaluate_recommender
 from rankopt.recsys.graph import normalized_adjacency
-from rankopt.recsys.models import MF, LightGCN
+from rankopt.recsys.models import MF, NGCF, LightGCN
 
 __all__ = [
-    "MF", "LightGCN", "normalized_adjacency", "evaluate_recommender",
+    "MF", "LightGCN", "NGCF", "normalized_adjacency", "evaluate_recommender",
     "Interactions", "RecData", "load_directory", "read_lightgcn", "read_pairs", "read_recbole", "read_csv",
     "implicit", "ratio_split", "temporal_split", "inductive_split",
 ]

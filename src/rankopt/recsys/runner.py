@@ -23,13 +23,13 @@ from rankopt.recsys.data import RecData, inductive_split, load_directory
 from rankopt.recsys.evaluation import evaluate_recommender
 from rankopt.recsys.graph import normalized_adjacency
 from rankopt.recsys.losses import ITEMLoss, rank_loss_on_candidates
-from rankopt.recsys.models import MF, LightGCN
+from rankopt.recsys.models import MF, NGCF, LightGCN
 from rankopt.recsys.negatives import ppr_negatives
 from rankopt.recsys.training import _interaction_keys, train_bpr, uniform_negatives
 
 __all__ = ["RecConfig", "run_recsys", "evaluate_run"]
 
-MODELS, LOSSES, NEGATIVES = ("mf", "lightgcn"), ("bpr", "item-ndcg", "supndcg", "suprecall"), ("uniform", "ppr")
+MODELS, LOSSES, NEGATIVES = ("mf", "lightgcn", "ngcf"), ("bpr", "item-ndcg", "supndcg", "suprecall"), ("uniform", "ppr")
 
 
 @dataclass
@@ -65,6 +65,8 @@ class RecConfig:
 def _build(cfg: RecConfig, data: RecData):
     if cfg.model == "mf":
         return MF(data.n_users, data.n_items, cfg.dim)
+    if cfg.model == "ngcf":
+        return NGCF(data.n_users, data.n_items, normalized_adjacency(data.train, data.n_users, data.n_items), cfg.dim, cfg.layers)
     return LightGCN(data.n_users, data.n_items, normalized_adjacency(data.train, data.n_users, data.n_items), cfg.dim, cfg.layers)
 
 
