@@ -20,20 +20,13 @@ __all__ = ["levels", "gathered_levels", "is_tree", "level_counts", "pop_relevanc
 
 
 def levels(query_labels: torch.Tensor, item_labels: torch.Tensor) -> torch.Tensor:
-    """Number of shared label columns between each query and its items.
+    """Number of shared label columns between each query (Q, L) and each item (G, L): (Q, G) int8.
 
-    query_labels: (Q, L); item_labels: (G, L) for all pairs → (Q, G), or (Q, K, L) per query → (Q, K).
-    Returns int8. Works one column at a time so no (Q, K, L) temporary is built for the pairwise case.
+    Compares one column at a time, so no (Q, G, L) temporary is built.
     """
-    n_cols = query_labels.shape[1]
-    if item_labels.ndim == 2:
-        out = torch.zeros(query_labels.shape[0], item_labels.shape[0], dtype=torch.int8, device=item_labels.device)
-        for c in range(n_cols):
-            out += query_labels[:, c : c + 1] == item_labels[:, c].unsqueeze(0)
-        return out
-    out = torch.zeros(item_labels.shape[:2], dtype=torch.int8, device=item_labels.device)
-    for c in range(n_cols):
-        out += query_labels[:, c : c + 1] == item_labels[:, :, c]
+    out = torch.zeros(query_labels.shape[0], item_labels.shape[0], dtype=torch.int8, device=item_labels.device)
+    for c in range(query_labels.shape[1]):
+        out += query_labels[:, c : c + 1] == item_labels[:, c].unsqueeze(0)
     return out
 
 

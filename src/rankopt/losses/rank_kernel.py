@@ -26,9 +26,7 @@ SELECTORS = ("lower", "not_lower", "higher", "not_higher", "all")
 
 def _select(cand_levels: torch.Tensor, item_levels: torch.Tensor, selector: str) -> torch.Tensor:
     """(b, p, C) bool from candidate levels (b, 1, C) and item levels (b, p, 1); level -1 = ignored."""
-    if selector == "self":
-        sel = torch.zeros(torch.broadcast_shapes(cand_levels.shape, item_levels.shape), dtype=torch.bool, device=cand_levels.device)
-    elif selector == "lower":
+    if selector == "lower":
         sel = cand_levels < item_levels
     elif selector == "not_lower":
         sel = cand_levels >= item_levels
@@ -147,12 +145,11 @@ def pair_sums(
         return torch.zeros(items.shape, dtype=scores.dtype, device=scores.device)
     if cand_index is None and weights is None and selector in ("lower", "all"):
         total = _run(scores, items, item_levels, item_valid, None, cand_levels, None, step, "unmasked", memory_budget)
-        own = torch.where(item_valid, item_levels, torch.full_like(item_levels, -1))
-        left_out = "not_lower+self" if selector == "lower" else "self"
-        if left_out == "self":
+        if selector == "all":  # only the item itself is left out: step(0), no gradient
             total = total - step.value(torch.zeros((), dtype=scores.dtype, device=scores.device))
-        else:
-            total = total - _run(scores, items, item_levels, item_valid, items, own, None, step, left_out, memory_budget)
+        else:  # "lower": items at least as relevant, the item itself included
+            own = torch.where(item_valid, item_levels, torch.full_like(item_levels, -1))
+            total = total - _run(scores, items, item_levels, item_valid, items, own, None, step, "not_lower+self", memory_budget)
         ignored = cand_levels < 0
         if bool(ignored.any()):
             n_ign = int(ignored.sum(dim=1).max())

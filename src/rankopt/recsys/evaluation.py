@@ -29,18 +29,19 @@ def evaluate_recommender(user_emb: torch.Tensor, item_emb: torch.Tensor, test: I
         raise ValueError(f"K={max(ks)} is larger than the {n_items} items")
     names = [f"recall@{k}" for k in ks] + [f"ndcg@{k}" for k in ks]
     sums = dict.fromkeys(names, 0.0)
-    test_by_user, mask_by_user = test.by_user(), masked.by_user()
     with torch.no_grad():
         for start in range(0, len(test_users), chunk):
             block = test_users[start : start + chunk]
             scores = (user_emb[torch.from_numpy(block)] @ item_emb.T).double()  # (b, n_items)
             relevance = torch.zeros(scores.shape, dtype=torch.int64)
-            for r, u in enumerate(block):
-                relevance[r, torch.from_numpy(test.item[test_by_user[int(u)]])] = 1
-                if int(u) in mask_by_user:
-                    train_items = torch.from_numpy(masked.item[mask_by_user[int(u)]])
-                    keep = relevance[r, train_items] == 0  # an item in both train and test stays rankable
-                    scores[r, train_items[keep]] = float("-inf")
+            inside = np.isin(test.user, block)  # block is sorted (np.unique), so rows come from searchsorted
+            rows = torch.from_numpy(np.searchsorted(block, test.user[inside]))
+            relevance[rows, torch.from_numpy(test.item[inside])] = 1
+            inside = np.isin(masked.user, block)
+            rows = torch.from_numpy(np.searchsorted(block, masked.user[inside]))
+            cols = torch.from_numpy(masked.item[inside])
+            keep = relevance[rows, cols] == 0  # an item in both train and test stays rankable
+            scores[rows[keep], cols[keep]] = float("-inf")
             # -inf rows sort last; rank_metrics needs finite scores, so put them below every real score
             floor = scores[torch.isfinite(scores)].min() - 1.0
             scores = torch.where(torch.isfinite(scores), scores, floor)

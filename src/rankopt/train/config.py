@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -116,7 +117,7 @@ def _check_type(value: Any, annotation: Any, key: str) -> Any:
     if annotation is Any:
         return value
     origin = typing.get_origin(annotation)
-    options = typing.get_args(annotation) if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)) else (annotation,)
+    options = typing.get_args(annotation) if origin in (typing.Union, types.UnionType) else (annotation,)
     for opt in options:
         if opt is type(None) and value is None:
             return None

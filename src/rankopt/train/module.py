@@ -8,6 +8,7 @@ from a checkpoint continues exactly as the uninterrupted run would.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import lightning.pytorch as pl
@@ -123,9 +124,10 @@ class RetrievalModule(pl.LightningModule):
         if o.scheduler == "multistep":
             sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=o.milestones, gamma=o.gamma)
         elif o.scheduler == "cosine":
-            lrs = [g["lr"] for g in param_groups]
+            # each group's lr follows lr · (eta_min + (1 − eta_min)·½(1 + cos(π·epoch/epochs)))
+            span = max(1, self.max_epochs)
             sched = torch.optim.lr_scheduler.LambdaLR(
-                opt, [lambda e, _=lr: o.eta_min + (1 - o.eta_min) * 0.5 * (1 + torch.cos(torch.tensor(e / max(1, self.max_epochs) * torch.pi)).item()) for lr in lrs]
+                opt, lambda e: o.eta_min + (1 - o.eta_min) * 0.5 * (1 + math.cos(math.pi * e / span))
             )
         else:
             return opt
