@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import json
 import logging
 import sys
@@ -14,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from rankopt import recipes
+from rankopt.atomic import atomic_write, atomic_write_text
 from rankopt.metrics.evaluate import NO_POSITIVE, aggregate, evaluate_per_query
 from rankopt.metrics.ranking import TIES
 from rankopt.search import BACKENDS, SIMILARITIES
@@ -100,14 +102,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def _write_per_query(path: str, result) -> None:
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_name(p.name + ".tmp")
     names = list(result.values)
-    with open(tmp, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["query"] + names)
-        for i in range(result.n_queries):
-            w.writerow([i] + ["" if np.isnan(result.values[n][i]) else f"{result.values[n][i]:.10g}" for n in names])
-    tmp.replace(p)  # atomic: a reader never sees half a file
+    out = io.StringIO(newline="")
+    w = csv.writer(out)
+    w.writerow(["query"] + names)
+    for i in range(result.n_queries):
+        w.writerow([i] + ["" if np.isnan(result.values[n][i]) else f"{result.values[n][i]:.10g}" for n in names])
+    atomic_write_text(p, out.getvalue())
 
 
 def _table(summary: dict, source: str, n_ranked: int, args: argparse.Namespace) -> str:
@@ -179,29 +180,42 @@ def cmd_embed(args: argparse.Namespace) -> int:
         raise CliError(str(err)) from None
     out = Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp.npz")
-    np.savez(tmp, embeddings=emb, labels=labels)
-    tmp.replace(out)
+    atomic_write(out, lambda f: np.savez(f, embeddings=emb, labels=labels))
     print(f"wrote {len(emb)} embeddings of dimension {emb.shape[1]} to {out}")
     return 0
+
+
+def _epoch_bar(entry: dict, cfg) -> None:
+    """One progress line per epoch on stderr (redrawn in place on a terminal)."""
+    done, width = entry["epoch"] + 1, 24
+    fill = int(width * done / cfg.epochs)
+    valid = f"  valid ndcg@{cfg.k} {entry[f'valid/ndcg@{cfg.k}']:.4f}" if f"valid/ndcg@{cfg.k}" in entry else ""
+    line = f"epoch {done:>{len(str(cfg.epochs))}}/{cfg.epochs} [{'#' * fill}{'.' * (width - fill)}] loss {entry['loss']:.4f}{valid}  {entry['seconds']:.1f} s"
+    tty = sys.stderr.isatty()
+    print(("\r" if tty else "") + line, end="" if tty and done < cfg.epochs else "\n", file=sys.stderr, flush=True)
+
+
+def _recsys_table(metrics: dict) -> str:
+    rows = [(k, f"{v:.4f}" if isinstance(v, float) else str(v)) for k, v in metrics.items()]
+    width = max(len(k) for k, _ in rows)
+    return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
 
 
 def cmd_recsys_train(args: argparse.Namespace) -> int:
     from rankopt.recsys.runner import RecConfig, run_recsys
 
+    fields = ("model", "loss", "negatives", "protocol", "user_repr", "epochs", "dim", "layers", "k", "lr", "seed", "rating_threshold",
+              "n_neg", "n_pos", "tau", "softmax_tau", "patience", "time_budget", "device", "ppr_mix", "ppr_m")
     try:
-        cfg = RecConfig(model=args.model, loss=args.loss, negatives=args.negatives, epochs=args.epochs, seed=args.seed,
-                        protocol=args.protocol, dim=args.dim, k=args.k, lr=args.lr, rating_threshold=args.rating_threshold)
-        log = (lambda line: print(line, file=sys.stderr)) if args.json else print
-        metrics, run_dir = run_recsys(args.data_dir, cfg, args.run_dir, log=log)
+        cfg = RecConfig(**{f: getattr(args, f) for f in fields})
+        metrics, run_dir = run_recsys(args.data_dir, cfg, args.run_dir, progress=_epoch_bar)
     except (ValueError, FileNotFoundError) as err:
         raise CliError(str(err)) from None
     if args.json:
         print(json.dumps({**metrics, "run_dir": str(run_dir)}))
     else:
-        print(f"\nrankopt recsys train — {cfg.model} + {cfg.loss} ({cfg.negatives} negatives), {cfg.protocol}, run folder {run_dir}")
-        for k, v in metrics.items():
-            print(f"{k:>20}  {v:.4f}" if isinstance(v, float) else f"{k:>20}  {v}")
+        print(f"rankopt recsys train: {cfg.model} + {cfg.loss} ({cfg.negatives} negatives), {cfg.protocol}; run folder {run_dir}")
+        print(_recsys_table(metrics))
     return 0
 
 
@@ -209,10 +223,10 @@ def cmd_recsys_evaluate(args: argparse.Namespace) -> int:
     from rankopt.recsys.runner import evaluate_run
 
     try:
-        metrics = evaluate_run(args.run_dir)
+        metrics = evaluate_run(args.run_dir, device=args.device)
     except (ValueError, FileNotFoundError) as err:
         raise CliError(str(err)) from None
-    print(json.dumps(metrics) if args.json else "\n".join(f"{k:>12}  {v}" for k, v in metrics.items()))
+    print(json.dumps(metrics) if args.json else _recsys_table(metrics))
     return 0
 
 
@@ -293,6 +307,8 @@ def build_parser() -> argparse.ArgumentParser:
     em.add_argument("-o", "--output", required=True, metavar="OUT.npz", help="where to write embeddings and labels")
     em.set_defaults(func=cmd_embed)
 
+    from rankopt.recsys.runner import LOSSES, MODELS
+
     rs = sub.add_parser("recsys", help="top-k recommendation with GNNs trained on rank losses (ITEM)")
     rsub = rs.add_subparsers(dest="recsys_command", metavar="ACTION", required=True)
     rt = rsub.add_parser(
@@ -302,14 +318,28 @@ def build_parser() -> argparse.ArgumentParser:
                     "split; test Recall@K / NDCG@K with the LightGCN conventions.",
     )
     rt.add_argument("data_dir", metavar="DATA_DIR")
-    rt.add_argument("--model", default="lightgcn", choices=("mf", "lightgcn", "ngcf"))
-    rt.add_argument("--loss", default="item-ndcg", choices=("bpr", "item-ndcg", "supndcg", "suprecall"))
-    rt.add_argument("--negatives", default="uniform", choices=("uniform", "ppr"), help="rank losses: uniform or PPR hard negatives (mixed 50/50 with uniform)")
+    rt.add_argument("--model", default="lightgcn", choices=MODELS, help="lightgcnpp = LightGCN++ (RecSys 2024)")
+    rt.add_argument("--loss", default="item-ndcg", choices=LOSSES,
+                    help="bpr (baseline), item-ndcg (ITEM smooth NDCG), supndcg, suprecall, softmax (sampled softmax)")
+    rt.add_argument("--negatives", default="uniform", choices=("uniform", "ppr"),
+                    help="candidate losses: uniform, or PPR hard negatives mixed with uniform ones (--ppr-mix)")
     rt.add_argument("--protocol", default="transductive", choices=("transductive", "inductive"))
+    rt.add_argument("--user-repr", default="auto", choices=("auto", "id", "items"),
+                    help="users by a trained ID embedding or by the mean of their items (auto: items for inductive)")
     rt.add_argument("--epochs", type=int, default=10)
+    rt.add_argument("--patience", type=int, default=0, help="stop after this many epochs without better validation NDCG@K (0: never)")
+    rt.add_argument("--time-budget", type=float, help="start no epoch after this many seconds of training")
     rt.add_argument("--dim", type=int, default=64)
+    rt.add_argument("--layers", type=int, default=3, help="message-passing layers (GNNs)")
     rt.add_argument("--k", type=int, default=20, help="K of Recall@K and NDCG@K")
     rt.add_argument("--lr", type=float, default=1e-3)
+    rt.add_argument("--n-neg", type=int, default=50, help="negatives per user and step (candidate losses)")
+    rt.add_argument("--n-pos", type=int, default=10, help="positives sampled per user and step (candidate losses)")
+    rt.add_argument("--ppr-mix", type=float, default=0.5, help="share of PPR negatives among the negatives")
+    rt.add_argument("--ppr-m", type=int, default=100, help="PPR top-M items kept per user")
+    rt.add_argument("--tau", type=float, default=0.1, help="ITEM loss: sigmoid temperature (cosine scores)")
+    rt.add_argument("--softmax-tau", type=float, default=0.1, help="sampled softmax temperature (cosine scores)")
+    rt.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
     rt.add_argument("--seed", type=int, default=0)
     rt.add_argument("--rating-threshold", type=float, help="keep interactions rated at least this (explicit ratings only)")
     rt.add_argument("--run-dir", help="where to write the run (default: runs/recsys-<data>-<time>)")
@@ -317,6 +347,7 @@ def build_parser() -> argparse.ArgumentParser:
     rt.set_defaults(func=cmd_recsys_train)
     re_ = rsub.add_parser("evaluate", help="re-evaluate a finished recsys run on its test split")
     re_.add_argument("run_dir", metavar="RUN_DIR")
+    re_.add_argument("--device", help="evaluate on this device (default: the run's)")
     re_.add_argument("--json", action="store_true")
     re_.set_defaults(func=cmd_recsys_evaluate)
     return parser

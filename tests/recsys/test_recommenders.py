@@ -13,20 +13,61 @@ def tiny(seed=0, n_users=6, n_items=9, n=20):
     return Interactions(rng.integers(0, n_users, n), rng.integers(0, n_items, n)), n_users, n_items
 
 
-def test_lightgcn_equals_dense_propagation():
-    train, nu, ni = tiny()
-    adj = normalized_adjacency(train, nu, ni)
-    model = LightGCN(nu, ni, adj, dim=4, layers=3)
-    a = torch.zeros(nu + ni, nu + ni)
+def dense_normalized(train, nu, ni, left, right):
+    a = torch.zeros(nu + ni, nu + ni, dtype=torch.float64)
     for u, i in zip(train.user, train.item):
         a[u, nu + i] = a[nu + i, u] = 1.0
-    d = a.sum(1)
-    inv = torch.where(d > 0, d.rsqrt(), torch.zeros_like(d))
-    norm = inv[:, None] * a * inv[None, :]
+    d = a.sum(1).clamp_min(1)
+    return (d[:, None] ** -left * a * d[None, :] ** -right).float()
+
+
+def test_lightgcn_equals_dense_propagation():
+    train, nu, ni = tiny()
+    model = LightGCN(nu, ni, train, dim=4, layers=3)
+    norm = dense_normalized(train, nu, ni, 0.5, 0.5)
     e0 = torch.cat([model.user.weight, model.item.weight]).detach()
     want = sum(torch.linalg.matrix_power(norm, k) @ e0 for k in range(4)) / 4
     users, items = model.embeddings()
     torch.testing.assert_close(torch.cat([users, items]).detach(), want, atol=1e-5, rtol=1e-5)
+
+
+def test_lightgcnpp_equals_dense_formula():
+    """LightGCN++: Â = D^-α A D^-β, each layer's input L2-normalised, final = γ E⁰ + (1 − γ) mean(E¹..Eᴷ)."""
+    from rankopt.recsys import LightGCNpp
+
+    train, nu, ni = tiny(seed=7)
+    alpha, beta, gamma = 0.6, -0.1, 0.2
+    model = LightGCNpp(nu, ni, train, dim=4, layers=3, alpha=alpha, beta=beta, gamma=gamma)
+    norm = dense_normalized(train, nu, ni, alpha, beta)
+    x0 = torch.cat([model.user.weight, model.item.weight]).detach()
+    x, layers = x0, []
+    for _ in range(3):
+        x = norm @ (x / x.norm(dim=1, keepdim=True).clamp_min(1e-12))
+        layers.append(x)
+    want = gamma * x0 + (1 - gamma) * sum(layers) / 3
+    users, items = model.embeddings()
+    torch.testing.assert_close(torch.cat([users, items]).detach(), want, atol=1e-5, rtol=1e-5)
+
+
+def test_item_mean_users_follow_the_graph_they_are_given():
+    """user_repr="items": no user parameter; a user's layer 0 is the mean of its items', and set_graph
+    with new interactions serves a new user without retraining."""
+    train, nu, ni = tiny(seed=1)
+    model = LightGCN(nu, ni, train, dim=4, layers=2, user_repr="items")
+    assert model.user is None and all("user" not in n for n, _ in model.named_parameters())
+    users0, items0 = model.ego()
+    for u in range(nu):
+        mine = sorted(set(train.item[train.user == u].tolist()))
+        want = items0[mine].mean(0) if mine else torch.zeros(4)
+        torch.testing.assert_close(users0[u], want)
+    newcomer = nu - 1
+    seen = Interactions(train.user[train.user != newcomer], train.item[train.user != newcomer])
+    model.set_graph(seen)
+    assert float(model.ego()[0][newcomer].abs().sum()) == 0.0  # no edge, no representation
+    context = Interactions(np.array([newcomer, newcomer]), np.array([0, 1]))
+    model.set_graph(Interactions.concat([seen, context]))
+    torch.testing.assert_close(model.ego()[0][newcomer], items0[[0, 1]].mean(0))
+    assert float(model.embeddings()[0][newcomer].abs().sum()) > 0
 
 
 def lightgcn_reference(scores, test_items, train_items, k):
@@ -72,13 +113,28 @@ def test_bpr_training_on_ml100k_improves_ndcg():
         pytest.skip("shared recsys data not present")
     data = load_directory(shared, rating_threshold=4)
     torch.manual_seed(0)
-    model = LightGCN(data.n_users, data.n_items, normalized_adjacency(data.train, data.n_users, data.n_items), dim=32, layers=2)
+    model = LightGCN(data.n_users, data.n_items, data.train, dim=32, layers=2)
     with torch.no_grad():
         before = evaluate_recommender(*model.embeddings(), data.valid, data.train)["ndcg@20"]
     losses = train_bpr(model, data.train, data.n_items, epochs=3, batch_size=2048, lr=5e-3)
     with torch.no_grad():
         after = evaluate_recommender(*model.embeddings(), data.valid, data.train)["ndcg@20"]
     assert losses[-1] < losses[0] and after > before + 0.02
+
+
+def test_bpr_triples_are_valid_and_user_uniform():
+    from rankopt.recsys.training import bpr_triples
+
+    rng = np.random.default_rng(0)
+    train = Interactions(np.array([0] * 9 + [1]), np.arange(10) % 10)  # user 0: 9 items, user 1: one
+    users, pos, neg = bpr_triples(train, 20, rng)
+    assert len(users) == 10
+    seen = set(zip(train.user.tolist(), train.item.tolist()))
+    assert all((u, p) in seen and (u, n) not in seen for u, p, n in zip(users.tolist(), pos.tolist(), neg.tolist()))
+    many = np.concatenate([bpr_triples(train, 20, rng)[0] for _ in range(300)])
+    assert abs(np.mean(many == 1) - 0.5) < 0.03  # users equally likely, as LightGCN-PyTorch samples
+    users, _, _ = bpr_triples(train, 20, rng, sampling="interaction")
+    assert sorted(users.tolist()) == sorted(train.user.tolist())
 
 
 def test_uniform_negatives_are_never_positives():
@@ -97,9 +153,8 @@ def test_ngcf_layer_equals_dense_formula():
     from rankopt.recsys import NGCF
 
     train, nu, ni = tiny(seed=2)
-    adj = normalized_adjacency(train, nu, ni)
-    model = NGCF(nu, ni, adj, dim=4, layers=2)
-    dense = adj.to_dense()
+    model = NGCF(nu, ni, train, dim=4, layers=2)
+    dense = normalized_adjacency(train, nu, ni).to_dense()
     x = torch.cat([model.user.weight, model.item.weight])
     outs = [x]
     for w1, w2 in zip(model.w1, model.w2):

@@ -3,11 +3,12 @@
 import math
 
 import numpy as np
+import pytest
 import torch
 
 from rankopt.losses import SupNDCG
 from rankopt.recsys import Interactions, normalized_adjacency
-from rankopt.recsys.losses import ITEMLoss, rank_loss_on_candidates
+from rankopt.recsys.losses import CandidateRankLoss, ITEMLoss, SampledSoftmaxLoss
 from rankopt.recsys.negatives import personalized_pagerank, ppr_negatives
 
 
@@ -53,9 +54,59 @@ def test_item_loss_value_and_gradient():
 
 def test_rankopt_losses_run_on_candidate_blocks():
     users, items, cand, pos = block(1)
-    value = rank_loss_on_candidates(SupNDCG(), users.requires_grad_(), items, cand, pos)
+    value = CandidateRankLoss(SupNDCG())(users.requires_grad_(), items, cand, pos)
     value.backward()
     assert torch.isfinite(value) and users.grad.abs().sum() > 0
+
+
+def test_sampled_softmax_against_direct_formula():
+    users, items, cand, pos = block(2)
+    levels = pos.to(torch.int64).clone()
+    levels[0, -1] = -1  # padding is neither positive nor negative
+    tau = 0.2
+    got = SampledSoftmaxLoss(tau=tau)(users, items, cand, levels)
+    u = torch.nn.functional.normalize(users, dim=1)
+    it = torch.nn.functional.normalize(items, dim=1)
+    terms = []
+    for b in range(len(users)):
+        s = it[cand[b]] @ u[b] / tau
+        negs = s[levels[b] == 0]
+        for p in s[levels[b] == 1]:
+            terms.append(-(p - torch.logsumexp(torch.cat([p[None], negs]), 0)))
+    assert abs(float(got) - float(torch.stack(terms).mean())) < 1e-6
+
+
+def test_ppr_negatives_are_cached(tmp_path, monkeypatch):
+    import rankopt.recsys.negatives as negatives
+
+    rng = np.random.default_rng(1)
+    train = Interactions(rng.integers(0, 6, 25), rng.integers(0, 15, 25))
+    first = ppr_negatives(train, 6, 15, m=4, cache_dir=tmp_path)
+    assert len(list(tmp_path.glob("ppr-*.npy"))) == 1
+    monkeypatch.setattr(negatives, "personalized_pagerank", lambda *a, **k: (_ for _ in ()).throw(AssertionError("recomputed")))
+    np.testing.assert_array_equal(ppr_negatives(train, 6, 15, m=4, cache_dir=tmp_path), first)
+    with pytest.raises(AssertionError, match="recomputed"):  # other parameters: another cache entry
+        ppr_negatives(train, 6, 15, m=4, restart=0.3, cache_dir=tmp_path)
+
+
+def test_candidate_sampler_blocks():
+    from rankopt.recsys.runner import CandidateSampler
+
+    rng = np.random.default_rng(0)
+    train = Interactions(rng.integers(0, 20, 150), rng.integers(0, 40, 150))
+    ppr = ppr_negatives(train, 20, 40, m=8)
+    sampler = CandidateSampler(train, 40, n_pos=5, n_neg=6, ppr=ppr, ppr_mix=0.5)
+    seen_users = []
+    positives = {u: set(train.item[train.user == u].tolist()) for u in range(20)}
+    for users, cand, levels in sampler.epoch(rng, batch_users=7):
+        assert cand.shape == (len(users), 11) and levels.shape == cand.shape
+        seen_users += users.tolist()
+        for u, c, lv in zip(users.tolist(), cand, levels):
+            pos = c[lv == 1].tolist()
+            assert len(pos) == min(5, len(positives[u])) and len(set(pos)) == len(pos) and set(pos) <= positives[u]
+            assert not set(c[lv == 0].tolist()) & positives[u]
+            assert set(c[5:8].tolist()) <= set(ppr[u].tolist())  # the PPR share comes first
+    assert sorted(seen_users) == sorted(set(train.user.tolist()))  # every training user once per epoch
 
 
 def test_ppr_matches_dense_power_iteration_and_excludes_positives():

@@ -28,7 +28,8 @@ def synthetic(tmp_path, n_users=80, n_items=40):
 
 @pytest.mark.parametrize("model,loss,negatives", [("lightgcn", "bpr", "uniform"), ("lightgcn", "item-ndcg", "uniform"),
                                                   ("lightgcn", "item-ndcg", "ppr"), ("mf", "supndcg", "uniform"),
-                                                  ("ngcf", "item-ndcg", "uniform")])
+                                                  ("ngcf", "item-ndcg", "uniform"), ("lightgcnpp", "softmax", "ppr"),
+                                                  ("lightgcn", "suprecall", "uniform")])
 def test_train_then_evaluate_gives_the_same_test_metrics(tmp_path, capsys, model, loss, negatives):
     data = synthetic(tmp_path / "data") if (tmp_path / "data").mkdir() is None else None
     rc = main(["recsys", "train", str(data), "--model", model, "--loss", loss, "--negatives", negatives, "--epochs", "30", "--k", "5",
@@ -48,6 +49,59 @@ def test_inductive_protocol_serves_new_users(tmp_path, capsys):
     assert rc == 0
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert out["protocol"] == "inductive" and out["n_users"] >= 1 and out["ndcg@5"] > 0.2
+
+
+def test_inductive_graph_holds_context_never_targets(tmp_path, monkeypatch):
+    """The held-out users' target items never reach training or the graph; their context edges join the
+    graph only for serving them."""
+    import numpy as np
+
+    from rankopt.recsys import runner
+
+    data_dir = synthetic(tmp_path / "data") if (tmp_path / "data").mkdir() is None else None
+    cfg = runner.RecConfig(protocol="inductive", epochs=2, dim=8, k=5, held_out=0.25)
+    data = runner.load_data(data_dir, cfg)
+    held = np.unique(data.test.user)
+    graphs = []
+    original = runner.Recommender.set_graph
+
+    def spy(self, interactions):
+        graphs.append(set(zip(interactions.user.tolist(), interactions.item.tolist())))
+        return original(self, interactions)
+
+    monkeypatch.setattr(runner.Recommender, "set_graph", spy)
+    runner.run_recsys(data_dir, cfg, tmp_path / "run")
+    targets = set(zip(data.test.user.tolist(), data.test.item.tolist()))
+    context = set(zip(data.context.user.tolist(), data.context.item.tolist()))
+    assert graphs and all(not (g & targets) for g in graphs)
+    training_graph = graphs[0]
+    assert not {u for u, _ in training_graph} & set(held.tolist())
+    assert any(context <= g for g in graphs[1:])  # served with their context
+    assert not (targets & context)
+
+
+def test_killed_run_resumes_to_the_same_result(tmp_path, capsys):
+    """A run interrupted after an epoch continues from its checkpoint and ends where an uninterrupted
+    run ends."""
+    from rankopt.recsys import runner
+
+    data_dir = synthetic(tmp_path / "data") if (tmp_path / "data").mkdir() is None else None
+    cfg = runner.RecConfig(epochs=4, dim=8, k=5, lr=0.05, negatives="ppr")
+    whole, _ = runner.run_recsys(data_dir, cfg, tmp_path / "whole")
+
+    def crash(entry, cfg):
+        if entry["epoch"] == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        runner.run_recsys(data_dir, cfg, tmp_path / "resumed", progress=crash)
+    assert (tmp_path / "resumed" / "checkpoint.pt").is_file() and not (tmp_path / "resumed" / "model.pt").exists()
+    resumed, _ = runner.run_recsys(data_dir, cfg, tmp_path / "resumed")
+    assert resumed["epochs_run"] == 4
+    for key in ("ndcg@5", "recall@5", "best_epoch", "valid/ndcg@5"):
+        assert resumed[key] == pytest.approx(whole[key], abs=1e-12)
+    with pytest.raises(ValueError, match="another configuration"):
+        runner.run_recsys(data_dir, runner.RecConfig(epochs=5, dim=8, k=5), tmp_path / "resumed")
 
 
 def test_bad_data_dir(tmp_path, capsys):

@@ -40,6 +40,11 @@ class Interactions:
         pick = lambda a: None if a is None else a[mask_or_index]  # noqa: E731
         return Interactions(self.user[mask_or_index], self.item[mask_or_index], pick(self.rating), pick(self.timestamp))
 
+    @staticmethod
+    def concat(parts: "list[Interactions]") -> "Interactions":
+        """The user and item arrays of several sets, one after another (ratings and timestamps dropped)."""
+        return Interactions(np.concatenate([p.user for p in parts]), np.concatenate([p.item for p in parts]))
+
     def by_user(self) -> dict[int, np.ndarray]:
         order = np.argsort(self.user, kind="stable")
         users, starts = np.unique(self.user[order], return_index=True)

@@ -32,14 +32,15 @@ def evaluate_recommender(user_emb: torch.Tensor, item_emb: torch.Tensor, test: I
     with torch.no_grad():
         for start in range(0, len(test_users), chunk):
             block = test_users[start : start + chunk]
-            scores = (user_emb[torch.from_numpy(block)] @ item_emb.T).double()  # (b, n_items)
-            relevance = torch.zeros(scores.shape, dtype=torch.int64)
+            dev = lambda a: torch.from_numpy(a).to(item_emb.device)  # noqa: E731
+            scores = (user_emb[dev(block)] @ item_emb.T).double()  # (b, n_items)
+            relevance = torch.zeros(scores.shape, dtype=torch.int64, device=scores.device)
             inside = np.isin(test.user, block)  # block is sorted (np.unique), so rows come from searchsorted
-            rows = torch.from_numpy(np.searchsorted(block, test.user[inside]))
-            relevance[rows, torch.from_numpy(test.item[inside])] = 1
+            rows = dev(np.searchsorted(block, test.user[inside]))
+            relevance[rows, dev(test.item[inside])] = 1
             inside = np.isin(masked.user, block)
-            rows = torch.from_numpy(np.searchsorted(block, masked.user[inside]))
-            cols = torch.from_numpy(masked.item[inside])
+            rows = dev(np.searchsorted(block, masked.user[inside]))
+            cols = dev(masked.item[inside])
             keep = relevance[rows, cols] == 0  # an item in both train and test stays rankable
             scores[rows[keep], cols[keep]] = float("-inf")
             # -inf rows sort last; rank_metrics needs finite scores, so put them below every real score

@@ -10,6 +10,13 @@ DCG = Σ_p 1/log2(1 + rank(p)), loss = 1 − DCG / IDCG (IDCG with every positiv
 the first k ideal positions). Whether ITEM truncates at k is unverified: ``k=None`` (default) is full
 NDCG. ``normalize=True`` L2-normalises embeddings first so τ acts on cosine scores (SupRank's τ = 0.01
 setting); with raw LightGCN dot products tune τ instead.
+
+``SampledSoftmaxLoss`` (the strong baseline of Wu et al., "On the Effectiveness of Sampled Softmax Loss
+for Item Recommendation", TOIS 2023): for each positive p of a user, −log of the softmax of s_p/τ against
+the user's sampled negatives, on cosine scores; averaged over the positives. It uses the same candidate
+blocks, so every loss sees the same negatives.
+
+Every loss here takes (user_emb (B, d), item_emb (n_items, d), candidates (B, C), levels (B, C)).
 """
 
 from __future__ import annotations
@@ -21,7 +28,7 @@ from rankopt.losses.batch import RankBatch
 from rankopt.losses.rank_kernel import pair_sums
 from rankopt.losses.steps import Sigmoid
 
-__all__ = ["candidate_batch", "ITEMLoss", "rank_loss_on_candidates"]
+__all__ = ["candidate_batch", "ITEMLoss", "SampledSoftmaxLoss", "CandidateRankLoss"]
 
 
 def candidate_batch(user_emb: torch.Tensor, item_emb: torch.Tensor, candidates: torch.Tensor, positive: torch.Tensor,
@@ -54,6 +61,32 @@ class ITEMLoss(nn.Module):
         return (1 - ndcg[has]).mean() if bool(has.any()) else dcg.sum() * 0.0
 
 
-def rank_loss_on_candidates(loss: nn.Module, user_emb, item_emb, candidates, positive, normalize: bool = True) -> torch.Tensor:
+class CandidateRankLoss(nn.Module):
     """Any rankopt rank loss (SupNDCG, SupRecall, SupAP, ...) on the user × candidate block."""
-    return loss.compute(candidate_batch(user_emb, item_emb, candidates, positive, normalize))
+
+    def __init__(self, loss: nn.Module, normalize: bool = True) -> None:
+        super().__init__()
+        self.loss, self.normalize = loss, normalize
+
+    def forward(self, user_emb, item_emb, candidates, positive) -> torch.Tensor:
+        return self.loss.compute(candidate_batch(user_emb, item_emb, candidates, positive, self.normalize))
+
+
+class SampledSoftmaxLoss(nn.Module):
+    def __init__(self, tau: float = 0.1, normalize: bool = True) -> None:
+        super().__init__()
+        if tau <= 0:
+            raise ValueError(f"tau={tau} must be positive")
+        self.tau, self.normalize = tau, normalize
+
+    def forward(self, user_emb, item_emb, candidates, positive) -> torch.Tensor:
+        batch = candidate_batch(user_emb, item_emb, candidates, positive, self.normalize)
+        logits = batch.scores / self.tau
+        pos, neg = batch.levels == 1, batch.levels == 0
+        # log Σ_negatives exp, then per positive: log(e^p + Σneg) − p = softplus(logΣneg − p)
+        neg_lse = torch.logsumexp(logits.masked_fill(~neg, float("-inf")), dim=1, keepdim=True)
+        per_pos = nn.functional.softplus(neg_lse - logits)
+        n_pos = pos.sum()
+        if int(n_pos) == 0:
+            return logits.sum() * 0.0
+        return per_pos[pos].sum() / n_pos

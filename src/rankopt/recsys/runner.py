@@ -1,9 +1,15 @@
 """``rankopt recsys train``: one recommender, one loss, one negative sampler, into a run folder.
 
+Run folder: ``config.json``; ``checkpoint.pt`` after every epoch (model, optimiser, random states,
+history and the best weights so far, written atomically: a killed run resumes where it stopped when
+started again on the same folder with the same configuration); ``model.pt`` (the selected weights) and
+``metrics.json`` (test metrics, timing, per-epoch history) at the end.
+
 Model selection on the validation split (the epoch with the best validation NDCG@K), never on test;
-when the data has no validation split, the last epoch is kept and the output says so. Protocols:
-``transductive`` (the files' users) and ``inductive`` (held-out users, served from their context
-interactions through ``user_from_items`` without a trained user embedding).
+early stopping after ``patience`` evaluations without improvement. Without a validation split the last
+epoch is kept and the output says so. Protocols: ``transductive`` (the files' users) and ``inductive``
+(held-out users, served from their context interactions through the graph without retraining; needs
+the ID-free user representation, ``user_repr="items"``).
 """
 
 from __future__ import annotations
@@ -12,24 +18,27 @@ import copy
 import dataclasses
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from rankopt.atomic import atomic_torch_save, atomic_write_text
 from rankopt.losses import SupNDCG, SupRecall
-from rankopt.recsys.data import RecData, inductive_split, load_directory
+from rankopt.recsys.data import Interactions, RecData, inductive_split, load_directory
 from rankopt.recsys.evaluation import evaluate_recommender
-from rankopt.recsys.graph import normalized_adjacency
-from rankopt.recsys.losses import ITEMLoss, rank_loss_on_candidates
-from rankopt.recsys.models import MF, NGCF, LightGCN
-from rankopt.recsys.negatives import ppr_negatives
+from rankopt.recsys.losses import CandidateRankLoss, ITEMLoss, SampledSoftmaxLoss
+from rankopt.recsys.models import MF, NGCF, LightGCN, LightGCNpp, Recommender
+from rankopt.recsys.negatives import default_cache_dir, ppr_negatives
 from rankopt.recsys.training import _interaction_keys, train_bpr, uniform_negatives
 
-__all__ = ["RecConfig", "run_recsys", "evaluate_run"]
+__all__ = ["RecConfig", "CandidateSampler", "build_model", "load_data", "run_recsys", "evaluate_run", "MODELS", "LOSSES"]
 
-MODELS, LOSSES, NEGATIVES = ("mf", "lightgcn", "ngcf"), ("bpr", "item-ndcg", "supndcg", "suprecall"), ("uniform", "ppr")
+MODELS = ("mf", "lightgcn", "lightgcnpp", "ngcf")
+LOSSES = ("bpr", "item-ndcg", "supndcg", "suprecall", "softmax")
+NEGATIVES = ("uniform", "ppr")
 
 
 @dataclass
@@ -37,146 +46,246 @@ class RecConfig:
     model: str = "lightgcn"
     dim: int = 64
     layers: int = 3
+    user_repr: str = "auto"  # id | items | auto (= items for the inductive protocol, else id)
     loss: str = "item-ndcg"
     negatives: str = "uniform"
-    n_neg: int = 50  # negatives per user and step (rank losses)
-    n_pos: int = 10  # positives per user and step (rank losses)
+    n_neg: int = 50  # negatives per user and step (rank losses, softmax)
+    n_pos: int = 10  # positives sampled per user and step (rank losses, softmax)
     ppr_m: int = 100  # PPR candidates kept per user
     ppr_mix: float = 0.5  # share of PPR negatives among the negatives; the rest uniform
-    tau: float = 0.1
+    ppr_restart: float = 0.15
+    tau: float = 0.1  # ITEM loss: sigmoid temperature on cosine scores
+    softmax_tau: float = 0.1  # sampled softmax: temperature on cosine scores
     epochs: int = 10
-    batch_users: int = 256
-    batch_size: int = 2048  # BPR triples per step
+    batch_users: int = 256  # users per step (rank losses, softmax)
+    batch_size: int = 2048  # triples per step (BPR)
+    bpr_sampling: str = "user"  # user (LightGCN-PyTorch) | interaction
     lr: float = 1e-3
-    weight_decay: float = 1e-4
+    weight_decay: float = 1e-4  # BPR's L2 on layer-0 embeddings (cosine losses are scale-free: none)
     k: int = 20
+    patience: int = 0  # stop after this many epochs without a better validation NDCG@K (0: never)
+    time_budget: float | None = None  # stop starting epochs after this many training seconds
     protocol: str = "transductive"
+    held_out: float = 0.1  # inductive: share of users held out
+    context: float = 0.5  # inductive: share of a held-out user's interactions given as context
     rating_threshold: float | None = None  # keep interactions rated at least this (explicit → implicit)
     seed: int = 0
+    device: str = "cpu"
 
     def __post_init__(self) -> None:
         for value, allowed, name in ((self.model, MODELS, "model"), (self.loss, LOSSES, "loss"),
                                      (self.negatives, NEGATIVES, "negatives"),
-                                     (self.protocol, ("transductive", "inductive"), "protocol")):
+                                     (self.protocol, ("transductive", "inductive"), "protocol"),
+                                     (self.user_repr, ("auto", "id", "items"), "user_repr"),
+                                     (self.bpr_sampling, ("user", "interaction"), "bpr_sampling")):
             if value not in allowed:
                 raise ValueError(f"{name}={value!r} is not one of {', '.join(allowed)}")
+        if self.protocol == "inductive" and self.user_repr == "id":
+            raise ValueError("the inductive protocol serves users without a trained ID embedding: use user_repr 'items' (or 'auto')")
+        for name in ("dim", "epochs", "batch_users", "batch_size", "n_pos", "k"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}={getattr(self, name)} must be at least 1")
+        if self.negatives == "ppr" and self.loss == "bpr":
+            raise ValueError("PPR negatives feed the candidate losses (item-ndcg, supndcg, suprecall, softmax), not BPR")
+        if not 0 <= self.ppr_mix <= 1:
+            raise ValueError(f"ppr_mix={self.ppr_mix} must be in [0, 1]")
+
+    @property
+    def users(self) -> str:
+        """The user representation in force."""
+        return self.user_repr if self.user_repr != "auto" else ("items" if self.protocol == "inductive" else "id")
 
 
-def _build(cfg: RecConfig, data: RecData):
+def build_model(cfg: RecConfig, n_users: int, n_items: int, graph: Interactions) -> Recommender:
+    common = dict(dim=cfg.dim, user_repr=cfg.users)
     if cfg.model == "mf":
-        return MF(data.n_users, data.n_items, cfg.dim)
-    if cfg.model == "ngcf":
-        return NGCF(data.n_users, data.n_items, normalized_adjacency(data.train, data.n_users, data.n_items), cfg.dim, cfg.layers)
-    return LightGCN(data.n_users, data.n_items, normalized_adjacency(data.train, data.n_users, data.n_items), cfg.dim, cfg.layers)
+        return MF(n_users, n_items, graph, **common)
+    cls = {"lightgcn": LightGCN, "lightgcnpp": LightGCNpp, "ngcf": NGCF}[cfg.model]
+    return cls(n_users, n_items, graph, layers=cfg.layers, **common)
 
 
-def _rank_loss_epoch(model, cfg: RecConfig, data: RecData, opt, rng, keys, ppr) -> float:
-    loss_fn = {"item-ndcg": ITEMLoss(tau=cfg.tau), "supndcg": SupNDCG(), "suprecall": SupRecall(k=(1, 5, cfg.k))}[cfg.loss]
-    by_user = data.train.by_user()
-    users = rng.permutation(np.array(sorted(by_user)))
+def load_data(data_dir: str | Path, cfg: RecConfig) -> RecData:
+    data = load_directory(data_dir, seed=cfg.seed, rating_threshold=cfg.rating_threshold)
+    if cfg.protocol == "inductive":
+        data = inductive_split(data, held_out=cfg.held_out, context=cfg.context, seed=cfg.seed)
+    return data
+
+
+class CandidateSampler:
+    """Per epoch, each training user once, in blocks: up to ``n_pos`` of its positives (sampled without
+    replacement) and ``n_neg`` negatives (a ``ppr_mix`` share from its PPR top-M, the rest uniform
+    non-interacted items). Yields (users (B,), candidates (B, n_pos + n_neg), levels (B, ·)) with level 1
+    for positives, 0 for negatives, −1 for padding (users with fewer than n_pos positives)."""
+
+    def __init__(self, train: Interactions, n_items: int, n_pos: int, n_neg: int, ppr: np.ndarray | None = None,
+                 ppr_mix: float = 0.5) -> None:
+        self.pairs = np.unique(np.stack([train.user, train.item], axis=1).astype(np.int64), axis=0)  # sorted by user
+        self.active, self.starts, self.counts = np.unique(self.pairs[:, 0], return_index=True, return_counts=True)
+        self.keys = _interaction_keys(train, n_items)
+        self.n_items, self.n_pos, self.n_neg, self.ppr = n_items, n_pos, n_neg, ppr
+        self.n_ppr = int(round(n_neg * ppr_mix)) if ppr is not None else 0
+        if ppr is not None and self.n_ppr > ppr.shape[1]:
+            raise ValueError(f"{self.n_ppr} PPR negatives per step but only {ppr.shape[1]} PPR candidates per user (raise ppr_m)")
+
+    def epoch(self, rng: np.random.Generator, batch_users: int):
+        order = np.lexsort((rng.random(len(self.pairs)), self.pairs[:, 0]))  # by user, random within a user
+        rank = np.arange(len(self.pairs)) - np.repeat(self.starts, self.counts)
+        keep = rank < self.n_pos
+        positives = np.full((len(self.active), self.n_pos), -1, dtype=np.int64)
+        positives[np.repeat(np.arange(len(self.active)), self.counts)[keep], rank[keep]] = self.pairs[order[keep], 1]
+        perm = rng.permutation(len(self.active))
+        for start in range(0, len(perm), batch_users):
+            rows = perm[start : start + batch_users]
+            users, pos = self.active[rows], positives[rows]
+            negatives = [uniform_negatives(self.keys, self.n_items, np.repeat(users, self.n_neg - self.n_ppr), rng).reshape(len(users), -1)]
+            if self.n_ppr:
+                pool = self.ppr[users]
+                pick = np.argsort(rng.random(pool.shape), axis=1)[:, : self.n_ppr]  # without replacement
+                negatives.insert(0, np.take_along_axis(pool, pick, axis=1))
+            neg = np.concatenate(negatives, axis=1)
+            levels = np.concatenate([np.where(pos >= 0, 1, -1), np.zeros(neg.shape, dtype=np.int64)], axis=1)
+            yield users, np.concatenate([np.maximum(pos, 0), neg], axis=1), levels
+
+
+def _candidate_loss(cfg: RecConfig) -> torch.nn.Module:
+    if cfg.loss == "item-ndcg":
+        return ITEMLoss(tau=cfg.tau)
+    if cfg.loss == "softmax":
+        return SampledSoftmaxLoss(tau=cfg.softmax_tau)
+    return CandidateRankLoss(SupNDCG() if cfg.loss == "supndcg" else SupRecall(k=(1, 5, cfg.k)))
+
+
+def _candidate_epoch(model: Recommender, loss_fn, sampler: CandidateSampler, cfg: RecConfig, opt, rng) -> float:
+    device = model.item.weight.device
     total, steps = 0.0, 0
-    for start in range(0, len(users), cfg.batch_users):
-        block = users[start : start + cfg.batch_users]
-        cand = np.zeros((len(block), cfg.n_pos + cfg.n_neg), dtype=np.int64)
-        levels = np.full(cand.shape, -1, dtype=np.int64)
-        for r, u in enumerate(block.tolist()):
-            pos = data.train.item[by_user[u]]
-            pos = rng.choice(pos, size=min(cfg.n_pos, len(pos)), replace=False)
-            cand[r, : len(pos)], levels[r, : len(pos)] = pos, 1
-        n_ppr = int(round(cfg.n_neg * cfg.ppr_mix)) if ppr is not None else 0
-        neg = uniform_negatives(keys, data.n_items, np.repeat(block, cfg.n_neg - n_ppr), rng).reshape(len(block), -1)
-        if n_ppr:
-            picks = np.stack([rng.choice(ppr[u], size=n_ppr, replace=False) for u in block.tolist()])
-            neg = np.concatenate([picks, neg], axis=1)
-        cand[:, cfg.n_pos :], levels[:, cfg.n_pos :] = neg, 0
+    for users, cand, levels in sampler.epoch(rng, cfg.batch_users):
         user_emb, item_emb = model.embeddings()
-        u_t, c_t, l_t = torch.from_numpy(block), torch.from_numpy(cand), torch.from_numpy(levels)
-        if isinstance(loss_fn, ITEMLoss):
-            loss = loss_fn(user_emb[u_t], item_emb, c_t, l_t)
-        else:
-            loss = rank_loss_on_candidates(loss_fn, user_emb[u_t], item_emb, c_t, l_t)
-        reg = model.user.weight[u_t].pow(2).sum() / len(block)
-        loss = loss + cfg.weight_decay * reg
+        u, c, lv = (torch.from_numpy(a).to(device) for a in (users, cand, levels))
+        loss = loss_fn(user_emb[u], item_emb, c, lv)
         opt.zero_grad()
         loss.backward()
         opt.step()
-        total, steps = total + float(loss), steps + 1
+        total, steps = total + float(loss.detach()), steps + 1
     return total / max(1, steps)
 
 
-def _embeddings_for(model, data: RecData, inductive: bool):
+def _test_embeddings(model: Recommender, data: RecData, inductive: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Final embeddings for testing; inductive: the held-out users' context edges join the graph first."""
     with torch.no_grad():
-        users, items = model.embeddings()
-        if inductive:  # held-out users: no trained embedding, built from their context items
-            ctx = data.context.by_user()
-            idx = sorted(ctx)
-            built = model.user_from_items([torch.from_numpy(data.context.item[ctx[u]]) for u in idx])
-            users = users.clone()
-            users[torch.tensor(idx)] = built
-    return users, items
+        if not inductive:
+            return model.embeddings()
+        model.set_graph(Interactions.concat([data.train, data.context]))
+        try:
+            return model.embeddings()
+        finally:
+            model.set_graph(data.train)
 
 
-def run_recsys(data_dir: str | Path, cfg: RecConfig, run_dir: str | Path | None = None, log=print) -> tuple[dict, Path]:
-    """Train, select on validation, evaluate on test; write config.json, metrics.json and model.pt."""
+def _ppr(cfg: RecConfig, data: RecData) -> np.ndarray:
+    counts = np.bincount(np.unique(np.stack([data.train.user, data.train.item], 1), axis=0)[:, 0])
+    m = min(cfg.ppr_m, data.n_items - int(counts.max()))
+    return ppr_negatives(data.train, data.n_users, data.n_items, m=m, restart=cfg.ppr_restart, device=cfg.device,
+                         cache_dir=default_cache_dir())
+
+
+def run_recsys(data_dir: str | Path, cfg: RecConfig, run_dir: str | Path | None = None,
+               progress: Callable[[dict, RecConfig], None] | None = None) -> tuple[dict, Path]:
+    """Train (resuming from the run folder's checkpoint if there is one), select on validation, evaluate
+    on test; returns (test metrics, run folder). ``progress(entry, cfg)`` is called after every epoch."""
+    data = load_data(data_dir, cfg)
+    inductive = cfg.protocol == "inductive"
+    run_dir = Path(run_dir or f"runs/recsys-{Path(data_dir).name}-{time.strftime('%Y%m%d-%H%M%S')}")
+    saved = {"data_dir": str(data_dir), **dataclasses.asdict(cfg)}
+    config_file, ckpt_file = run_dir / "config.json", run_dir / "checkpoint.pt"
+    if config_file.is_file() and json.loads(config_file.read_text()) != saved:
+        raise ValueError(f"{run_dir} holds a run with another configuration: choose another --run-dir")
+    atomic_write_text(config_file, json.dumps(saved, indent=2))
+
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
-    data = load_directory(data_dir, seed=cfg.seed, rating_threshold=cfg.rating_threshold)
-    inductive = cfg.protocol == "inductive"
-    if inductive:
-        data = inductive_split(data, seed=cfg.seed)
-    run_dir = Path(run_dir or f"runs/recsys-{Path(data_dir).name}-{time.strftime('%Y%m%d-%H%M%S')}")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.json").write_text(json.dumps({"data_dir": str(data_dir), **dataclasses.asdict(cfg)}, indent=2))
-    model = _build(cfg, data)
+    model = build_model(cfg, data.n_users, data.n_items, data.train).to(cfg.device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    keys = _interaction_keys(data.train, data.n_items)
-    ppr = None
-    if cfg.negatives == "ppr":
-        most = max(len(np.unique(data.train.item[idx])) for idx in data.train.by_user().values())
-        ppr = ppr_negatives(data.train, data.n_users, data.n_items, m=min(cfg.ppr_m, data.n_items - most))
-    best, best_score, history = None, -1.0, []
-    for epoch in range(cfg.epochs):
+    state = {"epoch": 0, "history": [], "best": None, "best_score": -1.0, "best_epoch": -1, "train_seconds": 0.0,
+             "seconds_to_best": 0.0, "stale": 0}
+    if ckpt_file.is_file():
+        ckpt = torch.load(ckpt_file, map_location=cfg.device, weights_only=True)
+        model.load_state_dict(ckpt["model"])
+        opt.load_state_dict(ckpt["optimizer"])
+        state = ckpt["state"]
+        rng.bit_generator.state = ckpt["numpy_rng"]
+        torch.set_rng_state(ckpt["torch_rng"])
+
+    if cfg.loss != "bpr":
+        ppr = _ppr(cfg, data) if cfg.negatives == "ppr" else None
+        sampler, loss_fn = CandidateSampler(data.train, data.n_items, cfg.n_pos, cfg.n_neg, ppr, cfg.ppr_mix), _candidate_loss(cfg)
+    has_valid = data.valid is not None and len(data.valid) > 0
+    while state["epoch"] < cfg.epochs:
+        if cfg.patience and state["stale"] >= cfg.patience:
+            break
+        if cfg.time_budget is not None and state["train_seconds"] >= cfg.time_budget:
+            break
+        epoch = state["epoch"]
         t0 = time.perf_counter()
+        model.train()
         if cfg.loss == "bpr":
-            loss = train_bpr(model, data.train, data.n_items, epochs=1, batch_size=cfg.batch_size, lr=cfg.lr,
-                             weight_decay=cfg.weight_decay, seed=cfg.seed + epoch, optimizer=opt)[0]
+            loss = train_bpr(model, data.train, data.n_items, epochs=1, batch_size=cfg.batch_size, weight_decay=cfg.weight_decay,
+                             seed=int(rng.integers(2**31)), optimizer=opt, sampling=cfg.bpr_sampling)[0]
         else:
-            loss = _rank_loss_epoch(model, cfg, data, opt, rng, keys, ppr)
+            loss = _candidate_epoch(model, loss_fn, sampler, cfg, opt, rng)
         seconds = time.perf_counter() - t0
+        state["train_seconds"] += seconds
         entry = {"epoch": epoch, "loss": loss, "seconds": seconds}
-        if data.valid is not None and len(data.valid):
-            users, items = _embeddings_for(model, data, False)
-            entry.update({f"valid/{k}": v for k, v in evaluate_recommender(users, items, data.valid, data.train, (cfg.k,)).items()})
-            if entry[f"valid/ndcg@{cfg.k}"] > best_score:
-                best_score, best = entry[f"valid/ndcg@{cfg.k}"], copy.deepcopy(model.state_dict())
-        history.append(entry)
-        log(json.dumps(entry))
-    if best is not None:
-        model.load_state_dict(best)
-    users, items = _embeddings_for(model, data, inductive)
-    masked = data.context if inductive else data.train
-    metrics = evaluate_recommender(users, items, data.test, masked, (cfg.k,))
-    metrics.update(protocol=cfg.protocol, selected_on="valid" if best is not None else "last epoch (no validation split)",
-                   excluded_users=data.excluded_users, seconds_per_epoch=float(np.mean([h["seconds"] for h in history])))
-    tmp = run_dir / ".model.pt.tmp"
-    torch.save(model.state_dict(), tmp)
-    tmp.replace(run_dir / "model.pt")
-    (run_dir / "metrics.json").write_text(json.dumps({"test": metrics, "history": history}, indent=2))
+        if has_valid:
+            model.eval()
+            with torch.no_grad():
+                users, items = model.embeddings()
+                valid = evaluate_recommender(users, items, data.valid, data.train, (cfg.k,))
+            entry.update({f"valid/{k}": v for k, v in valid.items() if k != "n_users"})
+            if entry[f"valid/ndcg@{cfg.k}"] > state["best_score"]:
+                state.update(best_score=entry[f"valid/ndcg@{cfg.k}"], best_epoch=epoch, stale=0,
+                             seconds_to_best=state["train_seconds"],
+                             best={k: v.detach().cpu().clone() for k, v in model.state_dict().items()})
+            else:
+                state["stale"] += 1
+        state["history"].append(entry)
+        state["epoch"] = epoch + 1
+        atomic_torch_save({"model": model.state_dict(), "optimizer": opt.state_dict(), "state": state,
+                           "numpy_rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state()}, ckpt_file)
+        if progress is not None:
+            progress(entry, cfg)
+
+    if state["best"] is not None:
+        model.load_state_dict(state["best"])
+    model.eval()
+    users, items = _test_embeddings(model, data, inductive)
+    metrics = evaluate_recommender(users, items, data.test, data.context if inductive else data.train, (cfg.k,))
+    history = state["history"]
+    metrics.update(
+        protocol=cfg.protocol, selected_on="valid" if state["best"] is not None else "last epoch (no validation split)",
+        best_epoch=state["best_epoch"] if state["best"] is not None else len(history) - 1, epochs_run=len(history),
+        seconds_per_epoch=float(np.mean([h["seconds"] for h in history])) if history else 0.0,
+        seconds_to_best=state["seconds_to_best"] if state["best"] is not None else state["train_seconds"],
+        excluded_users=data.excluded_users,
+    )
+    if state["best"] is not None:
+        metrics[f"valid/ndcg@{cfg.k}"] = state["best_score"]
+    atomic_torch_save(copy.deepcopy(model.state_dict()), run_dir / "model.pt")
+    atomic_write_text(run_dir / "metrics.json", json.dumps({"test": metrics, "history": history}, indent=2))
     return metrics, run_dir
 
 
-def evaluate_run(run_dir: str | Path) -> dict:
+def evaluate_run(run_dir: str | Path, device: str | None = None) -> dict:
     """Re-evaluate a finished run on its test split from config.json and model.pt."""
     run_dir = Path(run_dir)
     if not (run_dir / "config.json").is_file() or not (run_dir / "model.pt").is_file():
         raise FileNotFoundError(f"{run_dir} has no config.json and model.pt: not a finished recsys run")
     saved = json.loads((run_dir / "config.json").read_text())
     data_dir = saved.pop("data_dir")
-    cfg = RecConfig(**saved)
-    data = load_directory(data_dir, seed=cfg.seed, rating_threshold=cfg.rating_threshold)
-    if cfg.protocol == "inductive":
-        data = inductive_split(data, seed=cfg.seed)
-    model = _build(cfg, data)
-    model.load_state_dict(torch.load(run_dir / "model.pt", weights_only=True))
-    users, items = _embeddings_for(model, data, cfg.protocol == "inductive")
-    return evaluate_recommender(users, items, data.test, data.context if cfg.protocol == "inductive" else data.train, (cfg.k,))
+    cfg = RecConfig(**{**saved, "device": device or saved.get("device", "cpu")})
+    data = load_data(data_dir, cfg)
+    model = build_model(cfg, data.n_users, data.n_items, data.train).to(cfg.device)
+    model.load_state_dict(torch.load(run_dir / "model.pt", map_location=cfg.device, weights_only=True))
+    model.eval()
+    inductive = cfg.protocol == "inductive"
+    users, items = _test_embeddings(model, data, inductive)
+    return evaluate_recommender(users, items, data.test, data.context if inductive else data.train, (cfg.k,))

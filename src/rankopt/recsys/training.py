@@ -1,9 +1,9 @@
-"""Training recommenders: BPR with uniform negatives (LightGCN-PyTorch semantics), model selection on
-the validation split.
+"""BPR training with uniform negatives (LightGCN-PyTorch semantics).
 
-BPR (Rendle et al., 2009) as LightGCN-PyTorch computes it: for sampled (user, positive, negative)
-triples, loss = mean softplus(s_neg − s_pos) + λ·½(|e_u⁰|² + |e_p⁰|² + |e_n⁰|²)/batch on the layer-0
-embeddings. Negatives are drawn uniformly among the items the user has not interacted with in training.
+BPR (Rendle et al., 2009) as LightGCN-PyTorch computes it: for (user, positive, negative) triples sampled
+as its sampler does (``bpr_triples``), loss = mean softplus(s_neg − s_pos) + λ·½(|e_u⁰|² + |e_p⁰|² +
+|e_n⁰|²)/batch on the layer-0 embeddings. Negatives are drawn uniformly among the items the user has
+not interacted with in training.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import torch
 
 from rankopt.recsys.data import Interactions
 
-__all__ = ["uniform_negatives", "bpr_loss", "train_bpr"]
+__all__ = ["uniform_negatives", "bpr_triples", "bpr_loss", "train_bpr"]
 
 
 def _interaction_keys(train: Interactions, n_items: int) -> np.ndarray:
@@ -39,30 +39,51 @@ def bpr_loss(model, users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor, w
     user_emb, item_emb = model.embeddings()
     u, p, n = user_emb[users], item_emb[pos], item_emb[neg]
     loss = torch.nn.functional.softplus((u * n).sum(1) - (u * p).sum(1)).mean()
-    reg = (model.user.weight[users].pow(2).sum() + model.item.weight[pos].pow(2).sum() + model.item.weight[neg].pow(2).sum())
-    return loss + weight_decay * 0.5 * reg / len(users)
+    reg = model.ego_penalty(users, torch.cat([pos, neg]))
+    return loss + weight_decay * reg / len(users)
+
+
+def bpr_triples(train: Interactions, n_items: int, rng: np.random.Generator, keys: np.ndarray | None = None,
+                sampling: str = "user") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One epoch of (user, positive, negative) triples, as many as training interactions.
+    ``sampling="user"``: LightGCN-PyTorch's sampler, users drawn uniformly (with replacement) among those
+    with training items, then one of their positives uniformly; ``"interaction"``: a shuffled pass over
+    the interactions (most re-implementations; weights users by their activity)."""
+    if sampling == "interaction":
+        order = rng.permutation(len(train))
+        users, pos = train.user[order], train.item[order]
+    elif sampling == "user":
+        order = np.argsort(train.user, kind="stable")
+        active, starts, counts = np.unique(train.user[order], return_index=True, return_counts=True)
+        draw = rng.integers(0, len(active), len(train))
+        pick = starts[draw] + (rng.random(len(train)) * counts[draw]).astype(np.int64)
+        users, pos = active[draw], train.item[order[pick]]
+    else:
+        raise ValueError(f"sampling={sampling!r} is not one of user, interaction")
+    keys = _interaction_keys(train, n_items) if keys is None else keys
+    return users, pos, uniform_negatives(keys, n_items, users, rng)
 
 
 def train_bpr(model, train: Interactions, n_items: int, epochs: int = 10, batch_size: int = 2048, lr: float = 1e-3,
-              weight_decay: float = 1e-4, seed: int = 0, optimizer: torch.optim.Optimizer | None = None) -> list[float]:
-    """One pass per epoch over the training interactions in shuffled mini-batches; returns the mean
-    loss of each epoch. ``optimizer`` continues an existing one (default: a new Adam)."""
+              weight_decay: float = 1e-4, seed: int = 0, optimizer: torch.optim.Optimizer | None = None,
+              sampling: str = "user") -> list[float]:
+    """``epochs`` epochs of BPR in mini-batches of ``batch_size`` triples (``bpr_triples``); returns the
+    mean loss of each epoch. ``optimizer`` continues an existing one (default: a new Adam)."""
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
     opt = optimizer or torch.optim.Adam(model.parameters(), lr=lr)
     keys = _interaction_keys(train, n_items)
+    device = model.item.weight.device
     history = []
     for _ in range(epochs):
-        order = rng.permutation(len(train))
+        users, pos, neg = (torch.from_numpy(a).to(device) for a in bpr_triples(train, n_items, rng, keys, sampling))
         total = 0.0
-        for start in range(0, len(order), batch_size):
-            idx = order[start : start + batch_size]
-            users = train.user[idx]
-            neg = uniform_negatives(keys, n_items, users, rng)
-            loss = bpr_loss(model, torch.from_numpy(users), torch.from_numpy(train.item[idx]), torch.from_numpy(neg), weight_decay)
+        for start in range(0, len(users), batch_size):
+            sl = slice(start, start + batch_size)
+            loss = bpr_loss(model, users[sl], pos[sl], neg[sl], weight_decay)
             opt.zero_grad()
             loss.backward()
             opt.step()
-            total += float(loss) * len(idx)
-        history.append(total / len(train))
+            total += float(loss.detach()) * len(users[sl])
+        history.append(total / len(users))
     return history

@@ -11,6 +11,7 @@ import torch
 import yaml
 from torch.utils.data import DataLoader, Dataset
 
+from rankopt.atomic import atomic_write_text
 from rankopt.data import create_dataset
 from rankopt.losses import CrossBatchMemory, create_loss
 from rankopt.models import EmbeddingModel, create_model
@@ -18,7 +19,7 @@ from rankopt.train.config import RunConfig, from_dict, to_dict
 from rankopt.train.engine import RetrievalData, fit
 from rankopt.train.module import RetrievalModule
 
-__all__ = ["build_datasets", "build_model", "build_loss", "train_run", "load_run", "embed_dataset", "write_atomic"]
+__all__ = ["build_datasets", "build_model", "build_loss", "train_run", "load_run", "embed_dataset"]
 
 _NEEDS_CLASSES = ("happier", "normsoftmax")
 
@@ -80,11 +81,6 @@ def build_loss(cfg: RunConfig, n_classes: int):
     return loss
 
 
-def write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
-
 
 def train_run(cfg: RunConfig, run_dir: str | Path | None = None, resume: bool = False, progress: bool = True) -> tuple[dict, Path]:
     """Train (or, with resume=True, continue) the run; returns (final test metrics, run folder)."""
@@ -95,7 +91,7 @@ def train_run(cfg: RunConfig, run_dir: str | Path | None = None, resume: bool = 
     if not resume and last.exists():
         raise FileExistsError(f"{run_dir} already holds a run; resume it with --resume {run_dir} or choose another folder")
     run_dir.mkdir(parents=True, exist_ok=True)
-    write_atomic(run_dir / "config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False))
     torch.manual_seed(cfg.train.seed)
     train_set, test_set = build_datasets(cfg)
     n_classes = int(train_set.labels[:, 0].max()) + 1
@@ -105,7 +101,7 @@ def train_run(cfg: RunConfig, run_dir: str | Path | None = None, resume: bool = 
     metrics = fit(module, data, run_dir, epochs=cfg.train.epochs, eval_every=cfg.train.eval_every,
                   monitor=f"test/{cfg.train.monitor}", resume=last if resume else None, accelerator=cfg.train.accelerator,
                   devices=cfg.train.devices, strategy=cfg.train.strategy, precision=cfg.train.precision, progress=progress)
-    write_atomic(run_dir / "metrics.json", json.dumps(metrics, indent=2))
+    atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=2))
     return metrics, run_dir
 
 
