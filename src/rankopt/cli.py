@@ -205,7 +205,7 @@ def cmd_recsys_train(args: argparse.Namespace) -> int:
     from rankopt.recsys.runner import RecConfig, run_recsys
 
     fields = ("model", "loss", "negatives", "protocol", "user_repr", "epochs", "dim", "layers", "k", "lr", "seed", "rating_threshold",
-              "n_neg", "n_pos", "tau", "softmax_tau", "patience", "time_budget", "device", "ppr_mix", "ppr_m")
+              "n_neg", "n_pos", "tau", "softmax_tau", "patience", "time_budget", "device", "ppr_mix", "ppr_m", "valid_ratio")
     try:
         cfg = RecConfig(**{f: getattr(args, f) for f in fields})
         metrics, run_dir = run_recsys(args.data_dir, cfg, args.run_dir, progress=_epoch_bar)
@@ -342,6 +342,8 @@ def build_parser() -> argparse.ArgumentParser:
     rt.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
     rt.add_argument("--seed", type=int, default=0)
     rt.add_argument("--rating-threshold", type=float, help="keep interactions rated at least this (explicit ratings only)")
+    rt.add_argument("--valid-ratio", type=float, default=0.1,
+                    help="data without a validation split: carve this share of each user's training items for model selection")
     rt.add_argument("--run-dir", help="where to write the run (default: runs/recsys-<data>-<time>)")
     rt.add_argument("--json", action="store_true", help="last line of stdout: one JSON object with the test metrics and run_dir")
     rt.set_defaults(func=cmd_recsys_train)

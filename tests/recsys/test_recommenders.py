@@ -164,3 +164,19 @@ def test_ngcf_layer_equals_dense_formula():
     want = torch.cat(outs, dim=1)
     users, items = model.embeddings()
     torch.testing.assert_close(torch.cat([users, items]), want, atol=1e-5, rtol=1e-5)
+
+
+def test_sparse_matmul_gradient_equals_dense():
+    """The CSR product with its stored transpose gives the dense product's gradient, asymmetric case too."""
+    from rankopt.recsys.graph import csr_pair, sparse_matmul
+
+    train, nu, ni = tiny(seed=4)
+    coo = normalized_adjacency(train, nu, ni, left=0.6, right=-0.1)
+    forward, transposed = csr_pair(coo)
+    x = torch.randn(nu + ni, 3, dtype=torch.float32, requires_grad=True)
+    weights = torch.randn(nu + ni, 3)
+    (sparse_matmul(forward, transposed, x) * weights).sum().backward()
+    got = x.grad.clone()
+    x.grad = None
+    (coo.to_dense() @ x * weights).sum().backward()
+    torch.testing.assert_close(got, x.grad)

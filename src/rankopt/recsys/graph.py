@@ -1,13 +1,44 @@
-"""The user–item bipartite graph as sparse operators (never a dense users × items matrix)."""
+"""The user–item bipartite graph as sparse operators (never a dense users × items matrix).
+
+Products with a fixed sparse matrix go through ``sparse_matmul``: CSR forward, and a backward that
+multiplies by a stored CSR transpose. PyTorch's own COO backward re-transposes and coalesces at every
+call; on CPU the pair is about 6× faster per LightGCN layer (ML-1M: 20 ms instead of 117 ms).
+"""
 
 from __future__ import annotations
+
+import warnings
 
 import numpy as np
 import torch
 
 from rankopt.recsys.data import Interactions
 
-__all__ = ["normalized_adjacency", "user_item_mean"]
+__all__ = ["normalized_adjacency", "user_item_mean", "csr_pair", "sparse_matmul"]
+
+
+def csr_pair(matrix: torch.Tensor, symmetric: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """(M, Mᵀ) in CSR from a sparse COO matrix; Mᵀ is M itself when ``symmetric``."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*Sparse CSR tensor support is in beta.*")
+        forward = matrix.to_sparse_csr()
+        return forward, forward if symmetric else matrix.t().coalesce().to_sparse_csr()
+
+
+class _SparseMatmul(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, matrix, transposed, x):
+        ctx.transposed = transposed  # a constant, not an input that needs saving for gradients
+        return matrix @ x
+
+    @staticmethod
+    def backward(ctx, grad):
+        return None, None, ctx.transposed @ grad
+
+
+def sparse_matmul(matrix: torch.Tensor, transposed: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """matrix @ x with gradient for x only; ``transposed`` is matrixᵀ (see ``csr_pair``)."""
+    return _SparseMatmul.apply(matrix, transposed, x)
 
 
 def _pairs(train: Interactions) -> tuple[torch.Tensor, torch.Tensor]:

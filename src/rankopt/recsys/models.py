@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from rankopt.recsys.data import Interactions
-from rankopt.recsys.graph import normalized_adjacency, user_item_mean
+from rankopt.recsys.graph import csr_pair, normalized_adjacency, sparse_matmul, user_item_mean
 
 __all__ = ["Recommender", "MF", "LightGCN", "LightGCNpp", "NGCF"]
 
@@ -46,15 +46,24 @@ class Recommender(nn.Module):
         """Rebuild the graph operators (and the users' item means) from these interactions."""
         device = self.item.weight.device
         if self.user is None:
-            self.register_buffer("user_items", user_item_mean(interactions, self.n_users, self.n_items, device), persistent=False)
+            self._set_operator("user_items", user_item_mean(interactions, self.n_users, self.n_items, device))
         self._build_graph(interactions, device)
+
+    def _set_operator(self, name: str, matrix: torch.Tensor, symmetric: bool = False) -> None:
+        """A fixed sparse matrix and its transpose as (non-saved) buffers: they follow .to(device)."""
+        forward, transposed = csr_pair(matrix, symmetric)
+        self.register_buffer(name, forward, persistent=False)
+        self.register_buffer(f"{name}_t", transposed, persistent=False)
+
+    def _apply_operator(self, name: str, x: torch.Tensor) -> torch.Tensor:
+        return sparse_matmul(getattr(self, name), getattr(self, f"{name}_t"), x)
 
     def _build_graph(self, interactions: Interactions, device) -> None:
         pass  # no graph: MF
 
     def ego(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Layer-0 user and item embeddings."""
-        users = self.user.weight if self.user is not None else torch.sparse.mm(self.user_items, self.item.weight)
+        users = self.user.weight if self.user is not None else self._apply_operator("user_items", self.item.weight)
         return users, self.item.weight
 
     def propagate(self, x: torch.Tensor) -> torch.Tensor:
@@ -90,12 +99,12 @@ class LightGCN(Recommender):
 
     def _build_graph(self, interactions: Interactions, device) -> None:
         adj = normalized_adjacency(interactions, self.n_users, self.n_items, self.left, self.right, device)
-        self.register_buffer("adjacency", adj, persistent=False)
+        self._set_operator("adjacency", adj, symmetric=self.left == self.right)
 
     def propagate(self, x: torch.Tensor) -> torch.Tensor:
         total = x
         for _ in range(self.layers):
-            x = torch.sparse.mm(self.adjacency, x)
+            x = self._apply_operator("adjacency", x)
             total = total + x
         return total / (self.layers + 1)
 
@@ -111,7 +120,7 @@ class LightGCNpp(LightGCN):
     def propagate(self, x: torch.Tensor) -> torch.Tensor:
         first, total = x, 0.0
         for _ in range(self.layers):
-            x = torch.sparse.mm(self.adjacency, nn.functional.normalize(x, dim=1, eps=1e-12))
+            x = self._apply_operator("adjacency", nn.functional.normalize(x, dim=1, eps=1e-12))
             total = total + x
         return self.gamma * first + (1 - self.gamma) * total / max(1, self.layers)
 
@@ -125,13 +134,12 @@ class NGCF(Recommender):
         self.set_graph(graph)
 
     def _build_graph(self, interactions: Interactions, device) -> None:
-        adj = normalized_adjacency(interactions, self.n_users, self.n_items, device=device)
-        self.register_buffer("adjacency", adj, persistent=False)
+        self._set_operator("adjacency", normalized_adjacency(interactions, self.n_users, self.n_items, device=device), symmetric=True)
 
     def propagate(self, x: torch.Tensor) -> torch.Tensor:
         outs = [x]
         for w1, w2 in zip(self.w1, self.w2):
-            side = torch.sparse.mm(self.adjacency, x)  # Â E
+            side = self._apply_operator("adjacency", x)  # Â E
             x = nn.functional.leaky_relu(w1(side + x) + w2(side * x), negative_slope=0.2)
             outs.append(nn.functional.normalize(x, dim=1))
         return torch.cat(outs, dim=1)

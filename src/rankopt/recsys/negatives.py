@@ -19,7 +19,7 @@ import torch
 
 from rankopt.atomic import atomic_write
 from rankopt.recsys.data import Interactions
-from rankopt.recsys.graph import normalized_adjacency
+from rankopt.recsys.graph import csr_pair, normalized_adjacency
 
 __all__ = ["ppr_negatives", "personalized_pagerank", "default_cache_dir"]
 
@@ -38,7 +38,7 @@ def personalized_pagerank(adjacency: torch.Tensor, sources: torch.Tensor, restar
     e[sources.to(adjacency.device), torch.arange(len(sources), device=adjacency.device)] = 1.0
     x = e.clone()
     for _ in range(iterations):
-        x = restart * e + (1 - restart) * torch.sparse.mm(adjacency, x)
+        x = restart * e + (1 - restart) * (adjacency @ x)
     return x
 
 
@@ -59,7 +59,7 @@ def ppr_negatives(train: Interactions, n_users: int, n_items: int, m: int = 100,
         cache = Path(cache_dir) / f"ppr-{key}.npy"
         if cache.is_file():
             return np.load(cache)
-    adj = normalized_adjacency(train, n_users, n_items, device=device)
+    adj = csr_pair(normalized_adjacency(train, n_users, n_items, device=device), symmetric=True)[0]
     out = np.zeros((n_users, m), dtype=np.int64)
     for start in range(0, n_users, block):
         stop = min(start + block, n_users)

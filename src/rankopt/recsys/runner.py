@@ -6,8 +6,9 @@ started again on the same folder with the same configuration); ``model.pt`` (the
 ``metrics.json`` (test metrics, timing, per-epoch history) at the end.
 
 Model selection on the validation split (the epoch with the best validation NDCG@K), never on test;
-early stopping after ``patience`` evaluations without improvement. Without a validation split the last
-epoch is kept and the output says so. Protocols: ``transductive`` (the files' users) and ``inductive``
+early stopping after ``patience`` evaluations without improvement. Data without a validation split
+(Last.fm's data1/test1) gets one carved from each user's training items (``valid_ratio``); with
+``valid_ratio=0`` the last epoch is kept and the output says so. Protocols: ``transductive`` (the files' users) and ``inductive``
 (held-out users, served from their context interactions through the graph without retraining; needs
 the ID-free user representation, ``user_repr="items"``).
 """
@@ -27,7 +28,7 @@ import torch
 
 from rankopt.atomic import atomic_torch_save, atomic_write_text
 from rankopt.losses import SupNDCG, SupRecall
-from rankopt.recsys.data import Interactions, RecData, inductive_split, load_directory
+from rankopt.recsys.data import Interactions, RecData, inductive_split, load_directory, ratio_split
 from rankopt.recsys.evaluation import evaluate_recommender
 from rankopt.recsys.losses import CandidateRankLoss, ITEMLoss, SampledSoftmaxLoss
 from rankopt.recsys.models import MF, NGCF, LightGCN, LightGCNpp, Recommender
@@ -69,6 +70,7 @@ class RecConfig:
     held_out: float = 0.1  # inductive: share of users held out
     context: float = 0.5  # inductive: share of a held-out user's interactions given as context
     rating_threshold: float | None = None  # keep interactions rated at least this (explicit → implicit)
+    valid_ratio: float = 0.1  # data without a validation split: this share of each user's training items
     seed: int = 0
     device: str = "cpu"
 
@@ -87,6 +89,8 @@ class RecConfig:
                 raise ValueError(f"{name}={getattr(self, name)} must be at least 1")
         if self.negatives == "ppr" and self.loss == "bpr":
             raise ValueError("PPR negatives feed the candidate losses (item-ndcg, supndcg, suprecall, softmax), not BPR")
+        if not 0 <= self.valid_ratio < 1:
+            raise ValueError(f"valid_ratio={self.valid_ratio} must be in [0, 1)")
         if not 0 <= self.ppr_mix <= 1:
             raise ValueError(f"ppr_mix={self.ppr_mix} must be in [0, 1]")
 
@@ -106,6 +110,9 @@ def build_model(cfg: RecConfig, n_users: int, n_items: int, graph: Interactions)
 
 def load_data(data_dir: str | Path, cfg: RecConfig) -> RecData:
     data = load_directory(data_dir, seed=cfg.seed, rating_threshold=cfg.rating_threshold)
+    if data.valid is None and cfg.valid_ratio > 0:  # select on a validation split carved from train, never on test
+        train, valid, _ = ratio_split(data.train, (1 - cfg.valid_ratio, cfg.valid_ratio, 0.0), seed=cfg.seed)
+        data = dataclasses.replace(data, train=train, valid=valid)
     if cfg.protocol == "inductive":
         data = inductive_split(data, held_out=cfg.held_out, context=cfg.context, seed=cfg.seed)
     return data
