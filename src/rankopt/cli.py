@@ -205,7 +205,7 @@ def cmd_recsys_train(args: argparse.Namespace) -> int:
     from rankopt.recsys.runner import RecConfig, run_recsys
 
     fields = ("model", "loss", "negatives", "protocol", "user_repr", "epochs", "dim", "layers", "k", "lr", "seed", "rating_threshold",
-              "n_neg", "n_pos", "tau", "softmax_tau", "patience", "time_budget", "device", "ppr_mix", "ppr_m", "valid_ratio")
+              "n_neg", "n_pos", "tau", "softmax_tau", "eval_every", "patience", "time_budget", "device", "ppr_mix", "ppr_m", "valid_ratio")
     try:
         cfg = RecConfig(**{f: getattr(args, f) for f in fields})
         metrics, run_dir = run_recsys(args.data_dir, cfg, args.run_dir, progress=_epoch_bar)
@@ -327,7 +327,8 @@ def build_parser() -> argparse.ArgumentParser:
     rt.add_argument("--user-repr", default="auto", choices=("auto", "id", "items"),
                     help="users by a trained ID embedding or by the mean of their items (auto: items for inductive)")
     rt.add_argument("--epochs", type=int, default=10)
-    rt.add_argument("--patience", type=int, default=0, help="stop after this many epochs without better validation NDCG@K (0: never)")
+    rt.add_argument("--eval-every", type=int, default=1, help="validate every this many epochs")
+    rt.add_argument("--patience", type=int, default=0, help="stop after this many validations without a better NDCG@K (0: never)")
     rt.add_argument("--time-budget", type=float, help="start no epoch after this many seconds of training")
     rt.add_argument("--dim", type=int, default=64)
     rt.add_argument("--layers", type=int, default=3, help="message-passing layers (GNNs)")

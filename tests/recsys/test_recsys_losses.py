@@ -125,3 +125,12 @@ def test_ppr_matches_dense_power_iteration_and_excludes_positives():
     neg = ppr_negatives(train, nu, ni, m=3, block=3)
     for u in range(nu):
         assert not set(neg[u].tolist()) & set(train.item[train.user == u].tolist())
+
+
+def test_ppr_band_skips_the_top():
+    rng = np.random.default_rng(3)
+    train = Interactions(rng.integers(0, 8, 40), rng.integers(0, 30, 40))
+    full = ppr_negatives(train, 8, 30, m=9)
+    np.testing.assert_array_equal(ppr_negatives(train, 8, 30, m=5, skip=4), full[:, 4:])
+    with pytest.raises(ValueError, match="skip"):
+        ppr_negatives(train, 8, 30, m=25, skip=10)

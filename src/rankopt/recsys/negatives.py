@@ -44,18 +44,20 @@ def personalized_pagerank(adjacency: torch.Tensor, sources: torch.Tensor, restar
 
 def ppr_negatives(train: Interactions, n_users: int, n_items: int, m: int = 100, restart: float = 0.15,
                   iterations: int = 20, block: int = 512, device: torch.device | str | None = None,
-                  cache_dir: str | Path | None = None) -> np.ndarray:
-    """(n_users, m) item indices: for each user the m items of highest PPR it has not interacted with.
+                  cache_dir: str | Path | None = None, skip: int = 0) -> np.ndarray:
+    """(n_users, m) item indices: for each user the m items of highest PPR it has not interacted with,
+    after the first ``skip`` of them (the very top are the likeliest unobserved positives: a band
+    [skip, skip + m) keeps hard negatives while avoiding the false ones).
     ``cache_dir``: read / write the result there (atomically); None computes without caching."""
-    if m < 1 or m > n_items:
-        raise ValueError(f"m={m} must be between 1 and the {n_items} items")
+    if m < 1 or skip < 0 or m + skip > n_items:
+        raise ValueError(f"m={m}, skip={skip}: need m >= 1, skip >= 0 and m + skip within the {n_items} items")
     pairs = np.unique(np.stack([train.user, train.item], axis=1).astype(np.int64), axis=0)
     most = int(np.bincount(pairs[:, 0], minlength=1).max()) if len(pairs) else 0
-    if m > n_items - most:
-        raise ValueError(f"m={m}: some user has only {n_items - most} items it has not interacted with")
+    if m + skip > n_items - most:
+        raise ValueError(f"m={m}, skip={skip}: some user has only {n_items - most} items it has not interacted with")
     cache = None
     if cache_dir is not None:
-        key = hashlib.sha256(pairs.tobytes() + repr((n_users, n_items, m, restart, iterations)).encode()).hexdigest()[:24]
+        key = hashlib.sha256(pairs.tobytes() + repr((n_users, n_items, m, skip, restart, iterations)).encode()).hexdigest()[:24]
         cache = Path(cache_dir) / f"ppr-{key}.npy"
         if cache.is_file():
             return np.load(cache)
@@ -68,7 +70,7 @@ def ppr_negatives(train: Interactions, n_users: int, n_items: int, m: int = 100,
         inside = (pairs[:, 0] >= start) & (pairs[:, 0] < stop)
         rows = torch.from_numpy(pairs[inside, 0] - start).to(scores.device)
         scores[rows, torch.from_numpy(pairs[inside, 1]).to(scores.device)] = -1.0  # PPR ≥ 0: positives sort last
-        out[start:stop] = torch.topk(scores, m, dim=1).indices.cpu().numpy()
+        out[start:stop] = torch.topk(scores, skip + m, dim=1).indices[:, skip:].cpu().numpy()
     if cache is not None:
         atomic_write(cache, lambda f: np.save(f, out))
     return out

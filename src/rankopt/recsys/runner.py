@@ -53,6 +53,7 @@ class RecConfig:
     n_neg: int = 50  # negatives per user and step (rank losses, softmax)
     n_pos: int = 10  # positives sampled per user and step (rank losses, softmax)
     ppr_m: int = 100  # PPR candidates kept per user
+    ppr_skip: int = 0  # the top PPR items left out first (likely unobserved positives)
     ppr_mix: float = 0.5  # share of PPR negatives among the negatives; the rest uniform
     ppr_restart: float = 0.15
     tau: float = 0.1  # ITEM loss: sigmoid temperature on cosine scores
@@ -64,7 +65,8 @@ class RecConfig:
     lr: float = 1e-3
     weight_decay: float = 1e-4  # BPR's L2 on layer-0 embeddings (cosine losses are scale-free: none)
     k: int = 20
-    patience: int = 0  # stop after this many epochs without a better validation NDCG@K (0: never)
+    eval_every: int = 1  # validate every this many epochs (and after the last)
+    patience: int = 0  # stop after this many validations without a better validation NDCG@K (0: never)
     time_budget: float | None = None  # stop starting epochs after this many training seconds
     protocol: str = "transductive"
     held_out: float = 0.1  # inductive: share of users held out
@@ -84,7 +86,7 @@ class RecConfig:
                 raise ValueError(f"{name}={value!r} is not one of {', '.join(allowed)}")
         if self.protocol == "inductive" and self.user_repr == "id":
             raise ValueError("the inductive protocol serves users without a trained ID embedding: use user_repr 'items' (or 'auto')")
-        for name in ("dim", "epochs", "batch_users", "batch_size", "n_pos", "k"):
+        for name in ("dim", "epochs", "batch_users", "batch_size", "n_pos", "k", "eval_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}={getattr(self, name)} must be at least 1")
         if self.negatives == "ppr" and self.loss == "bpr":
@@ -190,8 +192,8 @@ def _test_embeddings(model: Recommender, data: RecData, inductive: bool) -> tupl
 
 def _ppr(cfg: RecConfig, data: RecData) -> np.ndarray:
     counts = np.bincount(np.unique(np.stack([data.train.user, data.train.item], 1), axis=0)[:, 0])
-    m = min(cfg.ppr_m, data.n_items - int(counts.max()))
-    return ppr_negatives(data.train, data.n_users, data.n_items, m=m, restart=cfg.ppr_restart, device=cfg.device,
+    m = min(cfg.ppr_m, data.n_items - int(counts.max()) - cfg.ppr_skip)
+    return ppr_negatives(data.train, data.n_users, data.n_items, m=m, skip=cfg.ppr_skip, restart=cfg.ppr_restart, device=cfg.device,
                          cache_dir=default_cache_dir())
 
 
@@ -242,7 +244,8 @@ def run_recsys(data_dir: str | Path, cfg: RecConfig, run_dir: str | Path | None 
         seconds = time.perf_counter() - t0
         state["train_seconds"] += seconds
         entry = {"epoch": epoch, "loss": loss, "seconds": seconds}
-        if has_valid:
+        out_of_time = cfg.time_budget is not None and state["train_seconds"] >= cfg.time_budget
+        if has_valid and ((epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs or out_of_time):
             model.eval()
             with torch.no_grad():
                 users, items = model.embeddings()

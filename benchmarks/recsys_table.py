@@ -1,0 +1,130 @@
+"""Recommendation table (ITEM, issue 5): models × losses × protocols on the shared recsys data.
+
+    python benchmarks/recsys_table.py                       # ML-100k, Last.fm, ML-1M on the CPU
+    python benchmarks/recsys_table.py --datasets gowalla --device cuda
+    python benchmarks/recsys_table.py --table               # only print the table of what was measured
+
+Every run: ``rankopt.recsys.run_recsys`` with model selection on the validation split (best validation
+NDCG@20; Last.fm's validation split is carved from its training file), early stopping after
+``--patience`` validations without improvement, a training-time cap per run (``--budget``), test
+Recall@20 / NDCG@20 with the LightGCN conventions. Rows are appended to a JSON-lines file as they finish,
+so an interrupted benchmark continues where it stopped; the table is printed from that file.
+
+Columns: trans. / ind. = transductive / inductive protocol (10% of users held out, half of each one's
+interactions given as context); s/ep = training seconds per epoch (validation excluded); to best =
+training seconds until the selected epoch (time to convergence); a ``*`` marks a run stopped by the time
+cap while still improving (not converged).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from rankopt.recsys.runner import RecConfig, run_recsys
+
+ROOT = Path(__file__).resolve().parents[2] / "shared" / "data" / "recsys"
+DATASETS = {  # per-dataset settings: rating threshold, time cap per run (seconds of training)
+    "ml-100k": {"rating_threshold": 4.0, "budget": 60},
+    "lastfm": {"rating_threshold": None, "budget": 60},
+    "ml-1m": {"rating_threshold": None, "budget": 120},
+    "gowalla": {"rating_threshold": None, "budget": 1800},
+}
+# The loss column: RecConfig fields. Learning rates and the PPR band were chosen on ML-100k's validation
+# split with LightGCN (lr in {1e-3, 5e-3, 1e-2}; PPR top-M with skip in {0, 50, 100, 200}); the rest are
+# the library defaults (dim 64, 3 layers, 10 positives + 50 negatives per user, 256 users per step, τ 0.1).
+VARIANTS = {
+    "bpr": {"loss": "bpr", "lr": 5e-3},
+    "item-uniform": {"loss": "item-ndcg", "negatives": "uniform", "lr": 1e-2},
+    "item-ppr": {"loss": "item-ndcg", "negatives": "ppr", "ppr_skip": 100, "ppr_m": 200, "lr": 1e-2},
+    "softmax": {"loss": "softmax", "negatives": "uniform", "lr": 1e-2},
+}
+MODELS = ("mf", "lightgcn", "ngcf", "lightgcnpp")
+
+
+def key(row: dict) -> tuple:
+    return row["dataset"], row["model"], row["variant"], row["protocol"]
+
+
+def measure(dataset: str, model: str, variant: str, protocol: str, args) -> dict:
+    settings = DATASETS[dataset]
+    fields = VARIANTS[variant]
+    cfg = RecConfig(model=model, protocol=protocol, epochs=args.epochs, patience=args.patience, eval_every=1 if variant != "bpr" else args.bpr_eval_every,
+                    time_budget=args.budget or settings["budget"], rating_threshold=settings["rating_threshold"], device=args.device,
+                    seed=args.seed, **fields)
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        metrics, _ = run_recsys(args.root / dataset, cfg, Path(tmp) / "run")
+        wall = time.perf_counter() - t0
+    capped = metrics["epochs_run"] < cfg.epochs and metrics["seconds_to_best"] >= 0.8 * cfg.time_budget
+    return {"dataset": dataset, "model": model, "variant": variant, "protocol": protocol, "recall@20": metrics["recall@20"],
+            "ndcg@20": metrics["ndcg@20"], "valid_ndcg@20": metrics.get("valid/ndcg@20"), "seconds_per_epoch": metrics["seconds_per_epoch"],
+            "seconds_to_best": metrics["seconds_to_best"], "best_epoch": metrics["best_epoch"], "epochs_run": metrics["epochs_run"],
+            "capped": bool(capped), "wall_seconds": wall, "n_users": metrics["n_users"], "device": args.device, "lr": cfg.lr}
+
+
+def table(rows: list[dict]) -> str:
+    out = []
+    by = {key(r): r for r in rows}
+    for dataset in dict.fromkeys(r["dataset"] for r in rows):
+        out += [f"\n**{dataset}**\n", "| model | loss | trans. R@20 | trans. N@20 | ind. R@20 | ind. N@20 | s/ep | to best (s) |",
+                "|---|---|---|---|---|---|---|---|"]
+        for model in MODELS:
+            for variant in VARIANTS:
+                t, i = by.get((dataset, model, variant, "transductive")), by.get((dataset, model, variant, "inductive"))
+                if t is None and i is None:
+                    continue
+                cell = lambda r, m: "–" if r is None else f"{r[m]:.4f}"  # noqa: E731
+                speed = t or i
+                star = "*" if speed["capped"] else ""
+                out.append(f"| {model} | {variant} | {cell(t, 'recall@20')} | {cell(t, 'ndcg@20')} | {cell(i, 'recall@20')} | "
+                           f"{cell(i, 'ndcg@20')} | {speed['seconds_per_epoch']:.2f} | {speed['seconds_to_best']:.0f}{star} |")
+    return "\n".join(out)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--datasets", nargs="+", default=["ml-100k", "lastfm", "ml-1m"], choices=list(DATASETS))
+    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--protocols", nargs="+", default=["transductive", "inductive"], choices=["transductive", "inductive"])
+    parser.add_argument("--epochs", type=int, default=1000, help="epoch cap (the time cap usually ends a run first)")
+    parser.add_argument("--patience", type=int, default=10, help="validations without improvement before stopping")
+    parser.add_argument("--bpr-eval-every", type=int, default=5, help="BPR: validate every this many epochs (its epochs are slow)")
+    parser.add_argument("--budget", type=float, help="training seconds per run (default: per dataset)")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--root", type=Path, default=ROOT, help="folder holding the datasets' folders")
+    parser.add_argument("--results", type=Path, default=Path(__file__).with_name("results") / "recsys.jsonl")
+    parser.add_argument("--table", action="store_true", help="print the table of the results file and stop")
+    args = parser.parse_args()
+    rows = [json.loads(line) for line in args.results.read_text().splitlines()] if args.results.is_file() else []
+    if not args.table:
+        if args.device == "cpu":
+            torch.set_num_threads(max(1, torch.get_num_threads()))
+        done = {key(r) for r in rows}
+        args.results.parent.mkdir(parents=True, exist_ok=True)
+        for dataset in args.datasets:
+            if not (args.root / dataset).is_dir():
+                sys.exit(f"{args.root / dataset} is missing: pass --root with the recsys data folders")
+            for protocol in args.protocols:
+                for model in args.models:
+                    for variant in args.variants:
+                        if (dataset, model, variant, protocol) in done:
+                            continue
+                        row = measure(dataset, model, variant, protocol, args)
+                        print(json.dumps(row), file=sys.stderr, flush=True)
+                        with args.results.open("a") as f:
+                            f.write(json.dumps(row) + "\n")
+                        rows.append(row)
+    print(table(rows))
+
+
+if __name__ == "__main__":
+    main()
