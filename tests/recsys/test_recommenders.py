@@ -79,7 +79,7 @@ def lightgcn_reference(scores, test_items, train_items, k):
     recall = sum(hits) / len(test_items)
     dcg = sum(h / math.log2(p + 2) for p, h in enumerate(hits))
     idcg = sum(1 / math.log2(p + 2) for p in range(min(k, len(test_items))))
-    return recall, dcg / idcg
+    return recall, dcg / idcg, sum(hits) / min(k, len(test_items))
 
 
 def test_metrics_follow_lightgcn_conventions():
@@ -90,13 +90,15 @@ def test_metrics_follow_lightgcn_conventions():
     train = Interactions(rng.integers(0, nu, 300), rng.integers(0, ni, 300))
     test = Interactions(rng.integers(0, nu, 80), rng.integers(0, ni, 80))
     got = evaluate_recommender(ue, ie, test, train, ks=(k,), chunk=7)
-    recalls, ndcgs = [], []
+    recalls, ndcgs, norms = [], [], []
     for u in np.unique(test.user):
-        r, n = lightgcn_reference(ue[u] @ ie.T, set(test.item[test.user == u].tolist()), set(train.item[train.user == u].tolist()), k)
+        r, n, rn = lightgcn_reference(ue[u] @ ie.T, set(test.item[test.user == u].tolist()), set(train.item[train.user == u].tolist()), k)
         recalls.append(r)
         ndcgs.append(n)
+        norms.append(rn)
     assert abs(got[f"recall@{k}"] - np.mean(recalls)) < 1e-9
     assert abs(got[f"ndcg@{k}"] - np.mean(ndcgs)) < 1e-9
+    assert abs(got[f"recall_norm@{k}"] - np.mean(norms)) < 1e-9
     assert got["n_users"] == len(np.unique(test.user))
 
 
@@ -180,3 +182,22 @@ def test_sparse_matmul_gradient_equals_dense():
     x.grad = None
     (coo.to_dense() @ x * weights).sum().backward()
     torch.testing.assert_close(got, x.grad)
+
+
+def test_lightgcn_matches_pytorch_geometric():
+    """Independent check: PyG's LightGCN (LGConv, uniform layer weights) on the same weights and graph."""
+    import pytest
+
+    pyg = pytest.importorskip("torch_geometric.nn.models")
+    rng = np.random.default_rng(11)
+    pairs = np.unique(np.stack([rng.integers(0, 15, 80), rng.integers(0, 25, 80)], 1), axis=0)
+    train, nu, ni = Interactions(pairs[:, 0], pairs[:, 1]), 15, 25
+    ours = LightGCN(nu, ni, train, dim=8, layers=3)
+    theirs = pyg.LightGCN(nu + ni, embedding_dim=8, num_layers=3)
+    with torch.no_grad():
+        theirs.embedding.weight.copy_(torch.cat([ours.user.weight, ours.item.weight]))
+    u, i = torch.from_numpy(pairs[:, 0]), torch.from_numpy(pairs[:, 1]) + nu
+    edge_index = torch.stack([torch.cat([u, i]), torch.cat([i, u])])
+    want = theirs.get_embedding(edge_index)
+    users, items = ours.embeddings()
+    torch.testing.assert_close(torch.cat([users, items]), want, atol=1e-5, rtol=1e-5)

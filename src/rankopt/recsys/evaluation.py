@@ -3,6 +3,7 @@
 For each test user, every item is scored, the user's training items are masked (ranked last, never
 counted), and Recall@K = hits in the top K / test items and NDCG@K = binary DCG@K / ideal DCG over
 min(K, test items) — exactly ``recall@K`` and ``ndcg@K`` of rankopt.metrics on binary relevance.
+``recall_norm@K`` = hits / min(K, test items), the other denominator found in papers.
 Users without test items are left out and counted.
 """
 
@@ -28,7 +29,7 @@ def evaluate_recommender(user_emb: torch.Tensor, item_emb: torch.Tensor, test: I
     if max(ks) > n_items:
         raise ValueError(f"K={max(ks)} is larger than the {n_items} items")
     names = [f"recall@{k}" for k in ks] + [f"ndcg@{k}" for k in ks]
-    sums = dict.fromkeys(names, 0.0)
+    sums = dict.fromkeys(names + [f"recall_norm@{k}" for k in ks], 0.0)
     with torch.no_grad():
         for start in range(0, len(test_users), chunk):
             block = test_users[start : start + chunk]
@@ -49,6 +50,9 @@ def evaluate_recommender(user_emb: torch.Tensor, item_emb: torch.Tensor, test: I
             out = rank_metrics(scores, relevance, names, n_levels=1)
             for n in names:
                 sums[n] += float(out[n].nansum())
-    result = {n: sums[n] / len(test_users) for n in names}
+            n_test = relevance.sum(dim=1).double()
+            for k in ks:  # the "normalised" Recall some papers report: hits / min(K, test items)
+                sums[f"recall_norm@{k}"] += float((out[f"recall@{k}"] * n_test / n_test.clamp(max=k)).nansum())
+    result = {n: sums[n] / len(test_users) for n in sums}
     result["n_users"] = int(len(test_users))
     return result
