@@ -66,7 +66,7 @@ def measure(dataset: str, model: str, variant: str, protocol: str, args) -> dict
     return {"dataset": dataset, "model": model, "variant": variant, "protocol": protocol, "recall@20": metrics["recall@20"],
             "ndcg@20": metrics["ndcg@20"], "valid_ndcg@20": metrics.get("valid/ndcg@20"), "seconds_per_epoch": metrics["seconds_per_epoch"],
             "seconds_to_best": metrics["seconds_to_best"], "best_epoch": metrics["best_epoch"], "epochs_run": metrics["epochs_run"],
-            "capped": bool(capped), "wall_seconds": wall, "n_users": metrics["n_users"], "device": args.device, "lr": cfg.lr}
+            "capped": bool(capped), "wall_seconds": wall, "n_users": metrics["n_users"], "device": args.device, "lr": cfg.learning_rate}
 
 
 def table(rows: list[dict]) -> str:

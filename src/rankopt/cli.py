@@ -333,7 +333,7 @@ def build_parser() -> argparse.ArgumentParser:
     rt.add_argument("--dim", type=int, default=64)
     rt.add_argument("--layers", type=int, default=3, help="message-passing layers (GNNs)")
     rt.add_argument("--k", type=int, default=20, help="K of Recall@K and NDCG@K")
-    rt.add_argument("--lr", type=float, default=1e-3)
+    rt.add_argument("--lr", type=float, help="Adam learning rate (default: 1e-3 for bpr, 1e-2 for the candidate losses)")
     rt.add_argument("--n-neg", type=int, default=50, help="negatives per user and step (candidate losses)")
     rt.add_argument("--n-pos", type=int, default=10, help="positives sampled per user and step (candidate losses)")
     rt.add_argument("--ppr-mix", type=float, default=0.5, help="share of PPR negatives among the negatives")
