@@ -58,6 +58,7 @@ class RecConfig:
     ppr_restart: float = 0.15
     tau: float = 0.1  # ITEM loss: sigmoid temperature on cosine scores
     softmax_tau: float = 0.1  # sampled softmax: temperature on cosine scores
+    cosine: bool = True  # candidate losses on cosine scores (False: raw dot products, τ acts on their scale)
     epochs: int = 10
     batch_users: int = 256  # users per step (rank losses, softmax)
     batch_size: int = 2048  # triples per step (BPR)
@@ -162,10 +163,10 @@ class CandidateSampler:
 
 def _candidate_loss(cfg: RecConfig) -> torch.nn.Module:
     if cfg.loss == "item-ndcg":
-        return ITEMLoss(tau=cfg.tau)
+        return ITEMLoss(tau=cfg.tau, normalize=cfg.cosine)
     if cfg.loss == "softmax":
-        return SampledSoftmaxLoss(tau=cfg.softmax_tau)
-    return CandidateRankLoss(SupNDCG() if cfg.loss == "supndcg" else SupRecall(k=(1, 5, cfg.k)))
+        return SampledSoftmaxLoss(tau=cfg.softmax_tau, normalize=cfg.cosine)
+    return CandidateRankLoss(SupNDCG() if cfg.loss == "supndcg" else SupRecall(k=(1, 5, cfg.k)), normalize=cfg.cosine)
 
 
 def _candidate_epoch(model: Recommender, loss_fn, sampler: CandidateSampler, cfg: RecConfig, opt, rng) -> float:
