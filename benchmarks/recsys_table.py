@@ -55,7 +55,7 @@ def key(row: dict) -> tuple:
 def measure(dataset: str, model: str, variant: str, protocol: str, args) -> dict:
     settings = DATASETS[dataset]
     fields = VARIANTS[variant]
-    cfg = RecConfig(model=model, protocol=protocol, epochs=args.epochs, patience=args.patience, eval_every=1 if variant != "bpr" else args.bpr_eval_every,
+    cfg = RecConfig(model=model, protocol=protocol, epochs=args.epochs, patience=args.patience, eval_every=args.eval_every if variant != "bpr" else args.bpr_eval_every,
                     time_budget=args.budget or settings["budget"], rating_threshold=settings["rating_threshold"], device=args.device,
                     seed=args.seed, **fields)
     with tempfile.TemporaryDirectory() as tmp:
@@ -66,7 +66,7 @@ def measure(dataset: str, model: str, variant: str, protocol: str, args) -> dict
     return {"dataset": dataset, "model": model, "variant": variant, "protocol": protocol, "recall@20": metrics["recall@20"],
             "ndcg@20": metrics["ndcg@20"], "valid_ndcg@20": metrics.get("valid/ndcg@20"), "seconds_per_epoch": metrics["seconds_per_epoch"],
             "seconds_to_best": metrics["seconds_to_best"], "best_epoch": metrics["best_epoch"], "epochs_run": metrics["epochs_run"],
-            "capped": bool(capped), "wall_seconds": wall, "n_users": metrics["n_users"], "device": args.device, "lr": cfg.learning_rate}
+            "capped": bool(capped), "wall_seconds": wall, "patience": args.patience, "eval_every": cfg.eval_every, "n_users": metrics["n_users"], "device": args.device, "lr": cfg.learning_rate}
 
 
 def table(rows: list[dict]) -> str:
@@ -96,6 +96,7 @@ def main() -> None:
     parser.add_argument("--protocols", nargs="+", default=["transductive", "inductive"], choices=["transductive", "inductive"])
     parser.add_argument("--epochs", type=int, default=1000, help="epoch cap (the time cap usually ends a run first)")
     parser.add_argument("--patience", type=int, default=10, help="validations without improvement before stopping")
+    parser.add_argument("--eval-every", type=int, default=1, help="candidate losses: validate every this many epochs")
     parser.add_argument("--bpr-eval-every", type=int, default=5, help="BPR: validate every this many epochs (its epochs are slow)")
     parser.add_argument("--budget", type=float, help="training seconds per run (default: per dataset)")
     parser.add_argument("--device", default="cpu")
