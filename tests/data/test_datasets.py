@@ -1,6 +1,5 @@
 """Each loader on a miniature written here in the dataset's exact on-disk format."""
 
-import csv
 import gzip
 import json
 import struct

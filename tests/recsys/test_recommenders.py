@@ -140,10 +140,10 @@ def test_bpr_triples_are_valid_and_user_uniform():
 
 
 def test_uniform_negatives_are_never_positives():
-    from rankopt.recsys.training import _interaction_keys, uniform_negatives
+    from rankopt.recsys.training import interaction_keys, uniform_negatives
 
     train, nu, ni = tiny(seed=5, n=40)
-    keys = _interaction_keys(train, ni)
+    keys = interaction_keys(train, ni)
     rng = np.random.default_rng(0)
     users = np.repeat(np.arange(nu), 50)
     neg = uniform_negatives(keys, ni, users, rng)

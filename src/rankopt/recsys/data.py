@@ -82,19 +82,24 @@ def _int(token: str, path: Path, line: int) -> int:
         raise ValueError(f"{path}:{line}: expected an integer id, got {token!r}") from None
 
 
+def _token_lines(path: Path):
+    """(line number, whitespace-separated tokens) of each non-blank line."""
+    with open(path) as f:
+        for n, line in enumerate(f, start=1):
+            tokens = line.split()
+            if tokens:
+                yield n, tokens
+
+
 def read_lightgcn(path: str | Path) -> Raw:
     """``user item item ...`` per line; a user with no items is allowed (and has no interaction)."""
     path = Path(path)
     users, items = [], []
-    with open(path) as f:
-        for n, line in enumerate(f, start=1):
-            tokens = line.split()
-            if not tokens:
-                continue
-            u = _int(tokens[0], path, n)
-            for t in tokens[1:]:
-                users.append(u)
-                items.append(_int(t, path, n))
+    for n, tokens in _token_lines(path):
+        u = _int(tokens[0], path, n)
+        for t in tokens[1:]:
+            users.append(u)
+            items.append(_int(t, path, n))
     return users, items, None, None
 
 
@@ -102,15 +107,11 @@ def read_pairs(path: str | Path) -> Raw:
     """``user item [value]`` per line, whitespace-separated, no header."""
     path = Path(path)
     users, items = [], []
-    with open(path) as f:
-        for n, line in enumerate(f, start=1):
-            tokens = line.split()
-            if not tokens:
-                continue
-            if len(tokens) < 2:
-                raise ValueError(f"{path}:{n}: expected 'user item [value]', got {line.strip()!r}")
-            users.append(_int(tokens[0], path, n))
-            items.append(_int(tokens[1], path, n))
+    for n, tokens in _token_lines(path):
+        if len(tokens) < 2:
+            raise ValueError(f"{path}:{n}: expected 'user item [value]', got {' '.join(tokens)!r}")
+        users.append(_int(tokens[0], path, n))
+        items.append(_int(tokens[1], path, n))
     return users, items, None, None
 
 
@@ -121,6 +122,25 @@ def _float(token: str, path: Path, line: int, what: str) -> float:
         raise ValueError(f"{path}:{line}: {what} must be a number, got {token!r}") from None
 
 
+def _columns(path: Path, names: list[str], rows, user: str, item: str, fields: str) -> Raw:
+    """Raw columns of a table with header ``names`` from its (line number, fields) rows: the user and item
+    columns, and rating / timestamp when the header has them."""
+    iu, ii = names.index(user), names.index(item)
+    ir = names.index("rating") if "rating" in names else None
+    it = names.index("timestamp") if "timestamp" in names else None
+    users, items, ratings, times = [], [], [] if ir is not None else None, [] if it is not None else None
+    for n, row in rows:
+        if len(row) != len(names):
+            raise ValueError(f"{path}:{n}: expected {len(names)} {fields}, got {len(row)}")
+        users.append(row[iu].strip())
+        items.append(row[ii].strip())
+        if ir is not None:
+            ratings.append(_float(row[ir], path, n, "rating"))
+        if it is not None:
+            times.append(_float(row[it], path, n, "timestamp"))
+    return users, items, ratings, times
+
+
 def read_recbole(path: str | Path) -> Raw:
     """RecBole atomic .inter: typed header ``name:type``; user_id and item_id required."""
     path = Path(path)
@@ -129,23 +149,8 @@ def read_recbole(path: str | Path) -> Raw:
         names = [h.split(":")[0] for h in header]
         if "user_id" not in names or "item_id" not in names:
             raise ValueError(f"{path}:1: expected a typed header with user_id:token and item_id:token, got {header!r}")
-        iu, ii = names.index("user_id"), names.index("item_id")
-        ir = names.index("rating") if "rating" in names else None
-        it = names.index("timestamp") if "timestamp" in names else None
-        users, items, ratings, times = [], [], [] if ir is not None else None, [] if it is not None else None
-        for n, line in enumerate(f, start=2):
-            if not line.strip():
-                continue
-            row = line.rstrip("\n").split("\t")
-            if len(row) != len(names):
-                raise ValueError(f"{path}:{n}: expected {len(names)} tab-separated fields, got {len(row)}")
-            users.append(row[iu])
-            items.append(row[ii])
-            if ir is not None:
-                ratings.append(_float(row[ir], path, n, "rating"))
-            if it is not None:
-                times.append(_float(row[it], path, n, "timestamp"))
-    return users, items, ratings, times
+        rows = ((n, line.rstrip("\n").split("\t")) for n, line in enumerate(f, start=2) if line.strip())
+        return _columns(path, names, rows, "user_id", "item_id", "tab-separated fields")
 
 
 def read_csv(path: str | Path) -> Raw:
@@ -156,20 +161,8 @@ def read_csv(path: str | Path) -> Raw:
         header = [h.strip() for h in next(reader, [])]
         if header[:2] != ["user", "item"]:
             raise ValueError(f"{path}:1: expected a header user,item[,rating][,timestamp], got {header!r}")
-        has_r, has_t = "rating" in header, "timestamp" in header
-        users, items, ratings, times = [], [], [] if has_r else None, [] if has_t else None
-        for n, row in enumerate(reader, start=2):
-            if not row or not "".join(row).strip():
-                continue
-            if len(row) != len(header):
-                raise ValueError(f"{path}:{n}: expected {len(header)} fields, got {len(row)}")
-            users.append(row[0].strip())
-            items.append(row[1].strip())
-            if has_r:
-                ratings.append(_float(row[header.index("rating")], path, n, "rating"))
-            if has_t:
-                times.append(_float(row[header.index("timestamp")], path, n, "timestamp"))
-    return users, items, ratings, times
+        rows = ((n, row) for n, row in enumerate(reader, start=2) if "".join(row).strip())
+        return _columns(path, header, rows, "user", "item", "fields")
 
 
 def _index(raws: list[Raw]) -> tuple[list[Interactions], np.ndarray, np.ndarray]:

@@ -15,7 +15,6 @@ the ID-free user representation, ``user_repr="items"``).
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import json
 import time
@@ -33,7 +32,7 @@ from rankopt.recsys.evaluation import evaluate_recommender
 from rankopt.recsys.losses import CandidateRankLoss, ITEMLoss, SampledSoftmaxLoss
 from rankopt.recsys.models import MF, NGCF, LightGCN, LightGCNpp, Recommender
 from rankopt.recsys.negatives import default_cache_dir, ppr_negatives
-from rankopt.recsys.training import _interaction_keys, train_bpr, uniform_negatives
+from rankopt.recsys.training import bpr_epoch, interaction_keys, uniform_negatives
 
 __all__ = ["RecConfig", "CandidateSampler", "build_model", "load_data", "run_recsys", "evaluate_run", "MODELS", "LOSSES"]
 
@@ -132,10 +131,10 @@ class CandidateSampler:
     for positives, 0 for negatives, −1 for padding (users with fewer than n_pos positives)."""
 
     def __init__(self, train: Interactions, n_items: int, n_pos: int, n_neg: int, ppr: np.ndarray | None = None,
-                 ppr_mix: float = 0.5) -> None:
+                 ppr_mix: float = 0.5, keys: np.ndarray | None = None) -> None:
         self.pairs = np.unique(np.stack([train.user, train.item], axis=1).astype(np.int64), axis=0)  # sorted by user
         self.active, self.starts, self.counts = np.unique(self.pairs[:, 0], return_index=True, return_counts=True)
-        self.keys = _interaction_keys(train, n_items)
+        self.keys = interaction_keys(train, n_items) if keys is None else keys
         self.n_items, self.n_pos, self.n_neg, self.ppr = n_items, n_pos, n_neg, ppr
         self.n_ppr = int(round(n_neg * ppr_mix)) if ppr is not None else 0
         if ppr is not None and self.n_ppr > ppr.shape[1]:
@@ -183,14 +182,15 @@ def _candidate_epoch(model: Recommender, loss_fn, sampler: CandidateSampler, cfg
     return total / max(1, steps)
 
 
-def _test_embeddings(model: Recommender, data: RecData, inductive: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """Final embeddings for testing; inductive: the held-out users' context edges join the graph first."""
+def _test_metrics(model: Recommender, data: RecData, cfg: RecConfig) -> dict:
+    """Test Recall/NDCG@K; inductive: the held-out users' context edges join the graph (and are masked)."""
+    model.eval()
     with torch.no_grad():
-        if not inductive:
-            return model.embeddings()
+        if cfg.protocol == "transductive":
+            return evaluate_recommender(*model.embeddings(), data.test, data.train, (cfg.k,))
         model.set_graph(Interactions.concat([data.train, data.context]))
         try:
-            return model.embeddings()
+            return evaluate_recommender(*model.embeddings(), data.test, data.context, (cfg.k,))
         finally:
             model.set_graph(data.train)
 
@@ -207,7 +207,6 @@ def run_recsys(data_dir: str | Path, cfg: RecConfig, run_dir: str | Path | None 
     """Train (resuming from the run folder's checkpoint if there is one), select on validation, evaluate
     on test; returns (test metrics, run folder). ``progress(entry, cfg)`` is called after every epoch."""
     data = load_data(data_dir, cfg)
-    inductive = cfg.protocol == "inductive"
     run_dir = Path(run_dir or f"runs/recsys-{Path(data_dir).name}-{time.strftime('%Y%m%d-%H%M%S')}")
     saved = {"data_dir": str(data_dir), **dataclasses.asdict(cfg)}
     config_file, ckpt_file = run_dir / "config.json", run_dir / "checkpoint.pt"
@@ -229,9 +228,10 @@ def run_recsys(data_dir: str | Path, cfg: RecConfig, run_dir: str | Path | None 
         rng.bit_generator.state = ckpt["numpy_rng"]
         torch.set_rng_state(ckpt["torch_rng"])
 
+    keys = interaction_keys(data.train, data.n_items)
     if cfg.loss != "bpr":
         ppr = _ppr(cfg, data) if cfg.negatives == "ppr" else None
-        sampler, loss_fn = CandidateSampler(data.train, data.n_items, cfg.n_pos, cfg.n_neg, ppr, cfg.ppr_mix), _candidate_loss(cfg)
+        sampler, loss_fn = CandidateSampler(data.train, data.n_items, cfg.n_pos, cfg.n_neg, ppr, cfg.ppr_mix, keys), _candidate_loss(cfg)
     has_valid = data.valid is not None and len(data.valid) > 0
     while state["epoch"] < cfg.epochs:
         if cfg.patience and state["stale"] >= cfg.patience:
@@ -242,8 +242,8 @@ def run_recsys(data_dir: str | Path, cfg: RecConfig, run_dir: str | Path | None 
         t0 = time.perf_counter()
         model.train()
         if cfg.loss == "bpr":
-            loss = train_bpr(model, data.train, data.n_items, epochs=1, batch_size=cfg.batch_size, weight_decay=cfg.weight_decay,
-                             seed=int(rng.integers(2**31)), optimizer=opt, sampling=cfg.bpr_sampling)[0]
+            epoch_rng = np.random.default_rng(int(rng.integers(2**31)))  # a child stream per epoch
+            loss = bpr_epoch(model, data.train, data.n_items, opt, epoch_rng, keys, cfg.batch_size, cfg.weight_decay, cfg.bpr_sampling)
         else:
             loss = _candidate_epoch(model, loss_fn, sampler, cfg, opt, rng)
         seconds = time.perf_counter() - t0
@@ -271,9 +271,7 @@ def run_recsys(data_dir: str | Path, cfg: RecConfig, run_dir: str | Path | None 
 
     if state["best"] is not None:
         model.load_state_dict(state["best"])
-    model.eval()
-    users, items = _test_embeddings(model, data, inductive)
-    metrics = evaluate_recommender(users, items, data.test, data.context if inductive else data.train, (cfg.k,))
+    metrics = _test_metrics(model, data, cfg)
     history = state["history"]
     metrics.update(
         protocol=cfg.protocol, selected_on="valid" if state["best"] is not None else "last epoch (no validation split)",
@@ -284,7 +282,7 @@ def run_recsys(data_dir: str | Path, cfg: RecConfig, run_dir: str | Path | None 
     )
     if state["best"] is not None:
         metrics[f"valid/ndcg@{cfg.k}"] = state["best_score"]
-    atomic_torch_save(copy.deepcopy(model.state_dict()), run_dir / "model.pt")
+    atomic_torch_save(model.state_dict(), run_dir / "model.pt")
     atomic_write_text(run_dir / "metrics.json", json.dumps({"test": metrics, "history": history}, indent=2))
     return metrics, run_dir
 
@@ -300,7 +298,4 @@ def evaluate_run(run_dir: str | Path, device: str | None = None) -> dict:
     data = load_data(data_dir, cfg)
     model = build_model(cfg, data.n_users, data.n_items, data.train).to(cfg.device)
     model.load_state_dict(torch.load(run_dir / "model.pt", map_location=cfg.device, weights_only=True))
-    model.eval()
-    inductive = cfg.protocol == "inductive"
-    users, items = _test_embeddings(model, data, inductive)
-    return evaluate_recommender(users, items, data.test, data.context if inductive else data.train, (cfg.k,))
+    return _test_metrics(model, data, cfg)

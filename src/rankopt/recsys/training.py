@@ -13,10 +13,11 @@ import torch
 
 from rankopt.recsys.data import Interactions
 
-__all__ = ["uniform_negatives", "bpr_triples", "bpr_loss", "train_bpr"]
+__all__ = ["interaction_keys", "uniform_negatives", "bpr_triples", "bpr_loss", "bpr_epoch", "train_bpr"]
 
 
-def _interaction_keys(train: Interactions, n_items: int) -> np.ndarray:
+def interaction_keys(train: Interactions, n_items: int) -> np.ndarray:
+    """Sorted unique user·n_items + item of the interactions: membership tests by searchsorted."""
     return np.unique(train.user.astype(np.int64) * n_items + train.item)
 
 
@@ -60,30 +61,30 @@ def bpr_triples(train: Interactions, n_items: int, rng: np.random.Generator, key
         users, pos = active[draw], train.item[order[pick]]
     else:
         raise ValueError(f"sampling={sampling!r} is not one of user, interaction")
-    keys = _interaction_keys(train, n_items) if keys is None else keys
+    keys = interaction_keys(train, n_items) if keys is None else keys
     return users, pos, uniform_negatives(keys, n_items, users, rng)
 
 
-def train_bpr(model, train: Interactions, n_items: int, epochs: int = 10, batch_size: int = 2048, lr: float = 1e-3,
-              weight_decay: float = 1e-4, seed: int = 0, optimizer: torch.optim.Optimizer | None = None,
-              sampling: str = "user") -> list[float]:
-    """``epochs`` epochs of BPR in mini-batches of ``batch_size`` triples (``bpr_triples``); returns the
-    mean loss of each epoch. ``optimizer`` continues an existing one (default: a new Adam)."""
-    rng = np.random.default_rng(seed)
-    torch.manual_seed(seed)
-    opt = optimizer or torch.optim.Adam(model.parameters(), lr=lr)
-    keys = _interaction_keys(train, n_items)
+def bpr_epoch(model, train: Interactions, n_items: int, opt: torch.optim.Optimizer, rng: np.random.Generator,
+              keys: np.ndarray, batch_size: int = 2048, weight_decay: float = 1e-4, sampling: str = "user") -> float:
+    """One epoch of BPR in mini-batches of ``batch_size`` triples (``bpr_triples``); returns its mean loss."""
     device = model.item.weight.device
-    history = []
-    for _ in range(epochs):
-        users, pos, neg = (torch.from_numpy(a).to(device) for a in bpr_triples(train, n_items, rng, keys, sampling))
-        total = 0.0
-        for start in range(0, len(users), batch_size):
-            sl = slice(start, start + batch_size)
-            loss = bpr_loss(model, users[sl], pos[sl], neg[sl], weight_decay)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            total += float(loss.detach()) * len(users[sl])
-        history.append(total / len(users))
-    return history
+    users, pos, neg = (torch.from_numpy(a).to(device) for a in bpr_triples(train, n_items, rng, keys, sampling))
+    total = 0.0
+    for start in range(0, len(users), batch_size):
+        sl = slice(start, start + batch_size)
+        loss = bpr_loss(model, users[sl], pos[sl], neg[sl], weight_decay)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        total += float(loss.detach()) * len(users[sl])
+    return total / len(users)
+
+
+def train_bpr(model, train: Interactions, n_items: int, epochs: int = 10, batch_size: int = 2048, lr: float = 1e-3,
+              weight_decay: float = 1e-4, seed: int = 0, sampling: str = "user") -> list[float]:
+    """``epochs`` epochs of BPR with a new Adam; returns the mean loss of each epoch."""
+    rng = np.random.default_rng(seed)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    keys = interaction_keys(train, n_items)
+    return [bpr_epoch(model, train, n_items, opt, rng, keys, batch_size, weight_decay, sampling) for _ in range(epochs)]
