@@ -28,7 +28,7 @@ def write_sop(root: Path, n_classes: int = 8, per_class: int = 3, size: int = 40
         (root / f"Ebay_{split}.txt").write_text("\n".join(lines) + "\n")
 
 
-def write_cub(root: Path, n_classes: int = 8, per_class: int = 3, size: int = 40) -> None:
+def write_cub(root: Path, n_classes: int = 12, per_class: int = 3, size: int = 40) -> None:
     for c in range(n_classes):
         for k in range(per_class):
             png(root / "images" / f"{c:03d}.Bird{c}" / f"{k}.jpg", _color(c * 5 + k), size)
@@ -59,10 +59,12 @@ def write_dyml(root: Path, n_classes: int = 8, per_class: int = 3, size: int = 4
             name = f"{c}_{k}.jpg"
             png(root / "train/imgs" / name, _color(c * 11 + k), size)
             png(root / "bmk_fine/query" / name, _color(c * 11 + k), size)
+            png(root / "bmk_fine/gallery" / name, _color(c * 11 + k + 1), size)
             rows.append(f"{name}, {c}, {c // 2}, {c // 4}")
             query.append(f"{name}, {c}")
     (root / "train/label.csv").write_text("\n".join(rows) + "\n")
     (root / "bmk_fine/query.csv").write_text("\n".join(query) + "\n")
+    (root / "bmk_fine/gallery.csv").write_text("\n".join(query) + "\n")
     # DyML-Product's single 3-level test set
     for c in range(n_classes):
         for k in range(per_class):

@@ -7,6 +7,7 @@ import csv
 import io
 import json
 import logging
+import os
 import sys
 import zipfile
 from importlib import resources
@@ -156,17 +157,33 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise CliError(str(err)) from None
     except RuntimeError as err:  # e.g. a checkpoint that does not fit the configured model
         raise CliError(f"training failed: {str(err).splitlines()[0]}") from None
-    summary = {k: v for k, v in metrics.items()}
+    if not _rank_zero():
+        return 0  # a process DDP launched: rank 0 reports
     if args.json:
-        print(json.dumps({**summary, "run_dir": str(run_dir)}))
+        print(json.dumps(metrics))
     else:
-        width = max([len(k) for k in summary] + [6])
-        print(f"\nrankopt train — {cfg.recipe}, {cfg.train.epochs} epoch(s), run folder {run_dir}\n")
-        print(f"{'metric'.ljust(width)}  value\n{'-' * width}  ------")
-        for k, v in summary.items():
-            if not k.startswith("n_"):
-                print(f"{k.ljust(width)}  {v:.4f}")
+        print(_run_summary(metrics, cfg))
     return 0
+
+
+def _rank_zero() -> bool:
+    return int(os.environ.get("LOCAL_RANK", "0")) == 0 and int(os.environ.get("NODE_RANK", "0")) == 0
+
+
+def _run_summary(result: dict, cfg) -> str:
+    """The test table of a run, with how its weights were selected."""
+    sel, test = result["selection"], result["test"]
+    if sel["split"] is None:
+        chosen = f"the last epoch ({sel['epoch']} of {sel['epochs_run']}; no validation split)"
+    else:
+        chosen = f"epoch {sel['epoch']} of {sel['epochs_run']}, best {sel['split']} {sel['metric']} {sel['value']:.4f}"
+    t = result.get("protocol", {}).get("test", {})
+    how = f"{t.get('split', 'test')} ({t.get('mode', '')}, {test.get('n_queries', '?')} queries)"
+    width = max([len(k) for k in test] + [6])
+    lines = [f"\nrankopt train — {cfg.recipe}, run folder {result['run_dir']}",
+             f"selected: {chosen}", f"test: {how}\n", f"{'metric'.ljust(width)}  value", f"{'-' * width}  ------"]
+    lines += [f"{k.ljust(width)}  {v:.4f}" for k, v in test.items() if not k.startswith("n_")]
+    return "\n".join(lines)
 
 
 def cmd_embed(args: argparse.Namespace) -> int:
@@ -303,7 +320,7 @@ def build_parser() -> argparse.ArgumentParser:
     em.add_argument("checkpoint", metavar="CHECKPOINT", help="RUN_DIR/checkpoints/best.ckpt or last.ckpt")
     em.add_argument("--dataset", help="dataset name (default: the run's)")
     em.add_argument("--data-dir", help="dataset folder (default: the run's)")
-    em.add_argument("--split", default="test", help="which split to embed")
+    em.add_argument("--split", help="which split to embed (default: the run's test queries)")
     em.add_argument("-o", "--output", required=True, metavar="OUT.npz", help="where to write embeddings and labels")
     em.set_defaults(func=cmd_embed)
 

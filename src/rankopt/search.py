@@ -110,8 +110,14 @@ def prepare_search(
     similarity: str = "cosine",
     device: str | torch.device | None = None,
     backend: str = "torch",
+    query_index: Any | None = None,
 ) -> Search:
-    """Validate, move and normalise embeddings once. gallery=None: the queries are the gallery."""
+    """Validate, move and normalise embeddings once. gallery=None: the queries are the gallery.
+
+    query_index: with a separate gallery, the gallery index of each query when the queries are items
+    of the gallery (a shard of it, in sharded evaluation); each is then removed from its own ranking
+    by index, as with gallery=None.
+    """
     check_choice(similarity, SIMILARITIES, "similarity")
     check_choice(backend, BACKENDS, "backend")
     q = check_embeddings(queries, "queries" if gallery is not None else "embeddings")
@@ -126,6 +132,14 @@ def prepare_search(
         q = _normalise(q, "queries" if gallery is not None else "embeddings")
         g = q if gallery is None else _normalise(g, "gallery")
     self_index = torch.arange(q.shape[0], device=dev) if gallery is None else None
+    if query_index is not None:
+        if gallery is None:
+            raise ValueError("query_index goes with a separate gallery; without one each query is removed already")
+        self_index = torch.as_tensor(query_index, dtype=torch.int64, device=dev)
+        if self_index.shape != (q.shape[0],):
+            raise ValueError(f"query_index has shape {tuple(self_index.shape)}; expected ({q.shape[0]},), one gallery index per query")
+        if len(self_index) and (int(self_index.min()) < 0 or int(self_index.max()) >= g.shape[0]):
+            raise ValueError(f"query_index must lie in [0, {g.shape[0]}), the gallery's rows")
     sqnorm = (g * g).sum(dim=1) if similarity == "euclidean" else None
     return Search(q, g, similarity, self_index, sqnorm, backend)
 
@@ -174,7 +188,7 @@ def knn(
 
 def check_query_gallery_labels(search: Search, query_labels: Any, gallery_labels: Any | None) -> tuple[torch.Tensor, torch.Tensor]:
     """Labels for a prepared search: int64 (Q, L) and (G, L) on the search device."""
-    if search.self_index is not None:
+    if search.gallery is search.queries:
         if gallery_labels is not None:
             raise ValueError("gallery_labels was given without gallery embeddings")
         ql = check_labels(query_labels, "labels")

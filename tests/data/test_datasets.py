@@ -174,3 +174,64 @@ def test_fashion_mnist_missing_and_corrupt(tmp_path, monkeypatch):
 def test_registry_suggests():
     with pytest.raises(ValueError, match="did you mean sop"):
         create_dataset("sopp", "x")
+
+
+# one label space over every split ------------------------------------------------------------------
+
+def test_inshop_query_and_gallery_share_labels_when_id_sets_differ(tmp_path):
+    """Query items {2, 5}, gallery items {1, 2, 3, 5}: per-split numbering would give query id 5 the
+    label 1 and gallery id 5 the label 3; one mapping over the file gives both the same label."""
+    rows = []
+    for item, status in [(1, "gallery"), (2, "query"), (2, "gallery"), (3, "gallery"), (5, "query"), (5, "gallery"),
+                         (4, "train")]:
+        rel = f"img/WOMEN/Dresses/id_{item:08d}/{status}.jpg"
+        png(tmp_path / rel)
+        rows.append(f"{rel} id_{item:08d} {status}")
+    (tmp_path / "list_eval_partition.txt").write_text(f"{len(rows)}\nimage_name item_id evaluation_status\n" + "\n".join(rows) + "\n")
+    q, g = inshop(tmp_path, "query"), inshop(tmp_path, "gallery")
+    q_items = [p.parts[-2] for p in q.paths]
+    g_items = [p.parts[-2] for p in g.paths]
+    for i, qi in enumerate(q_items):
+        same = [j for j, gi in enumerate(g_items) if gi == qi]
+        assert len(same) == 1 and q.labels[i, 0] == g.labels[same[0], 0], qi
+        others = [j for j, gi in enumerate(g_items) if gi != qi]
+        assert all(q.labels[i, 0] != g.labels[j, 0] for j in others)
+
+
+def test_dyml_query_and_gallery_share_labels_when_id_sets_differ(tmp_path):
+    (tmp_path / "bmk_fine").mkdir()
+    (tmp_path / "bmk_fine/query.csv").write_text("fname, labels0.jpg\nq0.jpg, 7\nq1.jpg, 30\n")
+    (tmp_path / "bmk_fine/gallery.csv").write_text("fname, labels0.jpg\ng0.jpg, 3\ng1.jpg, 7\ng2.jpg, 12\ng3.jpg, 30\n")
+    q, g = dyml(tmp_path, "vehicle", "query"), dyml(tmp_path, "vehicle", "gallery")
+    assert q.labels[0, 0] == g.labels[1, 0] and q.labels[1, 0] == g.labels[3, 0]
+    assert len(set(g.labels[:, 0].tolist())) == 4
+
+
+def test_sop_train_and_test_classes_never_collide(tmp_path):
+    (tmp_path / "Ebay_train.txt").write_text("image_id class_id super_class_id path\n1 1 1 a/1.jpg\n2 2 1 a/2.jpg\n")
+    (tmp_path / "Ebay_test.txt").write_text("image_id class_id super_class_id path\n3 3 2 b/3.jpg\n4 4 2 b/4.jpg\n")
+    train, test = sop(tmp_path, "train"), sop(tmp_path, "test")
+    assert set(train.labels[:, 0].tolist()).isdisjoint(test.labels[:, 0].tolist())
+    assert set(train.labels[:, 1].tolist()).isdisjoint(test.labels[:, 1].tolist())
+
+
+def test_image_folder_split_folders_and_csv_split_column(tmp_path):
+    for split, classes in [("train", ["a", "b"]), ("test", ["b", "c"])]:
+        for c in classes:
+            png(tmp_path / "tree" / split / c / "1.png")
+    tr, te = image_folder(tmp_path / "tree", "train"), image_folder(tmp_path / "tree", "test")
+    assert tr.labels[:, 0].tolist() == [0, 1] and te.labels[:, 0].tolist() == [1, 2]  # "b" is one label in both
+    with pytest.raises(ValueError, match="not one of its split folders"):
+        image_folder(tmp_path / "tree", "valid")
+    png(tmp_path / "x.png")
+    (tmp_path / "s.csv").write_text("path,label,split\nx.png,10,train\nx.png,20,test\nx.png,10,test\n")
+    assert csv_images(tmp_path / "s.csv", "test").labels[:, 0].tolist() == [1, 0]
+    assert csv_images(tmp_path / "s.csv", "train").labels[:, 0].tolist() == [0]
+    with pytest.raises(ValueError, match="no 'split' column"):
+        csv_images(tmp_path / "d.csv" if (tmp_path / "d.csv").exists() else _plain_csv(tmp_path), "train")
+
+
+def _plain_csv(tmp_path):
+    png(tmp_path / "x.png")
+    (tmp_path / "d.csv").write_text("path,label\nx.png,1\n")
+    return tmp_path / "d.csv"

@@ -42,17 +42,31 @@ def test_train_embed_evaluate_agree(tiny_fashion, tmp_path, capsys):
                           "--set", "data.batch_size=40", "--set", "data.m=4", "--json"], capsys)
     assert rc == 0
     reported = json.loads(out.strip().splitlines()[-1])
-    assert reported["run_dir"] == str(run) and 0 <= reported["map@r"] <= 1
-    rc, _, _ = run_cli(["embed", str(run / "checkpoints" / "last.ckpt"), "-o", str(tmp_path / "emb.npz")], capsys)
+    assert reported == json.loads((run / "metrics.json").read_text())  # the --json line is metrics.json
+    assert reported["run_dir"] == str(run) and 0 <= reported["test"]["map@r"] <= 1
+    assert reported["selection"]["split"] == "valid" and reported["test"]["n_queries"] == 120
+    rc, _, _ = run_cli(["embed", str(run / "checkpoints" / "best.ckpt"), "-o", str(tmp_path / "emb.npz")], capsys)
     assert rc == 0
     data = np.load(tmp_path / "emb.npz")
     again = evaluate(data["embeddings"], data["labels"], metrics=["hit@1", "map@r", "ap", "hap", "asi", "ndcg"])
     for k in ("hit@1", "map@r", "ap", "hap", "asi", "ndcg"):
-        assert again[k] == pytest.approx(reported[k], abs=1e-6), k
+        assert again[k] == pytest.approx(reported["test"][k], abs=1e-6), k
     # resume for one more epoch continues the same run
     rc, out, _ = run_cli(["train", "--resume", str(run), "--set", "train.epochs=2", "--json"], capsys)
-    assert rc == 0 and json.loads(out.strip().splitlines()[-1])["run_dir"] == str(run)
+    resumed = json.loads(out.strip().splitlines()[-1])
+    assert rc == 0 and resumed["run_dir"] == str(run) and resumed["selection"]["epochs_run"] == 2
+    assert [h["epoch"] for h in resumed["history"]] == [1, 2] and resumed["history"][0] == reported["history"][0]
     assert len(list((run / "logs").iterdir())) == 2  # both parts' logs kept
+
+
+def test_resuming_a_finished_run_changes_nothing(tiny_fashion, tmp_path, capsys):
+    run = tmp_path / "run"
+    rc, _, _ = run_cli(["train", "--data-dir", str(tiny_fashion), "--run-dir", str(run), "--set", "train.epochs=1",
+                        "--set", "data.batch_size=40", "--set", "data.m=4", "--json"], capsys)
+    files = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    rc, out, _ = run_cli(["train", "--resume", str(run)], capsys)
+    assert rc == 0 and "map@r" in out and "selected: epoch 1 of 1" in out
+    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == files
 
 
 def test_existing_run_is_not_overwritten(tiny_fashion, tmp_path, capsys):

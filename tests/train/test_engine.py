@@ -1,16 +1,18 @@
-"""The training engine on a tiny synthetic image set: it learns, and a resumed run equals an uninterrupted one."""
+"""The training engine on a tiny synthetic image set: it learns, selects on validation, tests the
+selected weights once, and a resumed run equals an uninterrupted one."""
 
 import torch
 from torch.utils.data import Dataset
 
-from rankopt.losses import ROADMAP, HAPPIER
+from rankopt.losses import HAPPIER, ROADMAP
 from rankopt.metrics import evaluate
 from rankopt.models import create_model
 from rankopt.train import OptimConfig, RetrievalData, RetrievalModule, fit
 
 
 class Patterns(Dataset):
-    """8 classes of 1×16×16 images: a class-specific pattern plus noise; 2 levels (class, class // 4)."""
+    """8 classes of 1×16×16 images: a class-specific pattern plus noise; 2 levels (class, class // 4).
+    ``reads`` counts the items read, to see which split an evaluation touched."""
 
     def __init__(self, n=128, seed=0):
         g = torch.Generator().manual_seed(seed)
@@ -18,11 +20,13 @@ class Patterns(Dataset):
         fine = torch.arange(n) % 8
         self.images = protos[fine] + 1.5 * torch.randn(n, 1, 16, 16, generator=g)
         self.labels = torch.stack([fine, fine // 4], dim=1)
+        self.reads = 0
 
     def __len__(self):
         return len(self.labels)
 
     def __getitem__(self, i):
+        self.reads += 1
         return self.images[i], self.labels[i], i
 
 
@@ -33,48 +37,78 @@ def make(seed=0, loss=None):
                            eval_metrics=("hit@1", "map@r"))
 
 
-def embed(module, data):
-    module.eval()
+def embed(model, data):
+    model.eval()
     with torch.no_grad():
-        return module(data.images)
+        return model(data.images)
+
+
+def weights_of(checkpoint):
+    state = torch.load(checkpoint, weights_only=False)["state_dict"]
+    model = create_model("small_cnn", dim=16, in_channels=1)
+    model.load_state_dict({k[len("model."):]: v for k, v in state.items() if k.startswith("model.")})
+    return model
 
 
 def test_two_epochs_improve_map_at_r(tmp_path):
-    train, test = Patterns(128, seed=1), Patterns(64, seed=2)
+    train, valid, test = Patterns(128, seed=1), Patterns(64, seed=11), Patterns(64, seed=2)
     module = make()
-    before = evaluate(embed(module, test), test.labels, metrics=["map@r"])["map@r"]
-    metrics = fit(module, RetrievalData(train, test, batch_size=32, m=4), tmp_path, epochs=2, progress=False)
-    assert metrics["map@r"] > before + 0.05
+    before = evaluate(embed(module.model, test), test.labels, metrics=["map@r"])["map@r"]
+    result = fit(module, RetrievalData(train, valid, test, batch_size=32, m=4), tmp_path, epochs=2, progress=False)
+    assert result["test"]["map@r"] > before + 0.05
     assert (tmp_path / "checkpoints" / "last.ckpt").is_file() and (tmp_path / "checkpoints" / "best.ckpt").is_file()
     assert (tmp_path / "logs" / "version_0" / "metrics.csv").is_file()
     assert not list(tmp_path.rglob("*.tmp-*"))  # atomic writes leave nothing behind
-    after = evaluate(embed(module, test), test.labels, metrics=["map@r"])["map@r"]
-    assert after == metrics["map@r"]  # the reported metric is the model's
+    assert [h["epoch"] for h in result["history"]] == [1, 2]  # epochs counted from 1
+
+
+def test_selection_on_valid_and_test_of_the_selected_weights_once(tmp_path):
+    """eval_every=2 over 3 epochs: epochs 2 and 3 are validated; the test metrics are those of the
+    weights of the best validation epoch, and the test split is read exactly once, after training."""
+    train, valid, test = Patterns(64, seed=9), Patterns(32, seed=12), Patterns(32, seed=10)
+    module = make()
+    result = fit(module, RetrievalData(train, valid, test, 32), tmp_path, epochs=3, eval_every=2, progress=False)
+    assert test.reads == len(test)
+    assert valid.reads == 2 * len(valid)
+    validated = [h for h in result["history"] if "valid/map@r" in h]
+    assert [h["epoch"] for h in validated] == [2, 3]
+    best = max(validated, key=lambda h: (h["valid/map@r"], -h["epoch"]))
+    sel = result["selection"]
+    assert sel == {"split": "valid", "metric": "map@r", "value": best["valid/map@r"], "epoch": best["epoch"], "epochs_run": 3}
+    selected = weights_of(tmp_path / "checkpoints" / "best.ckpt")
+    expected = evaluate(embed(selected, test), test.labels, metrics=["hit@1", "map@r"])
+    assert result["test"]["map@r"] == expected["map@r"] and result["test"]["n_queries"] == len(test)
+    assert result["valid"]["map@r"] == best["valid/map@r"]
+    ckpt = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=False)
+    assert ckpt["global_step"] == 3 * 2  # last.ckpt holds all 3 epochs of 2 steps
+
+
+def test_without_validation_the_last_epoch_is_selected(tmp_path):
+    train, test = Patterns(64, seed=9), Patterns(32, seed=10)
+    result = fit(make(), RetrievalData(train, None, test, 32), tmp_path, epochs=2, progress=False)
+    assert result["selection"] == {"split": None, "metric": "map@r", "value": None, "epoch": 2, "epochs_run": 2}
+    last = weights_of(tmp_path / "checkpoints" / "last.ckpt")
+    assert result["test"]["map@r"] == evaluate(embed(last, test), test.labels, metrics=["map@r"])["map@r"]
+    assert not (tmp_path / "checkpoints" / "best.ckpt").exists()
 
 
 def test_resume_equals_uninterrupted(tmp_path):
-    train, test = Patterns(96, seed=3), Patterns(32, seed=4)
+    train, valid, test = Patterns(96, seed=3), Patterns(32, seed=13), Patterns(32, seed=4)
     straight = make(seed=5)
-    fit(straight, RetrievalData(train, test, 32, seed=5), tmp_path / "a", epochs=3, progress=False)
+    a = fit(straight, RetrievalData(train, valid, test, 32, seed=5), tmp_path / "a", epochs=3, progress=False)
     first = make(seed=5)
-    fit(first, RetrievalData(train, test, 32, seed=5), tmp_path / "b", epochs=1, progress=False)
+    fit(first, RetrievalData(train, valid, test, 32, seed=5), tmp_path / "b", epochs=1, progress=False)
     resumed = make(seed=6)  # different init: everything must come from the checkpoint
-    fit(resumed, RetrievalData(train, test, 32, seed=5), tmp_path / "b", epochs=3,
-        resume=tmp_path / "b" / "checkpoints" / "last.ckpt", progress=False)
-    for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
-        assert torch.equal(a, b), name
+    b = fit(resumed, RetrievalData(train, valid, test, 32, seed=5), tmp_path / "b", epochs=3,
+            resume=tmp_path / "b" / "checkpoints" / "last.ckpt", progress=False)
+    for key in ("test", "selection", "valid", "history"):
+        assert a[key] == b[key], key  # the history of the first part comes back from the checkpoint
+    for name, value in torch.load(tmp_path / "a" / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"].items():
+        assert torch.equal(value, resumed.state_dict()[name]), name
 
 
 def test_hierarchical_loss_with_proxies_trains(tmp_path):
     train, test = Patterns(64, seed=7), Patterns(32, seed=8)
     module = make(loss=HAPPIER(num_classes=8, dim=16))
-    fit(module, RetrievalData(train, test, 32, sampler="hierarchical"), tmp_path, epochs=1, progress=False)
+    fit(module, RetrievalData(train, test, None, 32, sampler="hierarchical"), tmp_path, epochs=1, progress=False)
     assert module.trainer.optimizers[0].param_groups[-1]["name"] == "proxies"
-
-
-def test_sparse_evaluation_still_checkpoints_every_epoch(tmp_path):
-    train, test = Patterns(64, seed=9), Patterns(32, seed=10)
-    module = make()
-    fit(module, RetrievalData(train, test, 32), tmp_path, epochs=3, eval_every=2, progress=False)
-    ckpt = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=False)
-    assert ckpt["global_step"] == 3 * 2 and (tmp_path / "checkpoints" / "best.ckpt").is_file()  # all 3 epochs of 2 steps

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from rankopt.data.base import BadImageError, DatasetNotFoundError, ImageList
 from rankopt.data.fashion_mnist import FashionMNIST
-from rankopt.data.generic import csv_images, image_folder
+from rankopt.data.base import Subset
+from rankopt.data.generic import available_splits, csv_images, image_folder
 from rankopt.data.retrieval_sets import cars196, cub200, dyml, gldv2, inaturalist, inshop, sop
 from rankopt.data.samplers import HierarchicalSampler, MPerClassSampler
 
@@ -20,8 +21,8 @@ DATASETS = {
     "dyml": dyml,
     "cars196": cars196,
     "gldv2": gldv2,
-    "image-folder": lambda root, split=None, **kw: image_folder(root, **kw),
-    "csv": lambda root, split=None, **kw: csv_images(root, **kw),
+    "image-folder": image_folder,
+    "csv": lambda root, split=None, **kw: csv_images(root, split, **kw),
 }
 
 
@@ -40,5 +41,5 @@ def create_dataset(name: str, root=None, split: str = "train", **kwargs):
 __all__ = [
     "ImageList", "DatasetNotFoundError", "BadImageError", "FashionMNIST", "image_folder", "csv_images", "sop",
     "cub200", "inaturalist", "inshop", "dyml", "cars196", "gldv2", "MPerClassSampler", "HierarchicalSampler",
-    "create_dataset", "DATASETS",
+    "create_dataset", "DATASETS", "Subset", "available_splits",
 ]

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-__all__ = ["DatasetNotFoundError", "BadImageError", "ImageList", "require_files", "contiguous_labels"]
+__all__ = ["DatasetNotFoundError", "BadImageError", "ImageList", "Subset", "require_files", "contiguous_labels"]
 
 log = logging.getLogger(__name__)
 
@@ -35,14 +35,50 @@ def require_files(root: str | Path, names: Sequence[str], dataset: str, source: 
     return root
 
 
-def contiguous_labels(columns: Sequence[Sequence]) -> np.ndarray:
-    """Map each column of raw labels (any hashable values) to 0..K-1, in sorted order: (N, L) int64."""
+def contiguous_labels(columns: Sequence[Sequence], space: Sequence[Sequence] | None = None) -> np.ndarray:
+    """Map each column of raw labels (any hashable values) to ids 0..K-1 in sorted order: (N, L) int64.
+
+    ``space``: for each column, every value the dataset uses in *any* of its splits (default: the
+    column itself). Built once over all splits, the mapping gives a raw id the same label in every
+    split, so a query and a gallery item of the same class always share a label.
+    """
     out = []
-    for col in columns:
+    for c, col in enumerate(columns):
         values = np.asarray(col)
-        _, inverse = np.unique(values, return_inverse=True)
-        out.append(inverse.astype(np.int64))
+        known = np.unique(np.asarray(space[c] if space is not None else col))
+        ids = np.searchsorted(known, values)
+        outside = (ids >= len(known)) | (known[np.minimum(ids, len(known) - 1)] != values)
+        if outside.any():
+            raise ValueError(f"label {values[outside][0]!r} (column {c}) is not in the dataset's label space")
+        out.append(ids.astype(np.int64))
     return np.stack(out, axis=1)
+
+
+class Subset(Dataset):
+    """Some items of a dataset, keeping ``labels`` (for samplers and evaluation) and, where the dataset
+    has them, ``paths``. ``relabel=True`` maps each label column to 0..K-1 over the kept items: what a
+    training set needs for class proxies, while evaluation sets keep the dataset-wide ids."""
+
+    def __init__(self, dataset, indices: Sequence[int] | np.ndarray, relabel: bool = False) -> None:
+        self.dataset = dataset
+        self.indices = np.asarray(indices, dtype=np.int64)
+        labels = dataset.labels[torch.from_numpy(self.indices)]
+        if relabel and len(labels):
+            labels = torch.from_numpy(contiguous_labels(labels.T.numpy()))
+        self.labels = labels
+        self.name = getattr(dataset, "name", "dataset")
+
+    @property
+    def paths(self) -> list[Path] | None:
+        paths = getattr(self.dataset, "paths", None)
+        return None if paths is None else [paths[i] for i in self.indices]
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int):
+        item = self.dataset[int(self.indices[i])]
+        return item[0], self.labels[i], i
 
 
 def _open_rgb(path: Path):

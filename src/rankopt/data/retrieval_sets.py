@@ -2,7 +2,8 @@
 
 None of them can be downloaded by rankopt: each loader checks its files and, when they are missing,
 says which files it expected where and where they come from. Labels are (N, L) int64, column 0 the
-finest level, remapped to 0..K-1 per column.
+finest level, mapped to 0..K-1 per column *over every split of the dataset* (one label space), so
+the same original id is the same label in train, query and gallery.
 """
 
 from __future__ import annotations
@@ -46,6 +47,10 @@ def _fields(path: Path, row: list[str], n: int, line: int) -> list[str]:
     return row
 
 
+def _ints(values: list[str]) -> np.ndarray:
+    return np.asarray([int(v) for v in values], dtype=np.int64)
+
+
 def sop(root, split: str = "train", transform: Callable | None = None, **kw) -> ImageList:
     """Stanford Online Products: Ebay_{train,test}.txt (`image_id class_id super_class_id path`), 2 levels
     [product, category]."""
@@ -56,9 +61,17 @@ def sop(root, split: str = "train", transform: Callable | None = None, **kw) -> 
     if header[:3] != ["image_id", "class_id", "super_class_id"]:
         raise ValueError(f"{root / name}:1: expected the header 'image_id class_id super_class_id path', got {' '.join(header)!r}")
     body = [_fields(root / name, r, 4, i + 2) for i, r in enumerate(body)]
-    fine = [int(r[1]) - 1 for r in body]
-    coarse = [int(r[2]) - 1 for r in body]
-    return ImageList([root / r[3] for r in body], contiguous_labels([fine, coarse]), transform, name="SOP", **kw)
+    space = [[], []]
+    for other in ("Ebay_train.txt", "Ebay_test.txt"):  # the label space: both split files where present
+        rows_other = body if other == name else (_read_rows(root / other)[1:] if (root / other).is_file() else [])
+        for r in rows_other:
+            if len(r) >= 3:
+                space[0].append(r[1])
+                space[1].append(r[2])
+    fine = [r[1] for r in body]
+    coarse = [r[2] for r in body]
+    labels = contiguous_labels([_ints(fine), _ints(coarse)], [_ints(space[0]), _ints(space[1])])
+    return ImageList([root / r[3] for r in body], labels, transform, name="SOP", **kw)
 
 
 def cub200(root, split: str = "train", transform: Callable | None = None, **kw) -> ImageList:
@@ -75,7 +88,7 @@ def cub200(root, split: str = "train", transform: Callable | None = None, **kw) 
             if f.is_file():
                 paths.append(f)
                 labels.append(c)
-    return ImageList(paths, contiguous_labels([labels]), transform, name="CUB-200-2011", **kw)
+    return ImageList(paths, contiguous_labels([labels], [classes]), transform, name="CUB-200-2011", **kw)
 
 
 _INAT_RANKS = ["genus", "family", "order", "class", "phylum", "kingdom"]
@@ -95,6 +108,13 @@ def inaturalist(root, split: str = "train", hierarchy: str = "base", transform: 
     with open(root / "train2018.json") as f:
         categories = {int(c["id"]): c for c in json.load(f)["categories"]}
     paths, cols = [], [[] for _ in range(7 if hierarchy == "full" else 2)]
+
+    def columns(cat_id: int, cat: dict, supercategory: str) -> list:
+        if hierarchy == "base":
+            return [cat_id, cat.get("supercategory", supercategory)]
+        # qualify each rank by its parent so that a reused name stays two labels (a proper tree)
+        return [cat_id] + ["/".join(cat[r] for r in reversed(_INAT_RANKS[j - 1 :])) for j in range(1, 7)]
+
     for i, row in enumerate(_read_rows(root / split_file)):
         rel = row[0]
         parts = Path(rel).parts
@@ -103,16 +123,12 @@ def inaturalist(root, split: str = "train", hierarchy: str = "base", transform: 
         cat_id = int(parts[2])
         if cat_id not in categories:
             raise ValueError(f"{root / split_file}:{i + 1}: category {cat_id} is not in train2018.json")
-        cat = categories[cat_id]
         paths.append(root / rel)
-        cols[0].append(cat_id)
-        if hierarchy == "base":
-            cols[1].append(cat.get("supercategory", parts[1]))
-        else:
-            for j, rank in enumerate(_INAT_RANKS, start=1):
-                # qualify each rank by its parent so that a reused name stays two labels (a proper tree)
-                cols[j].append("/".join(cat[r] for r in reversed(_INAT_RANKS[j - 1 :])))
-    return ImageList(paths, contiguous_labels(cols), transform, name="iNaturalist-2018", **kw)
+        for j, value in enumerate(columns(cat_id, categories[cat_id], parts[1])):
+            cols[j].append(value)
+    # the label space: the whole taxonomy of train2018.json, shared by both split files
+    space = list(zip(*(columns(cid, cat, "") for cid, cat in categories.items())))
+    return ImageList(paths, contiguous_labels(cols, space), transform, name="iNaturalist-2018", **kw)
 
 
 def inshop(root, split: str = "train", transform: Callable | None = None, **kw) -> ImageList:
@@ -120,18 +136,18 @@ def inshop(root, split: str = "train", transform: Callable | None = None, **kw) 
     split train / query / gallery; 3 levels [item, category, gender] from img/<GENDER>/<Category>/<id>/..."""
     _split(split, ("train", "query", "gallery"))
     root = require_files(root, ["list_eval_partition.txt"], "In-Shop", "https://mmlab.ie.cuhk.edu.hk/projects/DeepFashion/InShopRetrieval.html")
-    paths, items, cats, genders = [], [], [], []
+    paths, rows, everything = [], [], []
     for i, row in enumerate(_read_rows(root / "list_eval_partition.txt", skip=2)):
         image, item, status = _fields(root / "list_eval_partition.txt", row, 3, i + 3)[:3]
-        if status != split:
-            continue
         parts = Path(image).parts
         gender, cat = (parts[1], parts[2]) if len(parts) >= 4 else ("unknown", "unknown")
-        paths.append(root / image)
-        items.append(item)
-        cats.append(f"{gender}/{cat}")
-        genders.append(gender)
-    return ImageList(paths, contiguous_labels([items, cats, genders]), transform, name=f"In-Shop {split}", **kw)
+        labels = (item, f"{gender}/{cat}", gender)
+        everything.append(labels)  # the label space: all three partitions
+        if status == split:
+            paths.append(root / image)
+            rows.append(labels)
+    labels = contiguous_labels(list(zip(*rows)) if rows else [[], [], []], list(zip(*everything)))
+    return ImageList(paths, labels, transform, name=f"In-Shop {split}", **kw)
 
 
 def _dyml_table(path: Path, n_labels: int) -> tuple[list[str], list[list[int]]]:
@@ -179,7 +195,11 @@ def dyml(root, variant: str = "vehicle", split: str = "train", level: str = "fin
     table = f"bmk_{level}/{split}.csv"
     root = require_files(root, [table], f"DyML-{name}", source)
     files, labels = _dyml_table(root / table, 1)
-    return ImageList([root / f"bmk_{level}" / split / f for f in files], contiguous_labels(list(zip(*labels))), transform, name=f"DyML-{name} {level} {split}", **kw)
+    # the label space: query and gallery of this level together, so a query's class is the gallery's
+    space = [label[0] for part in ("query", "gallery") if (root / f"bmk_{level}/{part}.csv").is_file()
+             for label in (labels if part == split else _dyml_table(root / f"bmk_{level}/{part}.csv", 1)[1])]
+    return ImageList([root / f"bmk_{level}" / split / f for f in files], contiguous_labels(list(zip(*labels)), [space]),
+                     transform, name=f"DyML-{name} {level} {split}", **kw)
 
 
 def cars196(root, split: str = "train", transform: Callable | None = None, **kw) -> ImageList:
@@ -190,13 +210,14 @@ def cars196(root, split: str = "train", transform: Callable | None = None, **kw)
     except ImportError:
         raise ImportError("Cars196 needs scipy to read cars_annos.mat: pip install scipy") from None
     annos = loadmat(root / "cars_annos.mat", squeeze_me=True)["annotations"]
-    paths, classes = [], []
+    paths, classes, space = [], [], []
     for a in np.atleast_1d(annos):
         cls = int(a["class"])
+        space.append(cls)
         if (cls <= 98) == (_split(split) == "train"):
             paths.append(root / str(a["relative_im_path"]))
             classes.append(cls)
-    return ImageList(paths, contiguous_labels([classes]), transform, name="Cars196", **kw)
+    return ImageList(paths, contiguous_labels([classes], [space]), transform, name="Cars196", **kw)
 
 
 def gldv2(root, split: str = "train", transform: Callable | None = None, **kw) -> ImageList:
@@ -208,16 +229,12 @@ def gldv2(root, split: str = "train", transform: Callable | None = None, **kw) -
     table = "train_clean.csv" if split == "train" else "index_image_to_landmark.csv"
     hier = f"{split}_label_to_subcategory_with_clusters.csv"
     root = require_files(root, [table, hier], "H-GLDv2", "https://github.com/cvdfoundation/google-landmark and the SupRank cluster files")
-    clusters = {}
-    with open(root / hier, newline="") as f:
-        for i, row in enumerate(csv.DictReader(f), start=2):
-            try:
-                lid = int(row["landmark_id"])
-            except (KeyError, ValueError):
-                raise ValueError(f"{root / hier}:{i}: expected landmark_id,cluster,overall_cluster") from None
-            if row.get("cluster") in (None, "", "nan", "NaN") or row.get("overall_cluster") in (None, "", "nan", "NaN"):
-                continue
-            clusters[lid] = (row["cluster"], row["overall_cluster"])
+    clusters = _gld_clusters(root / hier)
+    space: dict = {}  # the label space: the landmarks of both cluster files where present
+    for part in ("train", "index"):
+        other = root / f"{part}_label_to_subcategory_with_clusters.csv"
+        if other.is_file():
+            space.update(clusters if part == split else _gld_clusters(other))
     paths, cols = [], [[], [], []]
     with open(root / table, newline="") as f:
         for i, row in enumerate(csv.DictReader(f), start=2):
@@ -233,4 +250,20 @@ def gldv2(root, split: str = "train", transform: Callable | None = None, **kw) -
                 cols[0].append(lid)
                 cols[1].append(clusters[lid][0])
                 cols[2].append(clusters[lid][1])
-    return ImageList(paths, contiguous_labels(cols), transform, name=f"H-GLDv2 {split}", **kw)
+    space_cols = [list(space), [c for c, _ in space.values()], [o for _, o in space.values()]]
+    return ImageList(paths, contiguous_labels(cols, space_cols), transform, name=f"H-GLDv2 {split}", **kw)
+
+
+def _gld_clusters(path: Path) -> dict[int, tuple[str, str]]:
+    """landmark id → (cluster, overall cluster) of an H-GLDv2 cluster file; landmarks without a cluster left out."""
+    clusters = {}
+    with open(path, newline="") as f:
+        for i, row in enumerate(csv.DictReader(f), start=2):
+            try:
+                lid = int(row["landmark_id"])
+            except (KeyError, ValueError):
+                raise ValueError(f"{path}:{i}: expected landmark_id,cluster,overall_cluster") from None
+            if row.get("cluster") in (None, "", "nan", "NaN") or row.get("overall_cluster") in (None, "", "nan", "NaN"):
+                continue
+            clusters[lid] = (row["cluster"], row["overall_cluster"])
+    return clusters

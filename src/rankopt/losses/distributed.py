@@ -13,7 +13,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-__all__ = ["all_gather_with_grad", "DistributedLoss"]
+__all__ = ["all_gather_with_grad", "distributed_loss", "DistributedLoss"]
 
 
 class _AllGather(torch.autograd.Function):
@@ -52,6 +52,15 @@ class _Ctx:
     pass
 
 
+def distributed_loss(loss: nn.Module, embeddings, labels, ref_embeddings=None, ref_labels=None) -> torch.Tensor:
+    """``loss`` on the global batch: embeddings (with gradients) and labels gathered from every process
+    first, a reference set too if given."""
+    emb, lab = all_gather_with_grad(embeddings), all_gather_with_grad(labels)
+    if ref_embeddings is not None:
+        ref_embeddings, ref_labels = all_gather_with_grad(ref_embeddings), all_gather_with_grad(ref_labels)
+    return loss(emb, lab, ref_embeddings, ref_labels)
+
+
 class DistributedLoss(nn.Module):
     """Wraps any loss so that it ranks the global batch: embeddings (with gradients) and labels are
     gathered from every process before the loss; a reference set, if given, is gathered too."""
@@ -68,7 +77,4 @@ class DistributedLoss(nn.Module):
         return self.loss.proxy_parameters() if hasattr(self.loss, "proxy_parameters") else []
 
     def forward(self, embeddings, labels, ref_embeddings=None, ref_labels=None) -> torch.Tensor:
-        emb, lab = all_gather_with_grad(embeddings), all_gather_with_grad(labels)
-        if ref_embeddings is not None:
-            ref_embeddings, ref_labels = all_gather_with_grad(ref_embeddings), all_gather_with_grad(ref_labels)
-        return self.loss(emb, lab, ref_embeddings, ref_labels)
+        return distributed_loss(self.loss, embeddings, labels, ref_embeddings, ref_labels)

@@ -64,10 +64,14 @@ def evaluate_per_query(
     backend: str = "torch",
     memory_budget: int = 1 << 30,
     hap_alpha: float = 1.0,
+    query_index: Any | None = None,
 ) -> PerQueryResult:
-    """Every requested metric for every query. Arguments as :func:`evaluate`."""
+    """Every requested metric for every query. Arguments as :func:`evaluate`; ``query_index`` (with a
+    gallery): each query's own row in the gallery, removed from its ranking by index (a shard of a
+    leave-one-out evaluation)."""
     check_choice(ties, TIES, "ties")
-    search = prepare_search(queries, gallery, similarity=similarity, device=device, backend=backend)
+    search = prepare_search(queries, gallery, similarity=similarity, device=device, backend=backend,
+                            query_index=query_index)
     q_labels, g_labels = check_query_gallery_labels(search, query_labels, gallery_labels)
     n_levels = q_labels.shape[1]
     specs = parse_metrics(default_metrics(n_levels) if metrics is None else metrics)

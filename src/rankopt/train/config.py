@@ -22,7 +22,7 @@ from rankopt.train.module import OptimConfig
 
 __all__ = [
     "DataConfig", "ModelConfig", "LossConfig", "TrainConfig", "RunConfig", "load_config", "apply_overrides",
-    "recipe_names", "to_dict", "from_dict",
+    "recipe_names", "to_dict", "from_dict", "validate",
 ]
 
 
@@ -31,7 +31,12 @@ class DataConfig:
     name: str = "fashion-mnist"
     root: str | None = None  # the dataset folder (fashion-mnist: optional)
     train_split: str = "train"
-    test_split: str = "test"
+    test_split: str = "auto"  # the test queries; auto: the dataset's published protocol (In-Shop, DyML: query)
+    gallery_split: str | None = "auto"  # what test queries rank: a split (In-Shop, DyML: gallery), or none: leave-one-out
+    valid: str | None = "carve"  # the selection split: carve (from training), none (select the last epoch), or a split name
+    valid_fraction: float = 0.1  # carved validation: share of the training classes (images for Fashion-MNIST)
+    test_fraction: float = 0.5  # image folder / CSV without splits: share of the classes held out for test
+    split_seed: int = 0  # seed of every carved split (independent of the training seed)
     options: dict = field(default_factory=dict)  # extra loader arguments (hierarchy, level, ...)
     sampler: str = "m_per_class"  # or hierarchical
     batch_size: int = 128
@@ -171,6 +176,26 @@ def apply_overrides(cfg: RunConfig, overrides: list[str] | tuple[str, ...]) -> R
     for text in overrides:
         _apply(cfg, _override(text), "")
     OptimConfig.__post_init__(cfg.optim)  # re-validate choices after overrides
+    return validate(cfg)
+
+
+def validate(cfg: RunConfig) -> RunConfig:
+    """Ranges and combinations that the types cannot say, checked before any work starts."""
+    from rankopt.metrics.names import parse_metrics
+
+    d, t = cfg.data, cfg.train
+    for key, value in (("train.epochs", t.epochs), ("train.eval_every", t.eval_every), ("data.batch_size", d.batch_size),
+                       ("data.m", d.m), ("data.limit", d.limit), ("data.train_limit", d.train_limit)):
+        if value is not None and value < 1:
+            raise ValueError(f"{key}={value} must be at least 1")
+    for key, value in (("data.valid_fraction", d.valid_fraction), ("data.test_fraction", d.test_fraction)):
+        if not 0 < value < 1:
+            raise ValueError(f"{key}={value} must be between 0 and 1 (exclusive)")
+    if not t.metrics:
+        raise ValueError("train.metrics is empty: name at least the monitored metric")
+    names = [spec.name for spec in parse_metrics(list(t.metrics))]  # an unknown name raises here, not after an epoch
+    if t.monitor not in names:
+        raise ValueError(f"train.monitor={t.monitor!r} is not among train.metrics ({', '.join(names)})")
     return cfg
 
 

@@ -1,9 +1,12 @@
-"""``fit``: train an embedding model with a rankopt loss through Lightning, into one run folder.
+"""``fit``: train an embedding model with a rankopt loss through Lightning, select on validation,
+test the selected weights once.
 
-The run folder holds checkpoints/ (best.ckpt by the monitored test metric, last.ckpt; written
-atomically), logs/version_N/metrics.csv (one version per start, so a resume never overwrites the
-logs of the first part) and, from the CLI, the resolved config. Passing
-``resume=RUN_DIR/checkpoints/last.ckpt`` continues a killed run exactly where its last epoch ended.
+The run folder holds checkpoints/ (``best.ckpt``: the best validation epoch; ``last.ckpt``: written
+after *every* epoch, evaluated or not; both atomically) and logs/version_N/metrics.csv (one version
+per start, so a resume never overwrites the logs of the first part). Passing
+``resume=RUN_DIR/checkpoints/last.ckpt`` continues a killed run from the end of its last complete
+epoch, exactly as the uninterrupted run would have gone on (samplers draw from (seed, epoch), the
+global RNG is re-seeded from (seed, step)).
 """
 
 from __future__ import annotations
@@ -11,62 +14,123 @@ from __future__ import annotations
 from pathlib import Path
 
 import lightning.pytorch as pl
-from lightning.pytorch.callbacks import ModelCheckpoint
+import torch
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 from torch.utils.data import DataLoader, Dataset
 
 from rankopt.data.samplers import HierarchicalSampler, MPerClassSampler
 from rankopt.train.checkpoint import AtomicCheckpointIO
 from rankopt.train.module import RetrievalModule
+from rankopt.train.protocol import EvalSet
+from rankopt.train.shards import ShardSampler
 
-__all__ = ["RetrievalData", "fit"]
+__all__ = ["RetrievalData", "LastCheckpoint", "fit"]
 
 
 class RetrievalData(pl.LightningDataModule):
     """Train batches from an m-per-class or hierarchical sampler (its share of every global batch on
-    each process), test batches in order."""
+    each process); evaluation sets in contiguous shards, one per process (each item embedded once)."""
 
-    def __init__(self, train: Dataset, test: Dataset | None, batch_size: int, m: int = 4, sampler: str = "m_per_class",
-                 seed: int = 0, num_workers: int = 0, eval_batch_size: int = 256) -> None:
+    def __init__(self, train: Dataset, valid: EvalSet | Dataset | None, test: EvalSet | Dataset | None, batch_size: int,
+                 m: int = 4, sampler: str = "m_per_class", seed: int = 0, num_workers: int = 0,
+                 eval_batch_size: int = 256) -> None:
         super().__init__()
         if sampler not in ("m_per_class", "hierarchical"):
             raise ValueError(f"sampler={sampler!r} is not m_per_class or hierarchical")
-        self.train_set, self.test_set = train, test
+        as_set = lambda s, name: s if s is None or isinstance(s, EvalSet) else EvalSet(name, s)  # noqa: E731
+        self.train_set, self.valid, self.test = train, as_set(valid, "valid"), as_set(test, "test")
         self.batch_size, self.m, self.sampler, self.seed = batch_size, m, sampler, seed
         self.num_workers, self.eval_batch_size = num_workers, eval_batch_size
 
+    def _place(self) -> tuple[int, int]:
+        trainer = self.trainer
+        return (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
+
     def train_dataloader(self) -> DataLoader:
-        world = self.trainer.world_size if self.trainer else 1
-        rank = self.trainer.global_rank if self.trainer else 0
+        world, rank = self._place()
         cls = MPerClassSampler if self.sampler == "m_per_class" else HierarchicalSampler
         batches = cls(self.train_set.labels, self.batch_size, self.m, seed=self.seed, num_replicas=world, rank=rank)
         return DataLoader(self.train_set, batch_sampler=batches, num_workers=self.num_workers)
 
-    def val_dataloader(self) -> DataLoader | list:
-        if self.test_set is None:
+    def _eval_loaders(self, evalset: EvalSet | None) -> list[DataLoader]:
+        if evalset is None:
             return []
-        return DataLoader(self.test_set, batch_size=self.eval_batch_size, shuffle=False, num_workers=self.num_workers)
+        world, rank = self._place()
+        parts = [evalset.queries] + ([evalset.gallery] if evalset.gallery is not None else [])
+        return [DataLoader(ds, batch_size=self.eval_batch_size, sampler=ShardSampler(len(ds), world, rank),
+                           num_workers=self.num_workers) for ds in parts]
+
+    def val_dataloader(self) -> list[DataLoader]:
+        return self._eval_loaders(self.valid)
+
+    def test_dataloader(self) -> list[DataLoader]:
+        return self._eval_loaders(self.test)
+
+
+class LastCheckpoint(Callback):
+    """last.ckpt at the end of every training epoch (after its validation, if any): a killed run loses
+    at most the epoch in progress. Lightning's own ``save_last`` only writes alongside a top-k save."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        trainer.save_checkpoint(self.path)
+
+
+class ValidateLastEpoch(Callback):
+    """With eval_every > 1 the last epoch is validated too, so that it can be selected."""
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.current_epoch + 1 == trainer.max_epochs:
+            trainer.check_val_every_n_epoch = 1
+
+
+def _epoch_of(checkpoint: Path) -> int:
+    """The (1-based) epoch a checkpoint saved by LastCheckpoint or ModelCheckpoint ends."""
+    return int(torch.load(checkpoint, map_location="cpu", weights_only=False)["epoch"]) + 1
 
 
 def fit(module: RetrievalModule, data: RetrievalData, run_dir: str | Path, *, epochs: int, eval_every: int = 1,
-        monitor: str = "test/map@r", resume: str | Path | None = None, accelerator: str = "auto", devices="auto",
-        strategy: str = "auto", precision: str = "32-true", progress: bool = True) -> dict[str, float]:
-    """Train for ``epochs`` epochs (from ``resume`` if given); returns the last test metrics."""
+        resume: str | Path | None = None, accelerator: str = "auto", devices="auto", strategy: str = "auto",
+        precision: str = "32-true", progress: bool = True) -> dict:
+    """Train for ``epochs`` epochs (from ``resume`` if given), then test the selected weights once.
+
+    Selection: the epoch with the best ``valid/<monitor>`` (the first one on ties); without a
+    validation set, the last epoch. Returns {"test", "selection", "valid", "history"}.
+    """
     run_dir = Path(run_dir)
     if resume is not None and not Path(resume).is_file():
         raise FileNotFoundError(f"checkpoint {resume} does not exist; expected RUN_DIR/checkpoints/last.ckpt")
     module.max_epochs = epochs
-    best = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor=monitor, mode="max",
-                           save_top_k=1, enable_version_counter=False)
-    # last.ckpt after every epoch, evaluated or not, so that a killed run loses at most one epoch
-    last = ModelCheckpoint(dirpath=run_dir / "checkpoints", save_top_k=0, save_last=True, every_n_epochs=1,
-                           save_on_train_epoch_end=True, enable_version_counter=False)
+    ckpt_dir = run_dir / "checkpoints"
+    callbacks: list[Callback] = [LastCheckpoint(ckpt_dir / "last.ckpt"), ValidateLastEpoch()]
+    best = None
+    if data.valid is not None:
+        best = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor=f"valid/{module.monitor}", mode="max",
+                               save_top_k=1, enable_version_counter=False, save_on_train_epoch_end=False)
+        callbacks.insert(0, best)
     trainer = pl.Trainer(
         max_epochs=epochs, default_root_dir=run_dir, accelerator=accelerator, devices=devices, strategy=strategy,
-        precision=precision, plugins=[AtomicCheckpointIO()], callbacks=[best, last],
+        precision=precision, plugins=[AtomicCheckpointIO()], callbacks=callbacks,
         logger=CSVLogger(run_dir, name="logs"), check_val_every_n_epoch=eval_every,  # a resume logs to a new version
         use_distributed_sampler=False, num_sanity_val_steps=0, enable_progress_bar=progress,
         enable_model_summary=False, deterministic=False, log_every_n_steps=10,
     )
     trainer.fit(module, datamodule=data, ckpt_path=str(resume) if resume else None)
-    return dict(module.last_metrics)
+    history = [dict(entry) for entry in module.history]
+    if best is not None and best.best_model_path:
+        selected = Path(best.best_model_path)
+    else:
+        selected = ckpt_dir / "last.ckpt"
+    epoch = _epoch_of(selected)
+    trainer.test(module, datamodule=data, ckpt_path=str(selected), verbose=False, weights_only=False)
+    module.history = history  # the test loaded the selected checkpoint's (shorter) history
+    key = f"valid/{module.monitor}"
+    chosen = next((h for h in history if h["epoch"] == epoch), {})
+    selection = {"split": data.valid.split if data.valid is not None else None, "metric": module.monitor,
+                 "value": chosen.get(key), "epoch": epoch, "epochs_run": len(history)}
+    valid = {k[len("valid/"):]: v for k, v in chosen.items() if k.startswith("valid/")}
+    return {"test": dict(module.test_metrics), "selection": selection, "valid": valid, "history": history,
+            "is_global_zero": trainer.is_global_zero}

@@ -15,9 +15,9 @@ import lightning.pytorch as pl
 import torch
 from torch import nn
 
-from rankopt.losses import DistributedLoss
-from rankopt.metrics import evaluate
+from rankopt.losses.distributed import distributed_loss
 from rankopt.models import EmbeddingModel
+from rankopt.train.shards import evaluate_shards
 
 __all__ = ["OptimConfig", "RetrievalModule"]
 
@@ -45,29 +45,48 @@ class OptimConfig:
 
 
 class RetrievalModule(pl.LightningModule):
+    """Training steps on a rank loss; validation and test through rankopt.metrics, evaluated by shards
+    (each process ranks its own queries against the whole gathered gallery, every query counted once).
+
+    ``history``: one entry per epoch (from 1): the mean training loss and, where the epoch was
+    validated, ``valid/<metric>``; saved in every checkpoint, so a resumed run keeps it whole.
+    """
+
     def __init__(self, model: EmbeddingModel, loss: nn.Module, optim: OptimConfig | None = None, seed: int = 0,
-                 eval_metrics: tuple[str, ...] = ("hit@1", "map@r", "ap"), max_epochs: int = 1) -> None:
+                 eval_metrics: tuple[str, ...] = ("hit@1", "map@r", "ap"), max_epochs: int = 1,
+                 monitor: str = "map@r") -> None:
         super().__init__()
         self.model, self.loss = model, loss
         self.optim = optim or OptimConfig()
-        self.seed, self.eval_metrics, self.max_epochs = seed, tuple(eval_metrics), max_epochs
-        self._val_embeddings: list[torch.Tensor] = []
-        self._val_labels: list[torch.Tensor] = []
-        self.last_metrics: dict[str, float] = {}
+        self.seed, self.eval_metrics, self.max_epochs, self.monitor = seed, tuple(eval_metrics), max_epochs, monitor
+        self._outputs: dict[int, list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]] = {}
+        self._loss_sum, self._loss_steps = 0.0, 0
+        self.history: list[dict] = []
+        self.valid_metrics: dict[str, float] = {}
+        self.test_metrics: dict[str, float] = {}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
 
-    def setup(self, stage: str) -> None:
-        # several processes: rank over the global batch (gathered with gradients), not each local part
-        if self.trainer is not None and self.trainer.world_size > 1 and not isinstance(self.loss, DistributedLoss):
-            self.loss = DistributedLoss(self.loss)
+    def _entry(self) -> dict:
+        """The history entry of the current epoch (1-based), created on first use."""
+        epoch = self.current_epoch + 1
+        if not self.history or self.history[-1]["epoch"] != epoch:
+            self.history = [h for h in self.history if h["epoch"] < epoch] + [{"epoch": epoch}]
+        return self.history[-1]
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["rankopt_history"] = [dict(h) for h in self.history]
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self.history = [dict(h) for h in checkpoint.get("rankopt_history", [])]
 
     # training ---------------------------------------------------------------------------------
     def on_train_batch_start(self, batch, batch_idx) -> None:
         torch.manual_seed(hash((self.seed, self.global_step)) % (2**63))
 
     def on_train_epoch_start(self) -> None:
+        self._loss_sum, self._loss_steps = 0.0, 0
         frozen = self.current_epoch < self.optim.warmup_frozen_epochs
         for p in self.model.backbone.parameters():
             p.requires_grad_(not frozen)
@@ -78,32 +97,61 @@ class RetrievalModule(pl.LightningModule):
         images, labels, _ = batch
         embeddings = self.model(images)
         flat_only = not getattr(self.loss, "hierarchical", False)
-        value = self.loss(embeddings, labels[:, 0] if flat_only and labels.ndim == 2 else labels)
+        labels = labels[:, 0] if flat_only and labels.ndim == 2 else labels
+        if self.trainer is not None and self.trainer.world_size > 1:
+            # rank over the global batch (gathered with gradients); the loss module itself is not
+            # wrapped, so checkpoints keep the same keys on 1 or N processes
+            value = distributed_loss(self.loss, embeddings, labels)
+        else:
+            value = self.loss(embeddings, labels)
         if not torch.isfinite(value):
-            raise FloatingPointError(f"the loss is {float(value)} at epoch {self.current_epoch}, step {self.global_step}")
+            raise FloatingPointError(f"the loss is {float(value)} at epoch {self.current_epoch + 1}, step {self.global_step}")
+        self._loss_sum, self._loss_steps = self._loss_sum + float(value.detach()), self._loss_steps + 1
+        self._entry()["loss"] = self._loss_sum / self._loss_steps
         self.log("train/loss", value, prog_bar=True, on_step=True, on_epoch=True, batch_size=images.shape[0])
         return value
 
     # evaluation ------------------------------------------------------------------------------
-    def validation_step(self, batch, batch_idx):
-        images, labels, _ = batch
-        self._val_embeddings.append(self.model(images).float().cpu())
-        self._val_labels.append(labels.cpu())
+    def _collect(self, batch, dataloader_idx: int) -> None:
+        images, labels, index = batch
+        self._outputs.setdefault(dataloader_idx, []).append(
+            (self.model(images).float().cpu(), labels.cpu(), index.cpu().to(torch.int64)))
+
+    def validation_step(self, batch, batch_idx, dataloader_idx: int = 0):
+        self._collect(batch, dataloader_idx)
+
+    def test_step(self, batch, batch_idx, dataloader_idx: int = 0):
+        self._collect(batch, dataloader_idx)
+
+    def _evaluate(self, evalset) -> dict[str, float]:
+        """Metrics of the evaluation whose shards this process embedded (queries: loader 0, gallery: 1)."""
+        parts = []
+        for idx, ds in enumerate([evalset.queries] + ([evalset.gallery] if evalset.gallery is not None else [])):
+            out = self._outputs.get(idx, [])
+            # a process whose shard is empty still joins the gathers
+            emb = torch.cat([o[0] for o in out]) if out else torch.empty(0, self.model.dim)
+            lab = torch.cat([o[1] for o in out]) if out else torch.empty(0, ds.labels.shape[1], dtype=torch.int64)
+            index = torch.cat([o[2] for o in out]) if out else torch.empty(0, dtype=torch.int64)
+            parts.append((emb, lab if lab.ndim == 2 else lab.unsqueeze(1), index, len(ds)))
+        self._outputs = {}
+        q = parts[0]
+        metrics = evaluate_shards(q[0], q[1], q[2], q[3], parts[1] if len(parts) > 1 else None,
+                                  metrics=list(self.eval_metrics))
+        return {k: int(v) if k.startswith("n_") else float(v) for k, v in metrics.items()}
 
     def on_validation_epoch_end(self) -> None:
-        if not self._val_embeddings:
-            return
-        emb = torch.cat(self._val_embeddings)
-        lab = torch.cat(self._val_labels)
-        self._val_embeddings, self._val_labels = [], []
-        if self.trainer.world_size > 1:  # every process ranks the whole test set
-            emb = self.all_gather(emb).flatten(0, 1)
-            lab = self.all_gather(lab).flatten(0, 1)
-        metrics = evaluate(emb, lab, metrics=list(self.eval_metrics))
-        self.last_metrics = {k: int(v) if k.startswith("n_") else float(v) for k, v in metrics.items()}
-        for k, v in metrics.items():
+        self.valid_metrics = self._evaluate(self.trainer.datamodule.valid)
+        entry = self._entry()
+        for k, v in self.valid_metrics.items():
+            entry[f"valid/{k}"] = v
+            if not k.startswith("n_"):  # every process holds the same numbers: no reduction
+                self.log(f"valid/{k}", float(v), prog_bar=k in ("hit@1", self.monitor), sync_dist=False)
+
+    def on_test_epoch_end(self) -> None:
+        self.test_metrics = self._evaluate(self.trainer.datamodule.test)
+        for k, v in self.test_metrics.items():
             if not k.startswith("n_"):
-                self.log(f"test/{k}", float(v), prog_bar=k in ("hit@1", "map@r"), sync_dist=False)
+                self.log(f"test/{k}", float(v), sync_dist=False)
 
     # optimisation ----------------------------------------------------------------------------
     def configure_optimizers(self):

@@ -3,39 +3,30 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 import yaml
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
 from rankopt.atomic import atomic_write_text
 from rankopt.data import create_dataset
 from rankopt.losses import CrossBatchMemory, create_loss
 from rankopt.models import EmbeddingModel, create_model
-from rankopt.train.config import RunConfig, from_dict, to_dict
+from rankopt.train.config import RunConfig, from_dict, to_dict, validate
 from rankopt.train.engine import RetrievalData, fit
 from rankopt.train.module import RetrievalModule
+from rankopt.train.protocol import Splits, standard_test
+from rankopt.train.protocol import build_splits as protocol_splits
 
-__all__ = ["build_datasets", "build_model", "build_loss", "train_run", "load_run", "embed_dataset"]
+__all__ = ["build_splits", "build_model", "build_loss", "train_run", "load_run", "embed_dataset"]
+
+_RUN_DIR_ENV = "RANKOPT_RUN_DIR"  # tells the processes DDP launches where rank 0 writes
 
 _NEEDS_CLASSES = ("happier", "normsoftmax")
-
-
-class _First(Dataset):
-    """The first n items of a dataset, keeping ``labels`` for the samplers."""
-
-    def __init__(self, dataset, n: int) -> None:
-        self.dataset, self.n = dataset, min(n, len(dataset))
-        self.labels = dataset.labels[: self.n]
-
-    def __len__(self) -> int:
-        return self.n
-
-    def __getitem__(self, i):
-        return self.dataset[i]
 
 
 def _transforms(cfg: RunConfig, train: bool):
@@ -50,19 +41,16 @@ def _transforms(cfg: RunConfig, train: bool):
     return T.Compose([T.Resize(int(round(size * 8 / 7))), T.CenterCrop(size), *norm])
 
 
-def _dataset(cfg: RunConfig, split: str, train: bool):
+def _dataset(cfg: RunConfig, split: str | None, train: bool):
     kwargs = dict(cfg.data.options)
     if cfg.data.name != "fashion-mnist" and cfg.data.skip_bad_images:
         kwargs["on_bad_image"] = "skip"
-    ds = create_dataset(cfg.data.name, cfg.data.root, split, transform=_transforms(cfg, train), **kwargs)
-    return _First(ds, cfg.data.limit) if cfg.data.limit else ds
+    return create_dataset(cfg.data.name, cfg.data.root, split, transform=_transforms(cfg, train), **kwargs)
 
 
-def build_datasets(cfg: RunConfig):
-    train = _dataset(cfg, cfg.data.train_split, True)
-    if cfg.data.train_limit:
-        train = _First(train, cfg.data.train_limit)
-    return train, _dataset(cfg, cfg.data.test_split, False)
+def build_splits(cfg: RunConfig) -> Splits:
+    """The training set, the selection (valid) and test evaluations of the run's protocol."""
+    return protocol_splits(cfg.data, lambda split, train: _dataset(cfg, split, train))
 
 
 def build_model(cfg: RunConfig) -> EmbeddingModel:
@@ -82,27 +70,59 @@ def build_loss(cfg: RunConfig, n_classes: int):
 
 
 
+def _rank_zero() -> bool:
+    return int(os.environ.get("LOCAL_RANK", "0")) == 0 and int(os.environ.get("NODE_RANK", "0")) == 0
+
+
+def _metrics_file(run_dir: Path) -> dict | None:
+    path = run_dir / "metrics.json"
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError:
+        return None  # written atomically, so only a foreign file can be broken: the run is re-tested
+
+
 def train_run(cfg: RunConfig, run_dir: str | Path | None = None, resume: bool = False, progress: bool = True) -> tuple[dict, Path]:
-    """Train (or, with resume=True, continue) the run; returns (final test metrics, run folder)."""
-    run_dir = Path(run_dir or cfg.train.run_dir or f"runs/{cfg.recipe}-{time.strftime('%Y%m%d-%H%M%S')}")
+    """Train (or, with resume=True, continue) the run, select on validation, test the selected weights;
+    returns (the metrics.json object, run folder). Resuming a finished run returns its metrics unchanged."""
+    # DDP re-launches this program once per extra process: they must write into the same folder
+    run_dir = Path(run_dir or cfg.train.run_dir or (None if _rank_zero() else os.environ.get(_RUN_DIR_ENV))
+                   or f"runs/{cfg.recipe}-{time.strftime('%Y%m%d-%H%M%S')}")
     last = run_dir / "checkpoints" / "last.ckpt"
     if resume and not last.is_file():
         raise FileNotFoundError(f"{run_dir} has no checkpoints/last.ckpt to resume from")
-    if not resume and last.exists():
+    if not resume and last.exists() and _rank_zero():
         raise FileExistsError(f"{run_dir} already holds a run; resume it with --resume {run_dir} or choose another folder")
+    finished = _metrics_file(run_dir) if resume else None
+    if finished is not None and finished.get("selection", {}).get("epochs_run") == cfg.train.epochs:
+        return finished, run_dir  # a finished run: nothing to do, nothing changed
+    validate(cfg)
+    splits = build_splits(cfg)
     run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    if _rank_zero():
+        atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False))
+        splits.write_listing(run_dir)
     torch.manual_seed(cfg.train.seed)
-    train_set, test_set = build_datasets(cfg)
-    n_classes = int(train_set.labels[:, 0].max()) + 1
+    n_classes = int(splits.train.labels[:, 0].max()) + 1
     module = RetrievalModule(build_model(cfg), build_loss(cfg, n_classes), cfg.optim, seed=cfg.train.seed,
-                             eval_metrics=tuple(cfg.train.metrics))
-    data = RetrievalData(train_set, test_set, cfg.data.batch_size, cfg.data.m, cfg.data.sampler, cfg.train.seed, cfg.data.num_workers)
-    metrics = fit(module, data, run_dir, epochs=cfg.train.epochs, eval_every=cfg.train.eval_every,
-                  monitor=f"test/{cfg.train.monitor}", resume=last if resume else None, accelerator=cfg.train.accelerator,
-                  devices=cfg.train.devices, strategy=cfg.train.strategy, precision=cfg.train.precision, progress=progress)
-    atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=2))
-    return metrics, run_dir
+                             eval_metrics=tuple(cfg.train.metrics), monitor=cfg.train.monitor)
+    data = RetrievalData(splits.train, splits.valid, splits.test, cfg.data.batch_size, cfg.data.m, cfg.data.sampler,
+                         cfg.train.seed, cfg.data.num_workers)
+    os.environ[_RUN_DIR_ENV] = str(run_dir)
+    try:
+        result = fit(module, data, run_dir, epochs=cfg.train.epochs, eval_every=cfg.train.eval_every,
+                     resume=last if resume else None, accelerator=cfg.train.accelerator, devices=cfg.train.devices,
+                     strategy=cfg.train.strategy, precision=cfg.train.precision, progress=progress)
+    finally:
+        os.environ.pop(_RUN_DIR_ENV, None)
+    is_zero = result.pop("is_global_zero")
+    out = {"test": result["test"], "selection": result["selection"], "valid": result["valid"],
+           "history": result["history"], "protocol": splits.describe(), "run_dir": str(run_dir)}
+    if is_zero:
+        atomic_write_text(run_dir / "metrics.json", json.dumps(out, indent=2))
+    return out, run_dir
 
 
 def load_run(run_dir: str | Path) -> RunConfig:
@@ -112,10 +132,10 @@ def load_run(run_dir: str | Path) -> RunConfig:
     return from_dict(yaml.safe_load(path.read_text()))
 
 
-def embed_dataset(checkpoint: str | Path, dataset: str | None = None, root: str | None = None, split: str = "test",
+def embed_dataset(checkpoint: str | Path, dataset: str | None = None, root: str | None = None, split: str | None = None,
                   batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
     """Embeddings and labels of a dataset split with the model of a checkpoint (its run's config.yaml
-    gives the architecture; dataset/root default to the run's)."""
+    gives the architecture; dataset/root default to the run's; split defaults to the run's test queries)."""
     checkpoint = Path(checkpoint)
     if not checkpoint.is_file():
         raise FileNotFoundError(f"checkpoint {checkpoint} does not exist")
@@ -133,6 +153,8 @@ def embed_dataset(checkpoint: str | Path, dataset: str | None = None, root: str 
         first = str(err).splitlines()[0]
         raise ValueError(f"checkpoint {checkpoint} does not fit the model of its config ({cfg.model.backbone}): {first}") from None
     model.eval()
+    if split is None:
+        split = standard_test(cfg.data.name, cfg.data.options)[0] if cfg.data.test_split == "auto" else cfg.data.test_split
     ds = _dataset(cfg, split, train=False)
     embeddings, labels = [], []
     with torch.no_grad():

@@ -1,0 +1,197 @@
+"""The evaluation protocol of a run: what it trains on, what selects its epoch, what tests it.
+
+A run names a *selection* split and a *test* split, each evaluated leave-one-out (every item queries
+the others) or as query → gallery. Selection never reads the test split. A dataset without a
+validation split gets one carved from its training split, in the relation its test split has to
+training: class-disjoint for the retrieval benchmarks (a seeded ``valid_fraction`` of the training
+classes), stratified by class over images for Fashion-MNIST (same classes, other images). An image
+folder or CSV without splits is split the same seeded, class-disjoint way, test included. Carved
+splits are listed in the run folder (``splits/*.txt``: image paths, or indices into the split).
+Training labels are renumbered 0..K-1 over the training set (class proxies need it); evaluation
+sets keep the dataset-wide ids, so a query and a gallery item of one class share a label.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+from torch.utils.data import Dataset
+
+from rankopt.atomic import atomic_write_text
+from rankopt.data import Subset, available_splits
+
+__all__ = ["EvalSet", "Splits", "carve", "standard_test", "build_splits", "CARVE_BY"]
+
+# how a validation split is carved from training: like each dataset's own test split
+CARVE_BY = {"fashion-mnist": "images"}  # every other dataset: "classes"
+USER_DATA = ("image-folder", "csv")
+
+
+@dataclass
+class EvalSet:
+    """One evaluation: queries ranked against a gallery, or leave-one-out when gallery is None."""
+
+    split: str
+    queries: Dataset
+    gallery: Dataset | None = None
+    gallery_split: str | None = None
+
+    @property
+    def mode(self) -> str:
+        return "leave-one-out" if self.gallery is None else "query-gallery"
+
+    def describe(self) -> dict:
+        out = {"split": self.split, "mode": self.mode, "n_queries": len(self.queries)}
+        if self.gallery is not None:
+            out.update(gallery_split=self.gallery_split, n_gallery=len(self.gallery))
+        return out
+
+
+@dataclass
+class Splits:
+    train: Dataset
+    valid: EvalSet | None
+    test: EvalSet
+    carved: dict[str, str] = field(default_factory=dict)  # split → how it was carved
+    listing: dict[str, list[str]] = field(default_factory=dict)  # carved split → its items
+
+    def describe(self) -> dict:
+        return {
+            "train": {"n_items": len(self.train), **({"carved": self.carved["train"]} if "train" in self.carved else {})},
+            "valid": None if self.valid is None else {**self.valid.describe(), **({"carved": self.carved["valid"]} if "valid" in self.carved else {})},
+            "test": {**self.test.describe(), **({"carved": self.carved["test"]} if "test" in self.carved else {})},
+        }
+
+    def write_listing(self, run_dir: str | Path) -> None:
+        for name, items in self.listing.items():
+            atomic_write_text(Path(run_dir) / "splits" / f"{name}.txt", "\n".join(items) + "\n")
+
+
+def standard_test(name: str, options: dict) -> tuple[str, str | None]:
+    """(query split, gallery split or None) of a dataset's published test protocol."""
+    if name == "inshop":
+        return "query", "gallery"
+    if name == "dyml":
+        return ("test", None) if options.get("variant") == "product" else ("query", "gallery")
+    if name == "gldv2":
+        return "index", None
+    return "test", None
+
+
+def carve(labels: np.ndarray, fraction: float, by: str, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Split items (finest labels ``labels`` (N,)) into (kept, carved) index arrays, seeded.
+
+    by="classes": a ``fraction`` of the classes (at least one, at most all but one) goes to the carved
+    part with all their items. by="images": in every class, round(fraction · its size) items go.
+    """
+    if not 0 < fraction < 1:
+        raise ValueError(f"the carved fraction must be in (0, 1); got {fraction}")
+    labels = np.asarray(labels)
+    rng = np.random.default_rng(seed)
+    if by == "classes":
+        classes = np.unique(labels)
+        if len(classes) < 2:
+            raise ValueError(f"cannot carve a class-disjoint split from {len(classes)} class(es)")
+        n = min(len(classes) - 1, max(1, int(round(fraction * len(classes)))))
+        chosen = rng.choice(classes, size=n, replace=False)
+        out = np.isin(labels, chosen)
+    elif by == "images":
+        order = np.lexsort((rng.random(len(labels)), labels))  # by class, random within a class
+        sorted_labels = labels[order]
+        starts = np.flatnonzero(np.r_[True, sorted_labels[1:] != sorted_labels[:-1]])
+        sizes = np.diff(np.r_[starts, len(labels)])
+        rank = np.arange(len(labels)) - np.repeat(starts, sizes)
+        take = np.repeat(np.rint(fraction * sizes).astype(np.int64), sizes)
+        out = np.zeros(len(labels), dtype=bool)
+        out[order[rank < take]] = True
+    else:
+        raise ValueError(f"carve by={by!r} is not 'classes' or 'images'")
+    if out.all() or not out.any():
+        raise ValueError(f"carving {fraction:.0%} by {by} from {len(labels)} items leaves one side empty")
+    return np.flatnonzero(~out), np.flatnonzero(out)
+
+
+def _items(ds, root) -> list[str]:
+    """How a carved split is listed: image paths (relative to the data root) or indices."""
+    paths = getattr(ds, "paths", None)
+    if paths is None:
+        return [str(i) for i in getattr(ds, "indices", range(len(ds)))]
+    base = Path(root) if root else None
+    out = []
+    for p in paths:
+        try:
+            out.append(str(Path(p).relative_to(base)) if base is not None and base.is_dir() else str(p))
+        except ValueError:
+            out.append(str(p))
+    return out
+
+
+def _first(ds, n: int | None):
+    return ds if not n or n >= len(ds) else Subset(ds, np.arange(n))
+
+
+def build_splits(data_cfg, load: Callable[[str | None, bool], Dataset]) -> Splits:
+    """The train set and the valid/test evaluations of ``data_cfg`` (a DataConfig).
+
+    ``load(split, train)`` reads one split of the dataset (split None: an unsplit image folder or CSV
+    as a whole) with training (``train=True``) or evaluation transforms.
+    """
+    d = data_cfg
+    name = d.name.lower().replace("_", "-")
+    carved: dict[str, str] = {}
+    seed = d.split_seed
+
+    def loaded(split, train):
+        return _first(load(split, train), d.limit)
+
+    whole = None
+    if name in USER_DATA and available_splits(name, d.root) is None:
+        # no splits in the data: seeded class-disjoint test split, then valid from the rest
+        whole = loaded(None, False)
+        rest, test_idx = carve(whole.labels[:, 0].numpy(), d.test_fraction, "classes", seed)
+        test = EvalSet("test", Subset(whole, test_idx))
+        carved["test"] = f"{d.test_fraction:g} of the classes (seed {seed})"
+        train_full, train_eval, base_idx = loaded(None, True), whole, rest
+    else:
+        q_split, g_split = standard_test(name, d.options)
+        q_split = q_split if d.test_split == "auto" else d.test_split
+        if d.gallery_split != "auto":
+            g_split = None if d.gallery_split in (None, "none") else d.gallery_split
+        if q_split == d.train_split:
+            raise ValueError(f"data.test_split={q_split!r} is the training split: a test must be held out")
+        test = EvalSet(q_split, loaded(q_split, False), loaded(g_split, False) if g_split else None, g_split)
+        train_full, train_eval = loaded(d.train_split, True), None
+        base_idx = np.arange(len(train_full))
+
+    valid = None
+    train_idx = base_idx
+    if d.valid in (None, "none"):
+        pass
+    elif d.valid == "carve":
+        by = CARVE_BY.get(name, "classes")
+        keep, out = carve(train_full.labels[base_idx, 0].numpy(), d.valid_fraction, by, seed + 1)
+        train_idx, valid_idx = base_idx[keep], base_idx[out]
+        if train_eval is None:
+            train_eval = loaded(d.train_split, False)
+        valid = EvalSet("valid", Subset(train_eval, valid_idx))
+        carved["valid"] = f"{d.valid_fraction:g} of the training {by} (seed {seed + 1})"
+        carved["train"] = "the training split less valid"
+    else:
+        if d.valid in (test.split, test.gallery_split):
+            raise ValueError(f"data.valid={d.valid!r} is a test split: selection must never read the test data")
+        valid = EvalSet(d.valid, loaded(d.valid, False))
+
+    train = Subset(train_full, train_idx, relabel=True)
+    if d.train_limit:
+        train = Subset(train, np.arange(min(d.train_limit, len(train))))
+    listing = {}
+    if carved:
+        listing["train"] = _items(Subset(train_full, train_idx), d.root)
+        if valid is not None and "valid" in carved:
+            listing["valid"] = _items(valid.queries, d.root)
+        if "test" in carved:
+            listing["test"] = _items(test.queries, d.root)
+    return Splits(train, valid, test, carved, listing)
