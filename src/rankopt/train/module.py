@@ -144,14 +144,14 @@ class RetrievalModule(pl.LightningModule):
         entry = self._entry()
         for k, v in self.valid_metrics.items():
             entry[f"valid/{k}"] = v
-            if not k.startswith("n_"):  # every process holds the same numbers: no reduction
-                self.log(f"valid/{k}", float(v), prog_bar=k in ("hit@1", self.monitor), sync_dist=False)
+            if not k.startswith("n_"):  # every process holds the same numbers: the mean of equal values is that value
+                self.log(f"valid/{k}", float(v), prog_bar=k in ("hit@1", self.monitor), sync_dist=True)
 
     def on_test_epoch_end(self) -> None:
         self.test_metrics = self._evaluate(self.trainer.datamodule.test)
         for k, v in self.test_metrics.items():
             if not k.startswith("n_"):
-                self.log(f"test/{k}", float(v), sync_dist=False)
+                self.log(f"test/{k}", float(v), sync_dist=True)
 
     # optimisation ----------------------------------------------------------------------------
     def configure_optimizers(self):
