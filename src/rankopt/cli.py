@@ -204,7 +204,7 @@ def cmd_embed(args: argparse.Namespace) -> int:
 
 def _epoch_bar(entry: dict, cfg) -> None:
     """One progress line per epoch on stderr (redrawn in place on a terminal)."""
-    done, width = entry["epoch"] + 1, 24
+    done, width = entry["epoch"], 24
     fill = int(width * done / cfg.epochs)
     valid = f"  valid ndcg@{cfg.k} {entry[f'valid/ndcg@{cfg.k}']:.4f}" if f"valid/ndcg@{cfg.k}" in entry else ""
     line = f"epoch {done:>{len(str(cfg.epochs))}}/{cfg.epochs} [{'#' * fill}{'.' * (width - fill)}] loss {entry['loss']:.4f}{valid}  {entry['seconds']:.1f} s"
@@ -222,17 +222,24 @@ def cmd_recsys_train(args: argparse.Namespace) -> int:
     from rankopt.recsys.runner import RecConfig, run_recsys
 
     fields = ("model", "loss", "negatives", "protocol", "user_repr", "epochs", "dim", "layers", "k", "lr", "seed", "rating_threshold",
-              "n_neg", "n_pos", "tau", "softmax_tau", "eval_every", "patience", "time_budget", "device", "ppr_mix", "ppr_m", "valid_ratio")
+              "n_neg", "n_pos", "tau", "softmax_tau", "eval_every", "patience", "time_budget", "device", "ppr_mix", "ppr_m", "valid_ratio",
+              "refit")
     try:
         cfg = RecConfig(**{f: getattr(args, f) for f in fields})
         metrics, run_dir = run_recsys(args.data_dir, cfg, args.run_dir, progress=_epoch_bar)
     except (ValueError, FileNotFoundError) as err:
         raise CliError(str(err)) from None
     if args.json:
-        print(json.dumps({**metrics, "run_dir": str(run_dir)}))
+        print(json.dumps(metrics))
     else:
+        sel = metrics["selection"]
+        chosen = (f"epoch {sel['epoch']} of {sel['epochs_run']}, best valid {sel['metric']} {sel['value']:.4f}"
+                  if sel["split"] else f"the last epoch ({sel['epoch']}; no validation split)")
+        refit = metrics["run"]["refit"]
         print(f"rankopt recsys train: {cfg.model} + {cfg.loss} ({cfg.negatives} negatives), {cfg.protocol}; run folder {run_dir}")
-        print(_recsys_table(metrics))
+        print(f"selected: {chosen}" + (f"; refit on train + valid for {refit['epochs']} epochs" if refit else ""))
+        print("test (train and valid items masked):")
+        print(_recsys_table(metrics["test"]))
     return 0
 
 
@@ -362,6 +369,7 @@ def build_parser() -> argparse.ArgumentParser:
     rt.add_argument("--rating-threshold", type=float, help="keep interactions rated at least this (explicit ratings only)")
     rt.add_argument("--valid-ratio", type=float, default=0.1,
                     help="data without a validation split: carve this share of each user's training items for model selection")
+    rt.add_argument("--refit", action="store_true", help="after selection, retrain on train + valid for the selected epochs")
     rt.add_argument("--run-dir", help="where to write the run (default: runs/recsys-<data>-<time>)")
     rt.add_argument("--json", action="store_true", help="last line of stdout: one JSON object with the test metrics and run_dir")
     rt.set_defaults(func=cmd_recsys_train)

@@ -6,7 +6,11 @@ started again on the same folder with the same configuration); ``model.pt`` (the
 ``metrics.json`` (test metrics, timing, per-epoch history) at the end.
 
 Model selection on the validation split (the epoch with the best validation NDCG@K), never on test;
-early stopping after ``patience`` evaluations without improvement. Data without a validation split
+early stopping after ``patience`` evaluations without improvement. At test time every known
+interaction of a user (training *and* validation) is masked, so a validation positive is never
+ranked as a negative. ``refit=True`` then retrains from scratch on train + valid for the selected
+number of epochs and tests that model. metrics.json has the shape of image runs: ``test``,
+``selection``, ``valid``, ``history`` (epochs from 1), plus ``run`` (timing, protocol). Data without a validation split
 (Last.fm's data1/test1) gets one carved from each user's training items (``valid_ratio``); with
 ``valid_ratio=0`` the last epoch is kept and the output says so. Protocols: ``transductive`` (the files' users) and ``inductive``
 (held-out users, served from their context interactions through the graph without retraining; needs
@@ -73,6 +77,7 @@ class RecConfig:
     context: float = 0.5  # inductive: share of a held-out user's interactions given as context
     rating_threshold: float | None = None  # keep interactions rated at least this (explicit → implicit)
     valid_ratio: float = 0.1  # data without a validation split: this share of each user's training items
+    refit: bool = False  # after selection, retrain on train + valid for the selected number of epochs
     seed: int = 0
     device: str = "cpu"
 
@@ -182,12 +187,39 @@ def _candidate_epoch(model: Recommender, loss_fn, sampler: CandidateSampler, cfg
     return total / max(1, steps)
 
 
+class _Trainer:
+    """One training epoch of a recommender on a set of interactions, BPR or a candidate loss."""
+
+    def __init__(self, cfg: RecConfig, data: RecData, train: Interactions) -> None:
+        self.cfg, self.train, self.n_items = cfg, train, data.n_items
+        self.keys = interaction_keys(train, data.n_items)
+        if cfg.loss != "bpr":
+            ppr = _ppr(cfg, dataclasses.replace(data, train=train)) if cfg.negatives == "ppr" else None
+            self.sampler = CandidateSampler(train, data.n_items, cfg.n_pos, cfg.n_neg, ppr, cfg.ppr_mix, self.keys)
+            self.loss_fn = _candidate_loss(cfg)
+
+    def epoch(self, model: Recommender, opt, rng: np.random.Generator) -> float:
+        model.train()
+        if self.cfg.loss == "bpr":
+            epoch_rng = np.random.default_rng(int(rng.integers(2**31)))  # a child stream per epoch
+            return bpr_epoch(model, self.train, self.n_items, opt, epoch_rng, self.keys, self.cfg.batch_size,
+                             self.cfg.weight_decay, self.cfg.bpr_sampling)
+        return _candidate_epoch(model, self.loss_fn, self.sampler, self.cfg, opt, rng)
+
+
+def _known(data: RecData) -> Interactions:
+    """Every interaction a user is known to have before test: training and validation."""
+    parts = [data.train] + ([data.valid] if data.valid is not None and len(data.valid) else [])
+    return Interactions.concat(parts) if len(parts) > 1 else data.train
+
+
 def _test_metrics(model: Recommender, data: RecData, cfg: RecConfig) -> dict:
-    """Test Recall/NDCG@K; inductive: the held-out users' context edges join the graph (and are masked)."""
+    """Test Recall/NDCG@K with every known item masked (train + valid); inductive: the held-out users'
+    context edges join the graph (and are masked)."""
     model.eval()
     with torch.no_grad():
         if cfg.protocol == "transductive":
-            return evaluate_recommender(*model.embeddings(), data.test, data.train, (cfg.k,))
+            return evaluate_recommender(*model.embeddings(), data.test, _known(data), (cfg.k,))
         model.set_graph(Interactions.concat([data.train, data.context]))
         try:
             return evaluate_recommender(*model.embeddings(), data.test, data.context, (cfg.k,))
@@ -218,8 +250,8 @@ def run_recsys(data_dir: str | Path, cfg: RecConfig, run_dir: str | Path | None 
     rng = np.random.default_rng(cfg.seed)
     model = build_model(cfg, data.n_users, data.n_items, data.train).to(cfg.device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.learning_rate)
-    state = {"epoch": 0, "history": [], "best": None, "best_score": -1.0, "best_epoch": -1, "train_seconds": 0.0,
-             "seconds_to_best": 0.0, "stale": 0}
+    state = {"epoch": 0, "history": [], "best": None, "best_score": -1.0, "best_epoch": 0, "train_seconds": 0.0,
+             "seconds_to_best": 0.0, "stale": 0, "best_valid": {}}
     if ckpt_file.is_file():
         ckpt = torch.load(ckpt_file, map_location=cfg.device, weights_only=True)
         model.load_state_dict(ckpt["model"])
@@ -228,63 +260,76 @@ def run_recsys(data_dir: str | Path, cfg: RecConfig, run_dir: str | Path | None 
         rng.bit_generator.state = ckpt["numpy_rng"]
         torch.set_rng_state(ckpt["torch_rng"])
 
-    keys = interaction_keys(data.train, data.n_items)
-    if cfg.loss != "bpr":
-        ppr = _ppr(cfg, data) if cfg.negatives == "ppr" else None
-        sampler, loss_fn = CandidateSampler(data.train, data.n_items, cfg.n_pos, cfg.n_neg, ppr, cfg.ppr_mix, keys), _candidate_loss(cfg)
+    trainer = _Trainer(cfg, data, data.train)
     has_valid = data.valid is not None and len(data.valid) > 0
+    metric = f"ndcg@{cfg.k}"
     while state["epoch"] < cfg.epochs:
         if cfg.patience and state["stale"] >= cfg.patience:
             break
         if cfg.time_budget is not None and state["train_seconds"] >= cfg.time_budget:
             break
-        epoch = state["epoch"]
+        epoch = state["epoch"] + 1  # epochs are counted from 1
         t0 = time.perf_counter()
-        model.train()
-        if cfg.loss == "bpr":
-            epoch_rng = np.random.default_rng(int(rng.integers(2**31)))  # a child stream per epoch
-            loss = bpr_epoch(model, data.train, data.n_items, opt, epoch_rng, keys, cfg.batch_size, cfg.weight_decay, cfg.bpr_sampling)
-        else:
-            loss = _candidate_epoch(model, loss_fn, sampler, cfg, opt, rng)
+        loss = trainer.epoch(model, opt, rng)
         seconds = time.perf_counter() - t0
         state["train_seconds"] += seconds
         entry = {"epoch": epoch, "loss": loss, "seconds": seconds}
         out_of_time = cfg.time_budget is not None and state["train_seconds"] >= cfg.time_budget
-        if has_valid and ((epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs or out_of_time):
+        if has_valid and (epoch % cfg.eval_every == 0 or epoch == cfg.epochs or out_of_time):
             model.eval()
             with torch.no_grad():
                 users, items = model.embeddings()
                 valid = evaluate_recommender(users, items, data.valid, data.train, (cfg.k,))
-            entry.update({f"valid/{k}": v for k, v in valid.items() if k != "n_users"})
-            if entry[f"valid/ndcg@{cfg.k}"] > state["best_score"]:
-                state.update(best_score=entry[f"valid/ndcg@{cfg.k}"], best_epoch=epoch, stale=0,
+            entry.update({f"valid/{k}": v for k, v in valid.items()})
+            if valid[metric] > state["best_score"]:
+                state.update(best_score=valid[metric], best_epoch=epoch, stale=0, best_valid=valid,
                              seconds_to_best=state["train_seconds"],
                              best={k: v.detach().cpu().clone() for k, v in model.state_dict().items()})
             else:
                 state["stale"] += 1
         state["history"].append(entry)
-        state["epoch"] = epoch + 1
+        state["epoch"] = epoch
         atomic_torch_save({"model": model.state_dict(), "optimizer": opt.state_dict(), "state": state,
                            "numpy_rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state()}, ckpt_file)
         if progress is not None:
             progress(entry, cfg)
 
-    if state["best"] is not None:
-        model.load_state_dict(state["best"])
-    metrics = _test_metrics(model, data, cfg)
     history = state["history"]
-    metrics.update(
-        protocol=cfg.protocol, selected_on="valid" if state["best"] is not None else "last epoch (no validation split)",
-        best_epoch=state["best_epoch"] if state["best"] is not None else len(history) - 1, epochs_run=len(history),
-        seconds_per_epoch=float(np.mean([h["seconds"] for h in history])) if history else 0.0,
-        seconds_to_best=state["seconds_to_best"] if state["best"] is not None else state["train_seconds"],
-        excluded_users=data.excluded_users,
-    )
-    if state["best"] is not None:
-        metrics[f"valid/ndcg@{cfg.k}"] = state["best_score"]
+    selected = state["best"] is not None
+    if selected:
+        model.load_state_dict(state["best"])
+    epoch = state["best_epoch"] if selected else len(history)
+    refit = None
+    if cfg.refit and has_valid:
+        model, refit = _refit(cfg, data, epoch), {"on": "train+valid", "epochs": epoch}
+    out = {
+        "test": _test_metrics(model, data, cfg),
+        "selection": {"split": "valid" if selected else None, "metric": metric,
+                      "value": state["best_score"] if selected else None, "epoch": epoch, "epochs_run": len(history)},
+        "valid": dict(state["best_valid"]) if selected else {},
+        "history": history,
+        "run": {"protocol": cfg.protocol, "refit": refit, "excluded_users": data.excluded_users,
+                "seconds_per_epoch": float(np.mean([h["seconds"] for h in history])) if history else 0.0,
+                "seconds_to_best": state["seconds_to_best"] if selected else state["train_seconds"]},
+        "run_dir": str(run_dir),
+    }
     atomic_torch_save(model.state_dict(), run_dir / "model.pt")
-    atomic_write_text(run_dir / "metrics.json", json.dumps({"test": metrics, "history": history}, indent=2))
-    return metrics, run_dir
+    atomic_write_text(run_dir / "metrics.json", json.dumps(out, indent=2))
+    return out, run_dir
+
+
+def _refit(cfg: RecConfig, data: RecData, epochs: int) -> Recommender:
+    """A fresh model trained on train + valid (graph included) for ``epochs`` epochs, same seed."""
+    known = _known(data)
+    both = dataclasses.replace(data, train=known, valid=None)
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    model = build_model(cfg, data.n_users, data.n_items, known).to(cfg.device)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.learning_rate)
+    trainer = _Trainer(cfg, both, known)
+    for _ in range(epochs):
+        trainer.epoch(model, opt, rng)
+    return model
 
 
 def evaluate_run(run_dir: str | Path, device: str | None = None) -> dict:
@@ -296,6 +341,7 @@ def evaluate_run(run_dir: str | Path, device: str | None = None) -> dict:
     data_dir = saved.pop("data_dir")
     cfg = RecConfig(**{**saved, "device": device or saved.get("device", "cpu")})
     data = load_data(data_dir, cfg)
-    model = build_model(cfg, data.n_users, data.n_items, data.train).to(cfg.device)
+    graph = _known(data) if cfg.refit and data.valid is not None else data.train
+    model = build_model(cfg, data.n_users, data.n_items, graph).to(cfg.device)
     model.load_state_dict(torch.load(run_dir / "model.pt", map_location=cfg.device, weights_only=True))
     return _test_metrics(model, data, cfg)
