@@ -23,7 +23,7 @@ def block(seed=0, b=5, c=8, n_items=20, d=6):
     return users, items, cand, pos
 
 
-def item_reference(users, items, cand, pos, tau, k=None):
+def item_reference(users, items, cand, pos, tau, k=None, k_temperature=0.1):
     u = torch.nn.functional.normalize(users, dim=1)
     it = torch.nn.functional.normalize(items, dim=1)
     losses = []
@@ -33,7 +33,8 @@ def item_reference(users, items, cand, pos, tau, k=None):
         dcg = 0.0
         for p in p_idx:
             rank = 1 + sum(torch.sigmoid((s[j] - s[p]) / tau) for j in range(len(s)) if j != p)
-            dcg = dcg + 1 / torch.log2(1 + rank)
+            in_top_k = 1.0 if k is None else torch.sigmoid((k + 0.5 - rank) / k_temperature)
+            dcg = dcg + in_top_k / torch.log2(1 + rank)
         depth = len(p_idx) if k is None else min(k, len(p_idx))
         idcg = sum(1 / math.log2(1 + r) for r in range(1, depth + 1))
         losses.append(1 - dcg / idcg)
@@ -42,7 +43,7 @@ def item_reference(users, items, cand, pos, tau, k=None):
 
 def test_item_loss_value_and_gradient():
     users, items, cand, pos = block()
-    for tau, k in [(0.01, None), (0.5, None), (0.1, 2)]:
+    for tau, k in [(0.01, None), (0.5, None), (0.1, 2), (0.5, 3)]:
         u1, u2 = users.clone().requires_grad_(), users.clone().requires_grad_()
         ours = ITEMLoss(tau=tau, k=k)(u1, items, cand, pos)
         ref = item_reference(u2, items, cand, pos, tau, k)
@@ -50,6 +51,40 @@ def test_item_loss_value_and_gradient():
         ref.backward()
         assert abs(float(ours) - float(ref)) < 1e-9
         torch.testing.assert_close(u1.grad, u2.grad)
+
+
+def _exact_ndcg_at_k(scores, relevant, k):
+    """NDCG@k from its definition: sort, cut at k, binary gains."""
+    order = sorted(range(len(scores)), key=lambda j: -scores[j])[:k]
+    dcg = sum(1 / math.log2(2 + p) for p, j in enumerate(order) if relevant[j])
+    idcg = sum(1 / math.log2(2 + p) for p in range(min(k, sum(relevant))))
+    return dcg / idcg
+
+
+@pytest.mark.parametrize("k", [1, 2, 3, 5])
+def test_item_loss_at_k_tends_to_one_minus_ndcg_at_k(k):
+    """Distinct scores, τ and T small: the surrogate is NDCG@k itself (it used to cut only the ideal DCG
+    at k, so its "NDCG" exceeded 1 whenever a positive ranked below k)."""
+    g = torch.Generator().manual_seed(k)
+    users, items = torch.randn(6, 8, generator=g), torch.randn(30, 8, generator=g)
+    cand = torch.stack([torch.randperm(30, generator=g)[:12] for _ in range(6)])
+    pos = torch.zeros(6, 12, dtype=torch.bool)
+    pos[:, :4] = True
+    loss = ITEMLoss(tau=1e-4, k=k, k_temperature=1e-3)(users, items, cand, pos)
+    u = torch.nn.functional.normalize(users, dim=1)
+    it = torch.nn.functional.normalize(items, dim=1)
+    expected = sum(_exact_ndcg_at_k((it[cand[b]] @ u[b]).tolist(), pos[b].tolist(), k) for b in range(6)) / 6
+    assert abs((1 - float(loss)) - expected) < 1e-6
+
+
+def test_item_loss_at_k_never_exceeds_one():
+    g = torch.Generator().manual_seed(0)
+    for tau in (0.01, 0.1, 1.0):
+        users, items = torch.randn(16, 8, generator=g), torch.randn(50, 8, generator=g)
+        cand = torch.randint(0, 50, (16, 20), generator=g)
+        pos = torch.rand(16, 20, generator=g) < 0.4
+        for k in (1, 3, 10):
+            assert float(ITEMLoss(tau=tau, k=k, k_temperature=1.0)(users, items, cand, pos)) >= -1e-6
 
 
 def test_rankopt_losses_run_on_candidate_blocks():

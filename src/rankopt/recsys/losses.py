@@ -6,9 +6,10 @@ the rank losses of rankopt.losses then run on that block as they do on image bat
 implementation.
 
 ``ITEMLoss`` (ITEM; reference/item-recsys.md §1.2): rank(p) = 1 + Σ_{j ≠ p in candidates} σ((s_j − s_p)/τ),
-DCG = Σ_p 1/log2(1 + rank(p)), loss = 1 − DCG / IDCG (IDCG with every positive on top; with ``k`` only
-the first k ideal positions). Whether ITEM truncates at k is unverified: ``k=None`` (default) is full
-NDCG. ``normalize=True`` L2-normalises embeddings first so τ acts on cosine scores (SupRank's τ = 0.01
+DCG = Σ_p 1/log2(1 + rank(p)), loss = 1 − DCG / IDCG (IDCG with every positive on top). With ``k``
+the NDCG@k surrogate: each term is weighted by a smooth top-k indicator σ((k + ½ − rank(p)) / T)
+(``k_temperature`` T) and IDCG counts the first min(k, |P|) ideal positions; as τ and T go to 0 it
+is exactly 1 − NDCG@k. Whether ITEM truncates at k is unverified: ``k=None`` (default) is full NDCG. ``normalize=True`` L2-normalises embeddings first so τ acts on cosine scores (SupRank's τ = 0.01
 setting); with raw LightGCN dot products tune τ instead.
 
 ``SampledSoftmaxLoss`` (the strong baseline of Wu et al., "On the Effectiveness of Sampled Softmax Loss
@@ -43,15 +44,22 @@ def candidate_batch(user_emb: torch.Tensor, item_emb: torch.Tensor, candidates: 
 
 
 class ITEMLoss(nn.Module):
-    def __init__(self, tau: float = 0.01, k: int | None = None, normalize: bool = True) -> None:
+    def __init__(self, tau: float = 0.01, k: int | None = None, normalize: bool = True, k_temperature: float = 0.1) -> None:
         super().__init__()
-        self.step, self.k, self.normalize = Sigmoid(tau), k, normalize
+        if k is not None and k < 1:
+            raise ValueError(f"k={k} must be at least 1 (or None for the full list)")
+        if k_temperature <= 0:
+            raise ValueError(f"k_temperature={k_temperature} must be positive")
+        self.step, self.k, self.normalize, self.k_temperature = Sigmoid(tau), k, normalize, k_temperature
 
     def forward(self, user_emb, item_emb, candidates, positive) -> torch.Tensor:
         batch = candidate_batch(user_emb, item_emb, candidates, positive, self.normalize)
         items, lv, valid = batch.ranked_items(1)
         rank = 1 + pair_sums(batch.scores, items, lv, valid, self.step, "all", cand_levels=batch.levels)
-        dcg = (valid / torch.log2(1 + rank)).sum(dim=1)
+        gain = valid / torch.log2(1 + rank)
+        if self.k is not None:  # only the top k count, as in NDCG@k (the ideal DCG is cut at k too)
+            gain = gain * torch.sigmoid((self.k + 0.5 - rank) / self.k_temperature)
+        dcg = gain.sum(dim=1)
         n_pos = valid.sum(dim=1)
         depth = n_pos if self.k is None else n_pos.clamp(max=self.k)
         pos = torch.arange(1, int(depth.max()) + 1, device=rank.device, dtype=rank.dtype)
