@@ -100,3 +100,31 @@ def test_normsoftmax_proxies_and_errors():
     assert v.requires_grad and loss.proxy_parameters()[0].shape == (5, 6)
     with pytest.raises(ValueError, match="out of range"):
         loss(x, y + 10)
+
+
+def test_memory_keeps_float64():
+    """The memory used to be float32 whatever the input: float64 embeddings then failed."""
+    g = torch.Generator().manual_seed(1)
+    x = torch.nn.functional.normalize(torch.randn(8, 6, generator=g, dtype=torch.float64), dim=1)
+    y = torch.arange(8) % 3
+    mem = CrossBatchMemory(SupAP(), 16)
+    value = mem(x, y)
+    assert value.dtype == torch.float64 and mem.embeddings.dtype == torch.float64
+    assert torch.equal(value, SupAP()(x, y, x, y))
+
+
+def test_unique_memory_holds_the_latest_embedding_of_each_item():
+    """ROADMAP's memory: one slot per dataset item; a second batch overwrites the slots of its items."""
+    g = torch.Generator().manual_seed(2)
+    emb = lambda n: torch.nn.functional.normalize(torch.randn(n, 5, generator=g), dim=1)  # noqa: E731
+    first, second = emb(4), emb(4)
+    labels = torch.tensor([0, 1, 0, 1, 2, 2])
+    mem = CrossBatchMemory(SupAP(), size=6, unique=True)
+    mem(first, labels[:4], indices=torch.arange(4))
+    value = mem(second, labels[2:6], indices=torch.arange(2, 6))
+    reference = torch.cat([first[:2], second])  # items 0, 1 from the first batch; 2..5 their latest
+    assert torch.equal(value, SupAP()(second, labels[2:6], reference, labels))
+    with pytest.raises(ValueError, match="needs the batch's dataset indices"):
+        mem(second, labels[2:6])
+    with pytest.raises(ValueError, match=r"indices must be 4 dataset indices in \[0, 6\)"):
+        mem(second, labels[2:6], indices=torch.arange(3, 7))

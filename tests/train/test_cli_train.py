@@ -5,6 +5,7 @@ import json
 import struct
 
 import numpy as np
+import torch
 import pytest
 
 from rankopt.cli import main
@@ -105,3 +106,12 @@ def test_every_packaged_recipe_loads():
 def test_missing_checkpoint_for_embed(tmp_path, capsys):
     rc, _, err = run_cli(["embed", str(tmp_path / "none.ckpt"), "-o", str(tmp_path / "e.npz")], capsys)
     assert rc == 2 and "does not exist" in err
+
+
+def test_unique_memory_trains(tiny_fashion, tmp_path, capsys):
+    run = tmp_path / "run"
+    rc, out, err = run_cli(["train", "--data-dir", str(tiny_fashion), "--run-dir", str(run), "--set", "train.epochs=1",
+                            "--set", "data.batch_size=40", "--set", "data.m=4", "--set", "loss.memory_unique=true", "--json"], capsys)
+    assert rc == 0, err
+    state = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]
+    assert int(state["loss.occupied"].sum()) > 0 and state["loss.embeddings"].shape[0] == 290  # one slot per training item

@@ -26,3 +26,10 @@ def test_recipe_trains_on_its_miniature(recipe, tmp_path):
     assert all(math.isfinite(v) for v in metrics["test"].values())
     assert metrics["selection"]["split"] == "valid" and metrics["protocol"]["test"]["mode"] == (
         "query-gallery" if recipe in ("happier-dyml-vehicle", "happier-dyml-animal") else "leave-one-out")
+
+
+def test_happier_recipes_use_the_authors_offset():
+    """HAPPIER's SOP and DyML configs pass offset=1.44 to HAPLoss; iNaturalist uses start 0, offset 1."""
+    for recipe in ("happier-sop", "happier-dyml-vehicle", "happier-dyml-animal", "happier-dyml-product"):
+        assert load_config(recipe).loss.options["offset"] == 1.44, recipe
+    assert load_config("happier-inat").loss.options == {"start": 0.0, "offset": 1.0}

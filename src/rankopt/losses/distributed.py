@@ -52,13 +52,14 @@ class _Ctx:
     pass
 
 
-def distributed_loss(loss: nn.Module, embeddings, labels, ref_embeddings=None, ref_labels=None) -> torch.Tensor:
+def distributed_loss(loss: nn.Module, embeddings, labels, ref_embeddings=None, ref_labels=None, **tensors) -> torch.Tensor:
     """``loss`` on the global batch: embeddings (with gradients) and labels gathered from every process
-    first, a reference set too if given."""
+    first, a reference set too if given, and any per-item keyword tensor (e.g. dataset ``indices``)."""
     emb, lab = all_gather_with_grad(embeddings), all_gather_with_grad(labels)
     if ref_embeddings is not None:
         ref_embeddings, ref_labels = all_gather_with_grad(ref_embeddings), all_gather_with_grad(ref_labels)
-    return loss(emb, lab, ref_embeddings, ref_labels)
+    extra = {k: all_gather_with_grad(v) for k, v in tensors.items() if v is not None}
+    return loss(emb, lab, ref_embeddings, ref_labels, **extra)
 
 
 class DistributedLoss(nn.Module):

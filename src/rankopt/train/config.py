@@ -63,7 +63,8 @@ class ModelConfig:
 class LossConfig:
     name: str = "roadmap"
     options: dict = field(default_factory=dict)  # constructor arguments of the loss
-    memory: int = 0  # CrossBatchMemory size; 0 = none
+    memory: int = 0  # CrossBatchMemory size (a FIFO queue); 0 = none
+    memory_unique: bool = False  # ROADMAP's memory instead: one slot per training item, its latest embedding
     memory_start_step: int = 0
 
 
@@ -191,6 +192,10 @@ def validate(cfg: RunConfig) -> RunConfig:
     for key, value in (("data.valid_fraction", d.valid_fraction), ("data.test_fraction", d.test_fraction)):
         if not 0 < value < 1:
             raise ValueError(f"{key}={value} must be between 0 and 1 (exclusive)")
+    if cfg.loss.memory_unique and cfg.loss.memory:
+        raise ValueError("loss.memory_unique sizes the memory to the training set: leave loss.memory at 0")
+    if cfg.loss.memory < 0:
+        raise ValueError(f"loss.memory={cfg.loss.memory} must be 0 (none) or a size")
     if not t.metrics:
         raise ValueError("train.metrics is empty: name at least the monitored metric")
     names = [spec.name for spec in parse_metrics(list(t.metrics))]  # an unknown name raises here, not after an epoch

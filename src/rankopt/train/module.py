@@ -15,6 +15,7 @@ import lightning.pytorch as pl
 import torch
 from torch import nn
 
+from rankopt.losses import CrossBatchMemory
 from rankopt.losses.distributed import distributed_loss
 from rankopt.models import EmbeddingModel
 from rankopt.train.shards import evaluate_shards
@@ -94,16 +95,18 @@ class RetrievalModule(pl.LightningModule):
             self.model.train()  # re-applies the BatchNorm freeze after unfreezing
 
     def training_step(self, batch, batch_idx):
-        images, labels, _ = batch
+        images, labels, index = batch
         embeddings = self.model(images)
         flat_only = not getattr(self.loss, "hierarchical", False)
         labels = labels[:, 0] if flat_only and labels.ndim == 2 else labels
+        # a memory with one slot per training item (ROADMAP's) is told which items the batch holds
+        extra = {"indices": index} if isinstance(self.loss, CrossBatchMemory) and self.loss.unique else {}
         if self.trainer is not None and self.trainer.world_size > 1:
             # rank over the global batch (gathered with gradients); the loss module itself is not
             # wrapped, so checkpoints keep the same keys on 1 or N processes
-            value = distributed_loss(self.loss, embeddings, labels)
+            value = distributed_loss(self.loss, embeddings, labels, **extra)
         else:
-            value = self.loss(embeddings, labels)
+            value = self.loss(embeddings, labels, **extra)
         if not torch.isfinite(value):
             raise FloatingPointError(f"the loss is {float(value)} at epoch {self.current_epoch + 1}, step {self.global_step}")
         self._loss_sum, self._loss_steps = self._loss_sum + float(value.detach()), self._loss_steps + 1

@@ -58,13 +58,17 @@ def build_model(cfg: RunConfig) -> EmbeddingModel:
     return create_model(m.backbone, m.dim, m.pooling, m.layer_norm, m.freeze_bn, m.weights, m.in_channels)
 
 
-def build_loss(cfg: RunConfig, n_classes: int):
+def build_loss(cfg: RunConfig, n_classes: int, n_train: int | None = None):
     options = dict(cfg.loss.options)
     if cfg.loss.name.lower() in _NEEDS_CLASSES:
         options.setdefault("num_classes", n_classes)
         options.setdefault("dim", cfg.model.dim)
     loss = create_loss(cfg.loss.name, **options)
-    if cfg.loss.memory:
+    if cfg.loss.memory_unique:
+        if n_train is None:
+            raise ValueError("loss.memory_unique needs the number of training items")
+        loss = CrossBatchMemory(loss, n_train, start_step=cfg.loss.memory_start_step, unique=True)
+    elif cfg.loss.memory:
         loss = CrossBatchMemory(loss, cfg.loss.memory, start_step=cfg.loss.memory_start_step)
     return loss
 
@@ -106,7 +110,7 @@ def train_run(cfg: RunConfig, run_dir: str | Path | None = None, resume: bool = 
         splits.write_listing(run_dir)
     torch.manual_seed(cfg.train.seed)
     n_classes = int(splits.train.labels[:, 0].max()) + 1
-    module = RetrievalModule(build_model(cfg), build_loss(cfg, n_classes), cfg.optim, seed=cfg.train.seed,
+    module = RetrievalModule(build_model(cfg), build_loss(cfg, n_classes, len(splits.train)), cfg.optim, seed=cfg.train.seed,
                              eval_metrics=tuple(cfg.train.metrics), monitor=cfg.train.monitor)
     data = RetrievalData(splits.train, splits.valid, splits.test, cfg.data.batch_size, cfg.data.m, cfg.data.sampler,
                          cfg.train.seed, cfg.data.num_workers)
