@@ -14,6 +14,13 @@ Columns: trans. / ind. = transductive / inductive protocol (10% of users held ou
 interactions given as context); s/ep = training seconds per epoch (validation excluded); to best =
 training seconds until the selected epoch (time to convergence); a ``*`` marks a run stopped by the time
 cap while still improving (not converged).
+
+    python benchmarks/recsys_table.py --replay benchmarks/results/recsys-v1.jsonl --datasets ml-100k
+
+replays recorded runs under today's evaluation protocol: each transductive run again for exactly the
+epochs it ran (no time cap: the same seeds give the same training, checked on the validation NDCG and
+the selected epoch), tested with train *and* valid items masked. Speed columns are carried over from
+the recorded (quiet-machine) run; inductive rows, whose test masking did not change, are copied.
 """
 
 from __future__ import annotations
@@ -52,21 +59,34 @@ def key(row: dict) -> tuple:
     return row["dataset"], row["model"], row["variant"], row["protocol"]
 
 
-def measure(dataset: str, model: str, variant: str, protocol: str, args) -> dict:
+def measure(dataset: str, model: str, variant: str, protocol: str, args, replay: dict | None = None) -> dict:
     settings = DATASETS[dataset]
     fields = VARIANTS[variant]
-    cfg = RecConfig(model=model, protocol=protocol, epochs=args.epochs, patience=args.patience, eval_every=args.eval_every if variant != "bpr" else args.bpr_eval_every,
-                    time_budget=args.budget or settings["budget"], rating_threshold=settings["rating_threshold"], device=args.device,
-                    seed=args.seed, **fields)
+    if replay is None:
+        run = dict(epochs=args.epochs, patience=args.patience, eval_every=args.eval_every if variant != "bpr" else args.bpr_eval_every,
+                   time_budget=args.budget or settings["budget"])
+    else:  # the recorded run's exact length, no time cap
+        run = dict(epochs=replay["epochs_run"], patience=replay.get("patience", args.patience), time_budget=None,
+                   eval_every=replay.get("eval_every", args.eval_every if variant != "bpr" else args.bpr_eval_every))
+    cfg = RecConfig(model=model, protocol=protocol, rating_threshold=settings["rating_threshold"], device=args.device,
+                    seed=args.seed, **run, **fields)
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
-        metrics, _ = run_recsys(args.root / dataset, cfg, Path(tmp) / "run")
+        result, _ = run_recsys(args.root / dataset, cfg, Path(tmp) / "run")
         wall = time.perf_counter() - t0
-    capped = metrics["epochs_run"] < cfg.epochs and metrics["seconds_to_best"] >= 0.8 * cfg.time_budget
-    return {"dataset": dataset, "model": model, "variant": variant, "protocol": protocol, "recall@20": metrics["recall@20"],
-            "ndcg@20": metrics["ndcg@20"], "valid_ndcg@20": metrics.get("valid/ndcg@20"), "seconds_per_epoch": metrics["seconds_per_epoch"],
-            "seconds_to_best": metrics["seconds_to_best"], "best_epoch": metrics["best_epoch"], "epochs_run": metrics["epochs_run"],
-            "capped": bool(capped), "wall_seconds": wall, "patience": args.patience, "eval_every": cfg.eval_every, "n_users": metrics["n_users"], "device": args.device, "lr": cfg.learning_rate}
+    test, sel, info = result["test"], result["selection"], result["run"]
+    row = {"dataset": dataset, "model": model, "variant": variant, "protocol": protocol, "recall@20": test["recall@20"],
+           "ndcg@20": test["ndcg@20"], "valid_ndcg@20": sel["value"], "seconds_per_epoch": info["seconds_per_epoch"],
+           "seconds_to_best": info["seconds_to_best"], "best_epoch": sel["epoch"], "epochs_run": sel["epochs_run"],
+           "wall_seconds": wall, "patience": cfg.patience, "eval_every": cfg.eval_every, "n_users": test["n_users"],
+           "device": args.device, "lr": cfg.learning_rate, "masked": "train+valid"}
+    if replay is None:
+        row["capped"] = bool(sel["epochs_run"] < cfg.epochs and info["seconds_to_best"] >= 0.8 * cfg.time_budget)
+    else:
+        same = sel["epoch"] == replay["best_epoch"] + 1 and sel["value"] == replay["valid_ndcg@20"]
+        row.update({k: replay[k] for k in ("seconds_per_epoch", "seconds_to_best", "capped")},
+                   replayed=True, same_training=bool(same), recorded_recall=replay["recall@20"], recorded_ndcg=replay["ndcg@20"])
+    return row
 
 
 def table(rows: list[dict]) -> str:
@@ -104,9 +124,21 @@ def main() -> None:
     parser.add_argument("--root", type=Path, default=ROOT, help="folder holding the datasets' folders")
     parser.add_argument("--results", type=Path, default=Path(__file__).with_name("results") / "recsys.jsonl")
     parser.add_argument("--table", action="store_true", help="print the table of the results file and stop")
+    parser.add_argument("--replay", type=Path, help="a results file of earlier runs to replay under today's protocol")
     args = parser.parse_args()
     rows = [json.loads(line) for line in args.results.read_text().splitlines()] if args.results.is_file() else []
-    if not args.table:
+    if args.replay and not args.table:
+        done = {key(r) for r in rows}
+        old = [json.loads(line) for line in args.replay.read_text().splitlines()]
+        for rec in old:
+            if key(rec) in done or rec["dataset"] not in args.datasets:
+                continue
+            row = dict(rec) if rec["protocol"] == "inductive" else measure(*key(rec), args, replay=rec)
+            print(json.dumps(row), file=sys.stderr, flush=True)
+            with args.results.open("a") as f:
+                f.write(json.dumps(row) + "\n")
+            rows.append(row)
+    elif not args.table:
         if args.device == "cpu":
             torch.set_num_threads(max(1, torch.get_num_threads()))
         done = {key(r) for r in rows}
