@@ -15,7 +15,7 @@ from pathlib import Path
 
 import lightning.pytorch as pl
 import torch
-from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.loggers import CSVLogger
 from torch.utils.data import DataLoader, Dataset
 
@@ -87,6 +87,19 @@ class ValidateLastEpoch(Callback):
             trainer.check_val_every_n_epoch = 1
 
 
+class EpochBar(TQDMProgressBar):
+    """Lightning's progress bar with epochs counted from 1, as in the history and metrics.json."""
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, *args) -> None:
+        # Lightning's own hook, without its 0-based description (set and drawn before ours could replace it)
+        if self._leave:
+            self.train_progress_bar = self.init_train_tqdm()
+        total = self.total_train_batches
+        self.train_progress_bar.reset(total=None if total == float("inf") else total)
+        self.train_progress_bar.initial = 0
+        self.train_progress_bar.set_description(f"Epoch {trainer.current_epoch + 1}/{trainer.max_epochs}")
+
+
 def _epoch_of(checkpoint: Path) -> int:
     """The (1-based) epoch a checkpoint saved by LastCheckpoint or ModelCheckpoint ends."""
     return int(torch.load(checkpoint, map_location="cpu", weights_only=False)["epoch"]) + 1
@@ -105,7 +118,7 @@ def fit(module: RetrievalModule, data: RetrievalData, run_dir: str | Path, *, ep
         raise FileNotFoundError(f"checkpoint {resume} does not exist; expected RUN_DIR/checkpoints/last.ckpt")
     module.max_epochs = epochs
     ckpt_dir = run_dir / "checkpoints"
-    callbacks: list[Callback] = [LastCheckpoint(ckpt_dir / "last.ckpt"), ValidateLastEpoch()]
+    callbacks: list[Callback] = [LastCheckpoint(ckpt_dir / "last.ckpt"), ValidateLastEpoch()] + ([EpochBar()] if progress else [])
     best = None
     if data.valid is not None:
         best = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor=f"valid/{module.monitor}", mode="max",
