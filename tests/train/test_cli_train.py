@@ -115,3 +115,12 @@ def test_unique_memory_trains(tiny_fashion, tmp_path, capsys):
     assert rc == 0, err
     state = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]
     assert int(state["loss.occupied"].sum()) > 0 and state["loss.embeddings"].shape[0] == 290  # one slot per training item
+
+
+def test_unreadable_checkpoint_for_embed_is_one_line(tiny_fashion, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert run_cli(["train", "--data-dir", str(tiny_fashion), "--run-dir", str(run), "--set", "train.epochs=1",
+                    "--set", "data.batch_size=40", "--set", "data.m=4", "--json"], capsys)[0] == 0
+    (run / "checkpoints" / "empty.ckpt").write_bytes(b"")
+    rc, _, err = run_cli(["embed", str(run / "checkpoints" / "empty.ckpt"), "-o", str(tmp_path / "e.npz")], capsys)
+    assert rc == 2 and "cannot be read" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1

@@ -102,7 +102,7 @@ class EpochBar(TQDMProgressBar):
 
 def _epoch_of(checkpoint: Path) -> int:
     """The (1-based) epoch a checkpoint saved by LastCheckpoint or ModelCheckpoint ends."""
-    return int(torch.load(checkpoint, map_location="cpu", weights_only=False)["epoch"]) + 1
+    return int(torch.load(checkpoint, map_location="cpu", weights_only=True)["epoch"]) + 1
 
 
 def fit(module: RetrievalModule, data: RetrievalData, run_dir: str | Path, *, epochs: int, eval_every: int = 1,
@@ -138,7 +138,7 @@ def fit(module: RetrievalModule, data: RetrievalData, run_dir: str | Path, *, ep
     else:
         selected = ckpt_dir / "last.ckpt"
     epoch = _epoch_of(selected)
-    trainer.test(module, datamodule=data, ckpt_path=str(selected), verbose=False, weights_only=False)
+    trainer.test(module, datamodule=data, ckpt_path=str(selected), verbose=False, weights_only=True)
     module.history = history  # the test loaded the selected checkpoint's (shorter) history
     key = f"valid/{module.monitor}"
     chosen = next((h for h in history if h["epoch"] == epoch), {})

@@ -149,7 +149,10 @@ def embed_dataset(checkpoint: str | Path, dataset: str | None = None, root: str 
     if root is not None:
         cfg.data.root = root
     model = build_model(cfg)
-    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    try:
+        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - truncated, empty or foreign files fail in many ways
+        raise ValueError(f"checkpoint {checkpoint} cannot be read: {str(err).splitlines()[0] if str(err) else type(err).__name__}") from None
     weights = {k[len("model."):]: v for k, v in state.get("state_dict", {}).items() if k.startswith("model.")}
     try:
         model.load_state_dict(weights)
