@@ -39,3 +39,15 @@ def test_faiss_knn_equals_torch():
 def test_k_out_of_range():
     with pytest.raises(ValueError, match="between 1 and the 9 items"):
         knn(torch.randn(10, 3), 10)
+
+
+def test_cosine_normalises_a_separate_gallery():
+    """Gallery rows of very unequal norms: cosine ranks by angle, as a brute-force cosine does."""
+    g = torch.Generator().manual_seed(2)
+    q = torch.randn(20, 5, dtype=torch.float64, generator=g)
+    gal = torch.randn(40, 5, dtype=torch.float64, generator=g) * torch.logspace(-2, 2, 40, dtype=torch.float64).unsqueeze(1)
+    vals, idx = knn(q, 4, gal)
+    cos = torch.nn.functional.cosine_similarity(q.unsqueeze(1), gal.unsqueeze(0), dim=2)
+    want_vals, want_idx = cos.topk(4, dim=1)
+    assert torch.equal(idx, want_idx)
+    torch.testing.assert_close(vals, want_vals)

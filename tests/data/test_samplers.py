@@ -58,3 +58,11 @@ def test_bad_configurations():
         MPerClassSampler(y, batch_size=16, m=4, num_replicas=3)
     with pytest.raises(ValueError, match="needs 100 classes"):
         MPerClassSampler(y, batch_size=400, m=4)
+
+
+def test_a_class_of_exactly_m_images_gives_each_once():
+    """Replacement only for classes smaller than m: a class of exactly m images never repeats one."""
+    y = np.repeat(np.arange(12), 4)[:, None]
+    for seed in range(5):
+        for b in MPerClassSampler(y, batch_size=16, m=4, seed=seed):
+            assert len(set(b)) == len(b)

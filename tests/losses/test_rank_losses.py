@@ -203,3 +203,34 @@ def test_blackbox_ap_value_and_gradient_direction():
     # a gradient step must not lower AP
     x2 = torch.nn.functional.normalize(x - 0.5 * x.grad, dim=1).detach()
     assert float(loss(x2, y)) <= float(v) + 1e-6
+
+
+def _duplicates_under_other_labels(seed=12, n=12):
+    """Embeddings whose first three rows reappear under other labels: each of those positives is tied
+    (t = 0 exactly) with a negative in its queries' rankings."""
+    x, y = batch(seed, n=n, lone=False)
+    n_classes = int(y.max()) + 1
+    return torch.cat([x, x[:3]]), torch.cat([y, (y[:3] + 1) % n_classes])
+
+
+def test_heaviside_counts_a_tied_negative_as_above():
+    """H(0) = 1: a negative tied with a positive ranks above it, so with exact steps 1 − SupAP is the
+    *pessimistic* AP (query in its own list), not the optimistic one."""
+    x, y = _duplicates_under_other_labels()
+    s = x @ x.T
+    lv = (y.unsqueeze(1) == y.unsqueeze(0)).long()
+    pessimistic = rank_metrics(s, lv, "ap", ties="pessimistic", n_levels=1)["ap"].mean()
+    optimistic = rank_metrics(s, lv, "ap", ties="optimistic", n_levels=1)["ap"].mean()
+    assert float(optimistic) > float(pessimistic) + 1e-3  # the ties matter here
+    loss = SupAP()
+    loss.step = Heaviside()
+    assert 1 - float(loss(x, y)) == pytest.approx(float(pessimistic), abs=1e-9)
+
+
+def test_suprank_step_at_a_tie_with_a_negative():
+    """At t = 0 exactly the SupRank step is σ(0) = 0.5, without ``start`` (added only for t > 0)."""
+    x, y = _duplicates_under_other_labels()
+    assert_same(SupAP(), lambda e, l: ref.supap(e, l), x, y)
+    from rankopt.losses.steps import SupRankStep
+
+    assert float(SupRankStep().value(torch.zeros(1))) == 0.5

@@ -120,3 +120,50 @@ def test_many_queries_at_once_equal_one_by_one():
         for name in together:
             a, b = float(together[name][q]), float(alone[name][0])
             assert (math.isnan(a) and math.isnan(b)) or a == pytest.approx(b, abs=1e-12)
+
+
+def test_asi_of_several_partially_tied_rows_at_once_matches_enumeration():
+    """The hypergeometric expectation of ASI's tied positions, computed for many rows in one call
+    (each row its own tie groups and counts) equals each row's enumeration."""
+    rows = [([0, 0, .5, .5, .5, 0, 0], [3, 1, 1, 1, 1, 1, 1]),
+            ([.5, .5, 0, 0, .5, 1, 0], [1, 3, 2, 3, 0, 1, 3]),
+            ([1, .5, .5, .5, .5, 0, 0], [3, 3, 1, 2, 3, 1, 0]),
+            ([0, 0, 0, 0, .5, .5, .5], [3, 2, 2, 1, 1, 3, 3])]
+    scores = torch.tensor([r[0] for r in rows], dtype=torch.float64)
+    levels = torch.tensor([r[1] for r in rows])
+    got = rank_metrics(scores, levels, "asi,ndcg,hap", n_levels=3)
+    for q, (s, lv) in enumerate(rows):
+        assert float(got["asi"][q]) == pytest.approx(ref.expected(ref.asi, s, lv), abs=1e-9), q
+        assert float(got["ndcg"][q]) == pytest.approx(ref.expected(ref.ndcg, s, lv), abs=1e-9), q
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_prefix_metrics_alone_follow_a_tie_across_the_cut(seed):
+    """hit@k, p@k, recall@k asked alone take the top-k path, which must follow a tie group straddling
+    position k to its end; asked with ap they take the full-sort path (checked against enumeration
+    above). Heavily tied scores, galleries long enough (59 items) for the top-k path to be taken."""
+    from rankopt.metrics import evaluate
+
+    g = torch.Generator().manual_seed(seed)
+    emb = torch.randint(0, 3, (60, 2), generator=g).double()  # few distinct dot products: long ties
+    labels = torch.randint(0, 5, (60,), generator=g)
+    names = ["hit@1", "p@3", "recall@5"]
+    full = evaluate(emb, labels, metrics=names + ["ap"], similarity="dot")
+    for backend in ("torch", "faiss"):
+        alone = evaluate(emb, labels, metrics=names, similarity="dot", backend=backend)
+        for name in names:
+            assert alone[name] == pytest.approx(full[name], abs=1e-9), (backend, name)
+
+
+def test_prefix_metrics_when_every_item_ties():
+    """All 40 items tied (per query 39 ranked, R of them relevant): by linearity of expectation a random
+    order gives P(first is relevant) = R/39, expected precision@k = R/39, expected recall@k = k/39."""
+    from rankopt.metrics import evaluate
+
+    labels = torch.tensor([0] * 10 + [1] * 30)
+    emb = torch.ones(40, 3, dtype=torch.float64)
+    got = evaluate(emb, labels, metrics=["hit@1", "p@3", "recall@5"], similarity="dot")
+    mean_r = (10 * 9 + 30 * 29) / 40
+    assert got["hit@1"] == pytest.approx(mean_r / 39, abs=1e-12)
+    assert got["p@3"] == pytest.approx(mean_r / 39, abs=1e-12)
+    assert got["recall@5"] == pytest.approx(5 / 39, abs=1e-12)

@@ -169,3 +169,26 @@ def test_ppr_band_skips_the_top():
     np.testing.assert_array_equal(ppr_negatives(train, 8, 30, m=5, skip=4), full[:, 4:])
     with pytest.raises(ValueError, match="skip"):
         ppr_negatives(train, 8, 30, m=25, skip=10)
+
+
+def test_ppr_negatives_on_a_disconnected_graph_never_return_positives():
+    """User 0 reaches only its own two items; every other item has PPR 0 for it, so the positives must
+    sort below a zero score, not tie with it."""
+    users = np.array([0, 0, 1, 1, 2, 2, 3, 3, 4, 4])
+    items = np.arange(10)  # user u ≥ 1 holds items 2u, 2u + 1: five components
+    train = Interactions(users, items)
+    neg = ppr_negatives(train, 5, 10, m=8, block=5)
+    assert set(neg[0].tolist()) == set(range(2, 10))
+
+
+def test_masked_items_rank_below_every_real_item():
+    """Four of six items masked; the test item is the lowest-scored real item: it is still in the top 2
+    of the two items left (recall@2 = 1), not tied with the masked ones."""
+    from rankopt.recsys.evaluation import evaluate_recommender
+
+    users = torch.tensor([[1.0, 0.0]])
+    items = torch.tensor([[3.0, 0], [2.5, 0], [2.0, 0], [1.5, 0], [1.0, 0], [-1.0, 0]])
+    train = Interactions(np.zeros(4, dtype=np.int64), np.array([0, 1, 2, 3]))
+    test = Interactions(np.zeros(1, dtype=np.int64), np.array([5]))
+    out = evaluate_recommender(users, items, test, train, ks=(2,))
+    assert out["recall@2"] == 1.0 and out["ndcg@2"] == pytest.approx(1 / math.log2(3))

@@ -58,6 +58,10 @@ def test_train_embed_evaluate_agree(tiny_fashion, tmp_path, capsys):
     assert rc == 0 and resumed["run_dir"] == str(run) and resumed["selection"]["epochs_run"] == 2
     assert [h["epoch"] for h in resumed["history"]] == [1, 2] and resumed["history"][0] == reported["history"][0]
     assert len(list((run / "logs").iterdir())) == 2  # both parts' logs kept
+    resumed_log = (run / "logs" / "version_1" / "metrics.csv").read_text().splitlines()
+    epoch_col = resumed_log[0].split(",").index("epoch")
+    epochs = {row.split(",")[epoch_col] for row in resumed_log[1:]}
+    assert "0" not in epochs and "1" in epochs  # the resumed part starts at epoch 2 (Lightning's 0-based 1)
 
 
 def test_resuming_a_finished_run_changes_nothing(tiny_fashion, tmp_path, capsys):
@@ -84,6 +88,8 @@ def test_existing_run_is_not_overwritten(tiny_fashion, tmp_path, capsys):
         ("fashion-mnst", [], "did you mean fashion-mnist"),
         ("fashion-mnist", ["train.epoch=3"], "unknown config key train.epoch; did you mean train.epochs"),
         ("fashion-mnist", ["train.epochs=three"], "train.epochs: expected int"),
+        ("fashion-mnist", ["train.epochs=true"], "train.epochs: expected int"),
+        ("fashion-mnist", ["optim.lr_head=false"], "optim.lr_head: expected float"),
         ("fashion-mnist", ["optim.optimizer=rmsprop"], "rmsprop"),
         ("fashion-mnist", ["nokey"], "not key=value"),
     ],
