@@ -9,6 +9,7 @@ import json
 import logging
 import os
 import sys
+import tempfile
 import zipfile
 from importlib import resources
 from pathlib import Path
@@ -28,6 +29,28 @@ EXAMPLES = {"digits": "scikit-learn's 8×8 digits (1,797 images; raw pixels as e
 
 class CliError(Exception):
     """A user mistake: printed as one line, exit code 2."""
+
+
+# what a bad file, value, device or environment raises; anything else is a bug and keeps its traceback
+INPUT_ERRORS = (CliError, ValueError, TypeError, OSError, ImportError, RuntimeError, FloatingPointError, EOFError,
+                zipfile.BadZipFile)
+
+
+def one_line(err: BaseException) -> str:
+    text = " ".join(str(err).split()) or type(err).__name__
+    return text if isinstance(err, (CliError, ValueError, OSError)) else f"{type(err).__name__}: {text}"
+
+
+def check_writable(path: str | Path, what: str) -> Path:
+    """Create the folder of an output path and make sure it can be written, before any work."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=".rankopt-check-"):
+            pass
+    except OSError as err:
+        raise CliError(f"{what} {path}: cannot write to {path.parent} ({err.strerror or err})") from None
+    return path
 
 
 def load_npz(path: str | Path, what: str = "file") -> tuple[np.ndarray, np.ndarray]:
@@ -80,17 +103,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     gallery = gallery_labels = None
     if args.gallery:
         gallery, gallery_labels = load_npz(args.gallery, "gallery file")
-    try:
-        result = evaluate_per_query(
-            emb, labels, gallery, gallery_labels, metrics=_metric_list(args.metrics), ties=args.ties,
-            similarity=args.similarity, device=args.device, backend=args.backend,
-            memory_budget=int(args.memory_budget * (1 << 20)),
-        )
-        summary = aggregate(result, args.no_positive)
-    except (ValueError, TypeError, ImportError) as err:
-        raise CliError(str(err)) from None
-    except RuntimeError as err:  # e.g. an unavailable device
-        raise CliError(f"computation failed: {err}") from None
+    if args.per_query:
+        check_writable(args.per_query, "--per-query")  # before the work, not after it
+    result = evaluate_per_query(
+        emb, labels, gallery, gallery_labels, metrics=_metric_list(args.metrics), ties=args.ties,
+        similarity=args.similarity, device=args.device, backend=args.backend,
+        memory_budget=int(args.memory_budget * (1 << 20)),
+    )
+    summary = aggregate(result, args.no_positive)
     if args.per_query:
         _write_per_query(args.per_query, result)
     if args.json:
@@ -142,21 +162,16 @@ def cmd_train(args: argparse.Namespace) -> int:
         overrides.append(f"data.root={args.data_dir}")
     if args.skip_bad_images:
         overrides.append("data.skip_bad_images=true")
-    try:
-        if args.resume:
-            if args.recipe:
-                raise CliError("give either a RECIPE or --resume RUN_DIR, not both")
-            cfg = apply_overrides(load_run(args.resume), overrides)  # e.g. more epochs for the saved run
-            metrics, run_dir = train_run(cfg, args.resume, resume=True, progress=not args.json)
-        else:
-            cfg = load_config(args.recipe or "fashion-mnist", overrides)
-            metrics, run_dir = train_run(cfg, args.run_dir, progress=not args.json)
-    except CliError:
-        raise
-    except (ValueError, TypeError, FileNotFoundError, FileExistsError, ImportError) as err:
-        raise CliError(str(err)) from None
-    except RuntimeError as err:  # e.g. a checkpoint that does not fit the configured model
-        raise CliError(f"training failed: {str(err).splitlines()[0]}") from None
+    if args.resume:
+        if args.recipe:
+            raise CliError("give either a RECIPE or --resume RUN_DIR, not both")
+        cfg = apply_overrides(load_run(args.resume), overrides)  # e.g. more epochs for the saved run
+        metrics, run_dir = train_run(cfg, args.resume, resume=True, progress=not args.json)
+    else:
+        cfg = load_config(args.recipe or "fashion-mnist", overrides)
+        if args.run_dir:
+            check_writable(Path(args.run_dir) / "config.yaml", "--run-dir")
+        metrics, run_dir = train_run(cfg, args.run_dir, progress=not args.json)
     if not _rank_zero():
         return 0  # a process DDP launched: rank 0 reports
     if args.json:
@@ -191,12 +206,8 @@ def cmd_embed(args: argparse.Namespace) -> int:
         from rankopt.train.run import embed_dataset
     except ImportError as err:
         raise CliError(f"embedding needs the train extra: pip install 'rankopt[train]' ({err})") from None
-    try:
-        emb, labels = embed_dataset(args.checkpoint, args.dataset, args.data_dir, args.split)
-    except (ValueError, TypeError, FileNotFoundError) as err:
-        raise CliError(str(err)) from None
-    out = Path(args.output)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    out = check_writable(args.output, "-o")
+    emb, labels = embed_dataset(args.checkpoint, args.dataset, args.data_dir, args.split)
     atomic_write(out, lambda f: np.savez(f, embeddings=emb, labels=labels))
     print(f"wrote {len(emb)} embeddings of dimension {emb.shape[1]} to {out}")
     return 0
@@ -224,11 +235,10 @@ def cmd_recsys_train(args: argparse.Namespace) -> int:
     fields = ("model", "loss", "negatives", "protocol", "user_repr", "epochs", "dim", "layers", "k", "lr", "seed", "rating_threshold",
               "n_neg", "n_pos", "tau", "softmax_tau", "eval_every", "patience", "time_budget", "device", "ppr_mix", "ppr_m", "valid_ratio",
               "refit")
-    try:
-        cfg = RecConfig(**{f: getattr(args, f) for f in fields})
-        metrics, run_dir = run_recsys(args.data_dir, cfg, args.run_dir, progress=_epoch_bar)
-    except (ValueError, FileNotFoundError) as err:
-        raise CliError(str(err)) from None
+    cfg = RecConfig(**{f: getattr(args, f) for f in fields})
+    if args.run_dir:
+        check_writable(Path(args.run_dir) / "config.json", "--run-dir")
+    metrics, run_dir = run_recsys(args.data_dir, cfg, args.run_dir, progress=_epoch_bar)
     if args.json:
         print(json.dumps(metrics))
     else:
@@ -246,10 +256,7 @@ def cmd_recsys_train(args: argparse.Namespace) -> int:
 def cmd_recsys_evaluate(args: argparse.Namespace) -> int:
     from rankopt.recsys.runner import evaluate_run
 
-    try:
-        metrics = evaluate_run(args.run_dir, device=args.device)
-    except (ValueError, FileNotFoundError) as err:
-        raise CliError(str(err)) from None
+    metrics = evaluate_run(args.run_dir, device=args.device)
     print(json.dumps(metrics) if args.json else _recsys_table(metrics))
     return 0
 
@@ -390,12 +397,16 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(message)s")
     try:
         return args.func(args)
-    except CliError as err:
-        print(f"rankopt: error: {err}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print("rankopt: interrupted", file=sys.stderr)
         return 130
+    except INPUT_ERRORS as err:
+        # the one error boundary: bad input or environment → one line naming it, exit code 2
+        # (-v shows the traceback too, for reporting a bug)
+        if args.verbose and not isinstance(err, CliError):
+            raise
+        print(f"rankopt: error: {one_line(err)}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -141,11 +141,30 @@ def prepare_search(
         if len(self_index) and (int(self_index.min()) < 0 or int(self_index.max()) >= g.shape[0]):
             raise ValueError(f"query_index must lie in [0, {g.shape[0]}), the gallery's rows")
     sqnorm = (g * g).sum(dim=1) if similarity == "euclidean" else None
+    if similarity != "cosine":
+        _check_score_range(q, g, sqnorm)
     return Search(q, g, similarity, self_index, sqnorm, backend)
+
+
+def _check_score_range(q: torch.Tensor, g: torch.Tensor, sqnorm: torch.Tensor | None) -> None:
+    """Every score must be finite: |q·g| <= |q|·|g| (and |g|² for euclidean) must stay below the
+    dtype's largest value, else overflow turns ranks into NaN comparisons silently."""
+    big = torch.finfo(q.dtype).max
+    qn = q.norm(dim=1).max() if len(q) else q.new_zeros(())
+    gn = g.norm(dim=1).max() if len(g) else g.new_zeros(())
+    bound = float(qn) * float(gn) * (2 if sqnorm is not None else 1) + (float(sqnorm.max()) if sqnorm is not None and len(g) else 0.0)
+    if not (bound < big) or not bool(torch.isfinite(qn)) or not bool(torch.isfinite(gn)):
+        raise ValueError(
+            f"similarities would overflow {q.dtype}: embedding norms reach {float(qn):.3g} (queries) and "
+            f"{float(gn):.3g} (gallery); rescale the embeddings, use float64, or similarity='cosine'"
+        )
 
 
 def _normalise(x: torch.Tensor, name: str) -> torch.Tensor:
     norms = x.norm(dim=1, keepdim=True)
+    if not bool(torch.isfinite(norms).all()):  # |x|² overflowed: scale rows by their largest entry first
+        x = x / x.abs().amax(dim=1, keepdim=True).clamp_min(torch.finfo(x.dtype).tiny)
+        norms = x.norm(dim=1, keepdim=True)
     if bool((norms == 0).any()):
         row = int((norms.squeeze(1) == 0).nonzero()[0])
         raise ValueError(

@@ -21,6 +21,9 @@ def as_tensor(x: Any, name: str) -> torch.Tensor:
     if isinstance(x, np.ndarray):
         if x.dtype == object:
             raise TypeError(f"{name} is a numpy array of Python objects; expected a numeric array")
+        if x.dtype.kind in "USV":
+            raise TypeError(f"{name} holds {'strings' if x.dtype.kind in 'US' else 'raw bytes'} ({x.dtype}); expected "
+                            "numbers (map class names to integer ids first)")
         return torch.from_numpy(np.ascontiguousarray(x))
     try:
         return torch.as_tensor(np.asarray(x))

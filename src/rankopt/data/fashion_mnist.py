@@ -1,8 +1,7 @@
 """Fashion-MNIST, the embedded default: IDX files, with a 2-level hierarchy.
 
-Looked for in ``data_dir``, then in /usr/share/datasets/fashion-mnist (Debian package
-``dataset-fashion-mnist``), then downloaded through torchvision when ``download=True`` and the
-machine has internet. Files: {train,t10k}-images-idx3-ubyte and {train,t10k}-labels-idx1-ubyte,
+Read from ``data_dir`` when one is given (only there), else from /usr/share/datasets/fashion-mnist
+(Debian package ``dataset-fashion-mnist``); never downloaded. Files: {train,t10k}-images-idx3-ubyte and {train,t10k}-labels-idx1-ubyte,
 optionally gzipped.
 
 Hierarchy (column 1): upper body {T-shirt/top, Pullover, Coat, Shirt}, lower body and one-piece
@@ -61,7 +60,9 @@ def _find(directory: Path, stem: str) -> Path | None:
 
 
 def locate(split: str, data_dir: str | Path | None) -> tuple[Path, Path] | None:
-    for directory in ([Path(data_dir)] if data_dir else []) + [SYSTEM_DIR]:
+    """The IDX files of a split: in data_dir when one is given (only there: a folder that does not hold
+    them is an error, never a fallback to another copy), else in the Debian package's folder."""
+    for directory in [Path(data_dir)] if data_dir else [SYSTEM_DIR]:
         images, labels = (_find(directory, s) for s in _FILES[split])
         if images and labels:
             return images, labels
@@ -72,19 +73,16 @@ class FashionMNIST(Dataset):
     """Fashion-MNIST as (image (1, 28, 28) float in [0, 1] or transformed, labels (2,) int64, index)."""
 
     def __init__(self, split: str = "train", data_dir: str | Path | None = None, transform: Callable | None = None,
-                 download: bool = False, limit: int | None = None) -> None:
+                 limit: int | None = None) -> None:
         if split not in _FILES:
             raise ValueError(f"split={split!r} is not 'train' or 'test'")
         found = locate(split, data_dir)
-        if found is None and download:
-            found = self._download(split, data_dir)
         if found is None:
-            where = f"{data_dir} or {SYSTEM_DIR}" if data_dir else str(SYSTEM_DIR)
+            where = data_dir if data_dir else SYSTEM_DIR
             raise DatasetNotFoundError(
                 f"Fashion-MNIST {split}: expected {' and '.join(_FILES[split])} (optionally .gz) in {where}. "
-                "Install the Debian package dataset-fashion-mnist (apt-get install dataset-fashion-mnist), "
-                "put the IDX files from https://github.com/zalandoresearch/fashion-mnist in --data-dir, "
-                "or allow the download on a machine with internet"
+                "Install the Debian package dataset-fashion-mnist (apt-get install dataset-fashion-mnist) "
+                "or put the IDX files from https://github.com/zalandoresearch/fashion-mnist in --data-dir"
             )
         images, labels = read_idx(found[0]), read_idx(found[1])
         if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
@@ -98,14 +96,6 @@ class FashionMNIST(Dataset):
         self.labels = torch.from_numpy(np.stack([fine, _PARENT[fine]], axis=1))
         self.transform = transform
         self.source = found[0].parent
-
-    @staticmethod
-    def _download(split: str, data_dir) -> tuple[Path, Path] | None:
-        from torchvision.datasets import FashionMNIST as TV
-
-        target = Path(data_dir or ".") / "fashion-mnist-download"
-        TV(str(target), train=split == "train", download=True)
-        return locate(split, target / "FashionMNIST" / "raw")
 
     @property
     def n_levels(self) -> int:

@@ -1,0 +1,64 @@
+"""The one error boundary: every subcommand answers bad input with one line on stderr and exit code 2,
+never a traceback."""
+
+import numpy as np
+import pytest
+import torch
+
+from rankopt.cli import main
+
+
+@pytest.fixture()
+def files(tmp_path):
+    rng = np.random.default_rng(0)
+    ok = tmp_path / "ok.npz"
+    np.savez(ok, embeddings=rng.normal(size=(20, 4)).astype(np.float32), labels=np.arange(20) % 4)
+    nan = tmp_path / "nan.npz"
+    e = rng.normal(size=(20, 4))
+    e[3, 1] = np.nan
+    np.savez(nan, embeddings=e, labels=np.arange(20) % 4)
+    huge = tmp_path / "huge.npz"
+    np.savez(huge, embeddings=(rng.normal(size=(20, 4)) * 1e20).astype(np.float32), labels=np.arange(20) % 4)
+    strings = tmp_path / "strings.npz"
+    np.savez(strings, embeddings=rng.normal(size=(20, 4)), labels=np.array(["a", "b"] * 10))
+    text = tmp_path / "text.npz"
+    text.write_text("not an npz\n")
+    empty_ckpt = tmp_path / "run" / "checkpoints" / "empty.ckpt"
+    empty_ckpt.parent.mkdir(parents=True)
+    empty_ckpt.write_bytes(b"")
+    return tmp_path
+
+
+CASES = [
+    ("evaluate NaN", ["evaluate", "{d}/nan.npz"], "NaN"),
+    ("evaluate overflow", ["evaluate", "{d}/huge.npz", "--similarity", "dot"], "overflow"),
+    ("evaluate string labels", ["evaluate", "{d}/strings.npz"], "labels holds strings"),
+    ("evaluate text as npz", ["evaluate", "{d}/text.npz"], "not a readable .npz"),
+    ("evaluate missing", ["evaluate", "{d}/none.npz"], "does not exist"),
+    ("evaluate k too large", ["evaluate", "{d}/ok.npz", "--metrics", "hit@100"], "k=100"),
+    ("evaluate unknown metric", ["evaluate", "{d}/ok.npz", "--metrics", "mapr"], "mapr"),
+    ("evaluate unwritable per-query", ["evaluate", "{d}/ok.npz", "--per-query", "{d}/ok.npz/q.csv"], "cannot write"),
+    ("evaluate no cuda", ["evaluate", "{d}/ok.npz", "--device", "cuda:7"], ""),
+    ("train unknown recipe", ["train", "fashion-mnst"], "did you mean"),
+    ("train bad override", ["train", "--set", "train.epochs=-1"], "at least 1"),
+    ("train missing data", ["train", "--data-dir", "{d}/nothere", "--run-dir", "{d}/r1"], "Fashion-MNIST"),
+    ("train unwritable run dir", ["train", "--run-dir", "{d}/ok.npz/run"], "cannot write"),
+    ("train resume nothing", ["train", "--resume", "{d}/nothere"], "config.yaml"),
+    ("embed empty checkpoint", ["embed", "{d}/run/checkpoints/empty.ckpt", "-o", "{d}/e.npz"], "not a rankopt run folder"),
+    ("embed missing checkpoint", ["embed", "{d}/none.ckpt", "-o", "{d}/e.npz"], "does not exist"),
+    ("embed unwritable output", ["embed", "{d}/none.ckpt", "-o", "{d}/ok.npz/e.npz"], "cannot write"),
+    ("recsys missing data", ["recsys", "train", "{d}/nothere"], "not a folder"),
+    ("recsys bad tau", ["recsys", "train", "{d}/nothere", "--loss", "softmax", "--softmax-tau", "0"], ""),
+    ("recsys evaluate not a run", ["recsys", "evaluate", "{d}"], "not a finished recsys run"),
+]
+
+
+@pytest.mark.parametrize("name,argv,match", CASES, ids=[c[0] for c in CASES])
+def test_bad_input_is_one_line_and_exit_code_2(files, capsys, name, argv, match):
+    if name == "evaluate no cuda" and torch.cuda.device_count() > 7:
+        pytest.skip("this machine has a cuda:7")
+    rc = main([a.format(d=files) for a in argv])
+    err = capsys.readouterr().err
+    assert rc == 2, err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert match in err
