@@ -192,6 +192,17 @@ def validate(cfg: RunConfig) -> RunConfig:
     for key, value in (("data.valid_fraction", d.valid_fraction), ("data.test_fraction", d.test_fraction)):
         if not 0 < value < 1:
             raise ValueError(f"{key}={value} must be between 0 and 1 (exclusive)")
+    m = cfg.model
+    if m.backbone == "small_cnn" and m.weights:
+        raise ValueError("model.weights: small_cnn has no pretrained weights to load; leave model.weights unset")
+    if m.backbone != "small_cnn" and m.in_channels != 3:
+        raise ValueError(f"model.in_channels={m.in_channels}: {m.backbone} takes 3-channel (RGB) images")
+    if d.name == "fashion-mnist" and m.in_channels != 1:
+        raise ValueError(f"model.in_channels={m.in_channels}: Fashion-MNIST images have 1 channel (use model.backbone=small_cnn)")
+    for key, value in (("optim.lr_backbone", cfg.optim.lr_backbone), ("optim.lr_head", cfg.optim.lr_head),
+                       ("optim.lr_proxies", cfg.optim.lr_proxies)):
+        if value is not None and not value > 0:
+            raise ValueError(f"{key}={value} must be positive")
     if cfg.loss.memory_unique and cfg.loss.memory:
         raise ValueError("loss.memory_unique sizes the memory to the training set: leave loss.memory at 0")
     if cfg.loss.memory < 0:
