@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import json
 import logging
 import os
@@ -112,24 +110,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     )
     summary = aggregate(result, args.no_positive)
     if args.per_query:
-        _write_per_query(args.per_query, result)
+        result.write_csv(args.per_query)
     if args.json:
         print(json.dumps(summary))
     else:
         print(_table(summary, source, result.n_ranked, args))
     return 0
-
-
-def _write_per_query(path: str, result) -> None:
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    names = list(result.values)
-    out = io.StringIO(newline="")
-    w = csv.writer(out)
-    w.writerow(["query"] + names)
-    for i in range(result.n_queries):
-        w.writerow([i] + ["" if np.isnan(result.values[n][i]) else f"{result.values[n][i]:.10g}" for n in names])
-    atomic_write_text(p, out.getvalue())
 
 
 def _table(summary: dict, source: str, n_ranked: int, args: argparse.Namespace) -> str:

@@ -52,6 +52,10 @@ def test_train_embed_evaluate_agree(tiny_fashion, tmp_path, capsys):
     again = evaluate(data["embeddings"], data["labels"], metrics=["hit@1", "map@r", "ap", "hap", "asi", "ndcg"])
     for k in ("hit@1", "map@r", "ap", "hap", "asi", "ndcg"):
         assert again[k] == pytest.approx(reported["test"][k], abs=1e-6), k
+    rows = (run / "test_per_query.csv").read_text().splitlines()  # per-query values of the test, mean = metric
+    header = rows[0].split(",")
+    ap = [float(r.split(",")[header.index("ap")]) for r in rows[1:]]
+    assert len(ap) == 120 and sum(ap) / len(ap) == pytest.approx(reported["test"]["ap"], abs=1e-9)
     # resume for one more epoch continues the same run
     rc, out, _ = run_cli(["train", "--resume", str(run), "--set", "train.epochs=2", "--json"], capsys)
     resumed = json.loads(out.strip().splitlines()[-1])

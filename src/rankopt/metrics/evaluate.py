@@ -50,6 +50,21 @@ class PerQueryResult:
     def n_queries(self) -> int:
         return len(next(iter(self.values.values())))
 
+    def write_csv(self, path) -> None:
+        """One row per query (its index, then each metric; empty where it has no relevant item), atomically."""
+        import csv
+        import io
+
+        from rankopt.atomic import atomic_write_text
+
+        names = list(self.values)
+        out = io.StringIO(newline="")
+        w = csv.writer(out)
+        w.writerow(["query"] + names)
+        for i in range(self.n_queries):
+            w.writerow([i] + ["" if np.isnan(self.values[n][i]) else f"{self.values[n][i]:.10g}" for n in names])
+        atomic_write_text(path, out.getvalue())
+
 
 def evaluate_per_query(
     queries: Any,

@@ -111,7 +111,7 @@ def fit(module: RetrievalModule, data: RetrievalData, run_dir: str | Path, *, ep
     """Train for ``epochs`` epochs (from ``resume`` if given), then test the selected weights once.
 
     Selection: the epoch with the best ``valid/<monitor>`` (the first one on ties); without a
-    validation set, the last epoch. Returns {"test", "selection", "valid", "history"}.
+    validation set, the last epoch. Returns {"test", "selection", "valid", "history", "test_per_query"}.
     """
     run_dir = Path(run_dir)
     if resume is not None and not Path(resume).is_file():
@@ -146,4 +146,4 @@ def fit(module: RetrievalModule, data: RetrievalData, run_dir: str | Path, *, ep
                  "value": chosen.get(key), "epoch": epoch, "epochs_run": len(history)}
     valid = {k[len("valid/"):]: v for k, v in chosen.items() if k.startswith("valid/")}
     return {"test": dict(module.test_metrics), "selection": selection, "valid": valid, "history": history,
-            "is_global_zero": trainer.is_global_zero}
+            "is_global_zero": trainer.is_global_zero, "test_per_query": module.test_per_query}

@@ -65,6 +65,7 @@ class RetrievalModule(pl.LightningModule):
         self.history: list[dict] = []
         self.valid_metrics: dict[str, float] = {}
         self.test_metrics: dict[str, float] = {}
+        self.test_per_query = None  # PerQueryResult of the test, in query order
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
@@ -126,7 +127,7 @@ class RetrievalModule(pl.LightningModule):
     def test_step(self, batch, batch_idx, dataloader_idx: int = 0):
         self._collect(batch, dataloader_idx)
 
-    def _evaluate(self, evalset) -> dict[str, float]:
+    def _evaluate(self, evalset, per_query: bool = False) -> dict[str, float]:
         """Metrics of the evaluation whose shards this process embedded (queries: loader 0, gallery: 1)."""
         parts = []
         for idx, ds in enumerate([evalset.queries] + ([evalset.gallery] if evalset.gallery is not None else [])):
@@ -139,7 +140,9 @@ class RetrievalModule(pl.LightningModule):
         self._outputs = {}
         q = parts[0]
         metrics = evaluate_shards(q[0], q[1], q[2], q[3], parts[1] if len(parts) > 1 else None,
-                                  metrics=list(self.eval_metrics))
+                                  metrics=list(self.eval_metrics), per_query=per_query)
+        if per_query:
+            metrics, self.test_per_query = metrics
         return {k: int(v) if k.startswith("n_") else float(v) for k, v in metrics.items()}
 
     def on_validation_epoch_end(self) -> None:
@@ -151,7 +154,7 @@ class RetrievalModule(pl.LightningModule):
                 self.log(f"valid/{k}", float(v), prog_bar=k in ("hit@1", self.monitor), sync_dist=True)
 
     def on_test_epoch_end(self) -> None:
-        self.test_metrics = self._evaluate(self.trainer.datamodule.test)
+        self.test_metrics = self._evaluate(self.trainer.datamodule.test, per_query=True)
         for k, v in self.test_metrics.items():
             if not k.startswith("n_"):
                 self.log(f"test/{k}", float(v), sync_dist=True)

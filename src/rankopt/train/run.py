@@ -122,9 +122,12 @@ def train_run(cfg: RunConfig, run_dir: str | Path | None = None, resume: bool = 
     finally:
         os.environ.pop(_RUN_DIR_ENV, None)
     is_zero = result.pop("is_global_zero")
+    per_query = result.pop("test_per_query")
     out = {"test": result["test"], "selection": result["selection"], "valid": result["valid"],
            "history": result["history"], "protocol": splits.describe(), "run_dir": str(run_dir)}
     if is_zero:
+        if per_query is not None:
+            per_query.write_csv(run_dir / "test_per_query.csv")
         atomic_write_text(run_dir / "metrics.json", json.dumps(out, indent=2))
     return out, run_dir
 

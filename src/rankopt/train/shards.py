@@ -89,13 +89,14 @@ def gather_in_order(values: torch.Tensor, index: torch.Tensor, total: int) -> to
 def evaluate_shards(
     queries: torch.Tensor, query_labels: torch.Tensor, query_index: torch.Tensor, n_queries: int,
     gallery: tuple[torch.Tensor, torch.Tensor, torch.Tensor, int] | None = None, *,
-    metrics: Sequence[str], no_positive: str = "exclude", **options,
-) -> dict[str, float]:
+    metrics: Sequence[str], no_positive: str = "exclude", per_query: bool = False, **options,
+) -> dict[str, float] | tuple[dict[str, float], PerQueryResult]:
     """Mean metrics of an evaluation set split over processes.
 
     queries, query_labels, query_index: this process's shard (item ``query_index[i]`` of ``n_queries``).
     gallery: None for leave-one-out (the queries are the gallery), else this process's shard of a
     separate gallery as (embeddings, labels, index, size). ``options`` go to evaluate_per_query.
+    per_query=True also returns every query's values, in query order (the same on every process).
     """
     if gallery is None:
         g_emb = gather_in_order(queries, query_index, n_queries)
@@ -119,4 +120,5 @@ def evaluate_shards(
     n_ranked = g_emb.shape[0] - (1 if gallery is None else 0)
     result = PerQueryResult({k: values[:, j].numpy() for j, k in enumerate(names)},
                             {k: has[:, j].numpy() for j, k in enumerate(names)}, n_levels, n_ranked)
-    return aggregate(result, no_positive)
+    summary = aggregate(result, no_positive)
+    return (summary, result) if per_query else summary
