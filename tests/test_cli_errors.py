@@ -62,3 +62,9 @@ def test_bad_input_is_one_line_and_exit_code_2(files, capsys, name, argv, match)
     assert rc == 2, err
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
     assert match in err
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0 and capsys.readouterr().out.startswith("rankopt 0.")

@@ -247,11 +247,21 @@ def cmd_recsys_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("rankopt")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rankopt", description="Train and evaluate models directly on ranking metrics."
     )
-    parser.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr (and tracebacks of errors)")
+    parser.add_argument("--version", action="version", version=f"rankopt {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     ev = sub.add_parser(
         "evaluate",
