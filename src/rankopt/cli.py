@@ -16,6 +16,7 @@ import numpy as np
 
 from rankopt import recipes
 from rankopt.atomic import atomic_write, atomic_write_text
+from rankopt.progress import progress_bar
 from rankopt.metrics.evaluate import NO_POSITIVE, aggregate, evaluate_per_query
 from rankopt.metrics.ranking import TIES
 from rankopt.search import BACKENDS, SIMILARITIES
@@ -103,11 +104,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         gallery, gallery_labels = load_npz(args.gallery, "gallery file")
     if args.per_query:
         check_writable(args.per_query, "--per-query")  # before the work, not after it
-    result = evaluate_per_query(
-        emb, labels, gallery, gallery_labels, metrics=_metric_list(args.metrics), ties=args.ties,
-        similarity=args.similarity, device=args.device, backend=args.backend,
-        memory_budget=int(args.memory_budget * (1 << 20)),
-    )
+    with progress_bar("ranking queries") as bar:
+        result = evaluate_per_query(
+            emb, labels, gallery, gallery_labels, metrics=_metric_list(args.metrics), ties=args.ties,
+            similarity=args.similarity, device=args.device, backend=args.backend,
+            memory_budget=int(args.memory_budget * (1 << 20)), progress=bar,
+        )
     summary = aggregate(result, args.no_positive)
     if args.per_query:
         result.write_csv(args.per_query)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -80,10 +80,11 @@ def evaluate_per_query(
     memory_budget: int = 1 << 30,
     hap_alpha: float = 1.0,
     query_index: Any | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> PerQueryResult:
     """Every requested metric for every query. Arguments as :func:`evaluate`; ``query_index`` (with a
     gallery): each query's own row in the gallery, removed from its ranking by index (a shard of a
-    leave-one-out evaluation)."""
+    leave-one-out evaluation). ``progress(done, total)`` is called after every block of queries."""
     check_choice(ties, TIES, "ties")
     search = prepare_search(queries, gallery, similarity=similarity, device=device, backend=backend,
                             query_index=query_index)
@@ -108,6 +109,8 @@ def evaluate_per_query(
         ranking = _rank_block(search, q_labels, g_labels, start, stop, depth, c, ties)
         for s in specs:
             values[s.name][start:stop] = s.compute(ranking, hap_alpha).cpu().numpy()
+        if progress is not None:
+            progress(stop, n_q)
     has_rel = {s.name: s.has_relevant(counts, n_levels).cpu().numpy() for s in specs}
     for s in specs:
         values[s.name][~has_rel[s.name]] = np.nan

@@ -18,6 +18,7 @@ from torch import nn
 from rankopt.losses import CrossBatchMemory
 from rankopt.losses.distributed import distributed_loss
 from rankopt.models import EmbeddingModel
+from rankopt.progress import progress_bar
 from rankopt.train.shards import evaluate_shards
 
 __all__ = ["OptimConfig", "RetrievalModule"]
@@ -139,8 +140,10 @@ class RetrievalModule(pl.LightningModule):
             parts.append((emb, lab if lab.ndim == 2 else lab.unsqueeze(1), index, len(ds)))
         self._outputs = {}
         q = parts[0]
-        metrics = evaluate_shards(q[0], q[1], q[2], q[3], parts[1] if len(parts) > 1 else None,
-                                  metrics=list(self.eval_metrics), per_query=per_query)
+        shown = self.trainer.progress_bar_callback is not None and self.trainer.is_global_zero
+        with progress_bar(f"ranking {evalset.split}", enabled=None if shown else False) as bar:  # None: on a terminal
+            metrics = evaluate_shards(q[0], q[1], q[2], q[3], parts[1] if len(parts) > 1 else None,
+                                      metrics=list(self.eval_metrics), per_query=per_query, progress=bar)
         if per_query:
             metrics, self.test_per_query = metrics
         return {k: int(v) if k.startswith("n_") else float(v) for k, v in metrics.items()}
