@@ -89,9 +89,14 @@ def measure(dataset: str, model: str, variant: str, protocol: str, args, replay:
     return row
 
 
-def table(rows: list[dict]) -> str:
+def table(rows: list[dict], fallback: list[dict] = ()) -> str:
+    """Markdown tables; a cell missing from ``rows`` is taken from ``fallback`` (an older results file)
+    and marked † (tested with training items masked only)."""
     out = []
     by = {key(r): r for r in rows}
+    for r in fallback:
+        by.setdefault(key(r), {**r, "old": r["protocol"] == "transductive"})  # inductive test masking is unchanged
+    rows = list(by.values())
     for dataset in dict.fromkeys(r["dataset"] for r in rows):
         out += [f"\n**{dataset}**\n", "| model | loss | trans. R@20 | trans. N@20 | ind. R@20 | ind. N@20 | s/ep | to best (s) |",
                 "|---|---|---|---|---|---|---|---|"]
@@ -100,7 +105,7 @@ def table(rows: list[dict]) -> str:
                 t, i = by.get((dataset, model, variant, "transductive")), by.get((dataset, model, variant, "inductive"))
                 if t is None and i is None:
                     continue
-                cell = lambda r, m: "–" if r is None else f"{r[m]:.4f}"  # noqa: E731
+                cell = lambda r, m: "–" if r is None else f"{r[m]:.4f}" + ("†" if r.get("old") else "")  # noqa: E731
                 speed = t or i
                 star = "*" if speed["capped"] else ""
                 out.append(f"| {model} | {variant} | {cell(t, 'recall@20')} | {cell(t, 'ndcg@20')} | {cell(i, 'recall@20')} | "
@@ -156,7 +161,8 @@ def main() -> None:
                         with args.results.open("a") as f:
                             f.write(json.dumps(row) + "\n")
                         rows.append(row)
-    print(table(rows))
+    old = [json.loads(line) for line in args.replay.read_text().splitlines()] if args.replay else []
+    print(table(rows, [r for r in old if r["dataset"] in args.datasets]))
 
 
 if __name__ == "__main__":
