@@ -13,7 +13,7 @@ WRITERS = {"sop": miniatures.write_sop, "cub": miniatures.write_cub, "inaturalis
 
 
 @pytest.mark.parametrize("recipe", [r for r in recipe_names() if r != "fashion-mnist"])
-def test_recipe_trains_on_its_miniature(recipe, tmp_path):
+def test_recipe_trains_on_its_miniature(recipe, tmp_path, caplog):
     cfg = load_config(recipe)
     if cfg.model.backbone.startswith(("deit", "vit")):
         pytest.importorskip("timm")
@@ -24,6 +24,7 @@ def test_recipe_trains_on_its_miniature(recipe, tmp_path):
     metrics, run_dir = train_run(cfg, tmp_path / "run", progress=False)
     assert (run_dir / "checkpoints" / "last.ckpt").is_file()
     assert all(math.isfinite(v) for v in metrics["test"].values())
+    assert metrics["pretrained"] is False and "randomly initialised weights" in caplog.text  # said, and recorded
     assert metrics["selection"]["split"] == "valid" and metrics["protocol"]["test"]["mode"] == (
         "query-gallery" if recipe in ("happier-dyml-vehicle", "happier-dyml-animal") else "leave-one-out")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 from pathlib import Path
@@ -24,6 +25,7 @@ from rankopt.train.protocol import build_splits as protocol_splits
 
 __all__ = ["build_splits", "build_model", "build_loss", "train_run", "load_run", "embed_dataset"]
 
+log = logging.getLogger(__name__)
 _RUN_DIR_ENV = "RANKOPT_RUN_DIR"  # tells the processes DDP launches where rank 0 writes
 
 _NEEDS_CLASSES = ("happier", "normsoftmax")
@@ -103,6 +105,9 @@ def train_run(cfg: RunConfig, run_dir: str | Path | None = None, resume: bool = 
     if finished is not None and finished.get("selection", {}).get("epochs_run") == cfg.train.epochs:
         return finished, run_dir  # a finished run: nothing to do, nothing changed
     validate(cfg)
+    if not cfg.model.weights and cfg.model.backbone != "small_cnn":
+        log.warning("%s trains from randomly initialised weights (model.weights is unset): the published "
+                    "recipes start from ImageNet weights; expect far lower numbers", cfg.model.backbone)
     splits = build_splits(cfg)
     run_dir.mkdir(parents=True, exist_ok=True)
     if _rank_zero():
@@ -124,7 +129,8 @@ def train_run(cfg: RunConfig, run_dir: str | Path | None = None, resume: bool = 
     is_zero = result.pop("is_global_zero")
     per_query = result.pop("test_per_query")
     out = {"test": result["test"], "selection": result["selection"], "valid": result["valid"],
-           "history": result["history"], "protocol": splits.describe(), "run_dir": str(run_dir)}
+           "history": result["history"], "protocol": splits.describe(), "pretrained": bool(cfg.model.weights),
+           "run_dir": str(run_dir)}
     if is_zero:
         if per_query is not None:
             per_query.write_csv(run_dir / "test_per_query.csv")
