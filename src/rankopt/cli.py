@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 import tempfile
 import zipfile
@@ -140,7 +139,7 @@ def _table(summary: dict, source: str, n_ranked: int, args: argparse.Namespace) 
 def cmd_train(args: argparse.Namespace) -> int:
     try:
         from rankopt.train.config import apply_overrides, load_config
-        from rankopt.train.run import load_run, train_run
+        from rankopt.train.run import is_rank_zero, load_run, train_run
     except ImportError as err:
         raise CliError(f"training needs the train extra: pip install 'rankopt[train]' ({err})") from None
     for name in ("lightning.pytorch", "lightning.fabric", "lightning"):  # no hardware banners or tips
@@ -160,17 +159,13 @@ def cmd_train(args: argparse.Namespace) -> int:
         if args.run_dir:
             check_writable(Path(args.run_dir) / "config.yaml", "--run-dir")
         metrics, run_dir = train_run(cfg, args.run_dir, progress=not args.json)
-    if not _rank_zero():
+    if not is_rank_zero():
         return 0  # a process DDP launched: rank 0 reports
     if args.json:
         print(json.dumps(metrics))
     else:
         print(_run_summary(metrics, cfg))
     return 0
-
-
-def _rank_zero() -> bool:
-    return int(os.environ.get("LOCAL_RANK", "0")) == 0 and int(os.environ.get("NODE_RANK", "0")) == 0
 
 
 def _run_summary(result: dict, cfg) -> str:

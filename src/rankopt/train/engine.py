@@ -57,9 +57,8 @@ class RetrievalData(pl.LightningDataModule):
         if evalset is None:
             return []
         world, rank = self._place()
-        parts = [evalset.queries] + ([evalset.gallery] if evalset.gallery is not None else [])
         return [DataLoader(ds, batch_size=self.eval_batch_size, sampler=ShardSampler(len(ds), world, rank),
-                           num_workers=self.num_workers) for ds in parts]
+                           num_workers=self.num_workers) for ds in evalset.parts]
 
     def val_dataloader(self) -> list[DataLoader]:
         return self._eval_loaders(self.valid)

@@ -131,7 +131,7 @@ class RetrievalModule(pl.LightningModule):
     def _evaluate(self, evalset, per_query: bool = False) -> dict[str, float]:
         """Metrics of the evaluation whose shards this process embedded (queries: loader 0, gallery: 1)."""
         parts = []
-        for idx, ds in enumerate([evalset.queries] + ([evalset.gallery] if evalset.gallery is not None else [])):
+        for idx, ds in enumerate(evalset.parts):
             out = self._outputs.get(idx, [])
             # a process whose shard is empty still joins the gathers
             emb = torch.cat([o[0] for o in out]) if out else torch.empty(0, self.model.dim)

@@ -23,7 +23,7 @@ from torch.utils.data import Dataset
 from rankopt.atomic import atomic_write_text
 from rankopt.data import Subset, available_splits
 
-__all__ = ["EvalSet", "Splits", "carve", "standard_test", "build_splits", "CARVE_BY"]
+__all__ = ["EvalSet", "Splits", "carve", "standard_test", "test_splits", "build_splits", "CARVE_BY"]
 
 # how a validation split is carved from training: like each dataset's own test split
 CARVE_BY = {"fashion-mnist": "images"}  # every other dataset: "classes"
@@ -42,6 +42,11 @@ class EvalSet:
     @property
     def mode(self) -> str:
         return "leave-one-out" if self.gallery is None else "query-gallery"
+
+    @property
+    def parts(self) -> list[Dataset]:
+        """What is embedded: the queries, then the gallery if there is one (the evaluation loaders' order)."""
+        return [self.queries] + ([self.gallery] if self.gallery is not None else [])
 
     def describe(self) -> dict:
         out = {"split": self.split, "mode": self.mode, "n_queries": len(self.queries)}
@@ -79,6 +84,16 @@ def standard_test(name: str, options: dict) -> tuple[str, str | None]:
     if name == "gldv2":
         return "index", None
     return "test", None
+
+
+def test_splits(data_cfg) -> tuple[str, str | None]:
+    """(query split, gallery split or None) of a run: the dataset's protocol unless the config names them."""
+    q_split, g_split = standard_test(data_cfg.name.lower().replace("_", "-"), data_cfg.options)
+    if data_cfg.test_split != "auto":
+        q_split = data_cfg.test_split
+    if data_cfg.gallery_split != "auto":
+        g_split = None if data_cfg.gallery_split in (None, "none") else data_cfg.gallery_split
+    return q_split, g_split
 
 
 def carve(labels: np.ndarray, fraction: float, by: str, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -156,10 +171,7 @@ def build_splits(data_cfg, load: Callable[[str | None, bool], Dataset]) -> Split
         carved["test"] = f"{d.test_fraction:g} of the classes (seed {seed})"
         train_full, train_eval, base_idx = loaded(None, True), whole, rest
     else:
-        q_split, g_split = standard_test(name, d.options)
-        q_split = q_split if d.test_split == "auto" else d.test_split
-        if d.gallery_split != "auto":
-            g_split = None if d.gallery_split in (None, "none") else d.gallery_split
+        q_split, g_split = test_splits(d)
         if q_split == d.train_split:
             raise ValueError(f"data.test_split={q_split!r} is the training split: a test must be held out")
         test = EvalSet(q_split, loaded(q_split, False), loaded(g_split, False) if g_split else None, g_split)

@@ -20,10 +20,10 @@ from rankopt.models import EmbeddingModel, create_model
 from rankopt.train.config import RunConfig, from_dict, to_dict, validate
 from rankopt.train.engine import RetrievalData, fit
 from rankopt.train.module import RetrievalModule
-from rankopt.train.protocol import Splits, standard_test
+from rankopt.train.protocol import Splits, test_splits
 from rankopt.train.protocol import build_splits as protocol_splits
 
-__all__ = ["build_splits", "build_model", "build_loss", "train_run", "load_run", "embed_dataset"]
+__all__ = ["build_splits", "build_model", "build_loss", "train_run", "load_run", "embed_dataset", "is_rank_zero"]
 
 log = logging.getLogger(__name__)
 _RUN_DIR_ENV = "RANKOPT_RUN_DIR"  # tells the processes DDP launches where rank 0 writes
@@ -76,7 +76,8 @@ def build_loss(cfg: RunConfig, n_classes: int, n_train: int | None = None):
 
 
 
-def _rank_zero() -> bool:
+def is_rank_zero() -> bool:
+    """False in the extra processes a DDP launcher started (they compute, rank 0 reports)."""
     return int(os.environ.get("LOCAL_RANK", "0")) == 0 and int(os.environ.get("NODE_RANK", "0")) == 0
 
 
@@ -94,12 +95,12 @@ def train_run(cfg: RunConfig, run_dir: str | Path | None = None, resume: bool = 
     """Train (or, with resume=True, continue) the run, select on validation, test the selected weights;
     returns (the metrics.json object, run folder). Resuming a finished run returns its metrics unchanged."""
     # DDP re-launches this program once per extra process: they must write into the same folder
-    run_dir = Path(run_dir or cfg.train.run_dir or (None if _rank_zero() else os.environ.get(_RUN_DIR_ENV))
+    run_dir = Path(run_dir or cfg.train.run_dir or (None if is_rank_zero() else os.environ.get(_RUN_DIR_ENV))
                    or f"runs/{cfg.recipe}-{time.strftime('%Y%m%d-%H%M%S')}")
     last = run_dir / "checkpoints" / "last.ckpt"
     if resume and not last.is_file():
         raise FileNotFoundError(f"{run_dir} has no checkpoints/last.ckpt to resume from")
-    if not resume and last.exists() and _rank_zero():
+    if not resume and last.exists() and is_rank_zero():
         raise FileExistsError(f"{run_dir} already holds a run; resume it with --resume {run_dir} or choose another folder")
     finished = _metrics_file(run_dir) if resume else None
     if finished is not None and finished.get("selection", {}).get("epochs_run") == cfg.train.epochs:
@@ -110,7 +111,7 @@ def train_run(cfg: RunConfig, run_dir: str | Path | None = None, resume: bool = 
                     "recipes start from ImageNet weights; expect far lower numbers", cfg.model.backbone)
     splits = build_splits(cfg)
     run_dir.mkdir(parents=True, exist_ok=True)
-    if _rank_zero():
+    if is_rank_zero():
         atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False))
         splits.write_listing(run_dir)
     torch.manual_seed(cfg.train.seed)
@@ -170,7 +171,7 @@ def embed_dataset(checkpoint: str | Path, dataset: str | None = None, root: str 
         raise ValueError(f"checkpoint {checkpoint} does not fit the model of its config ({cfg.model.backbone}): {first}") from None
     model.eval()
     if split is None:
-        split = standard_test(cfg.data.name, cfg.data.options)[0] if cfg.data.test_split == "auto" else cfg.data.test_split
+        split = test_splits(cfg.data)[0]
     ds = _dataset(cfg, split, train=False)
     embeddings, labels = [], []
     with torch.no_grad():
