@@ -58,6 +58,24 @@ def mrr(order, level):
     return 0.0
 
 
+def mrr_at_k(order, level, k):
+    for p, lv in enumerate(order[:k], start=1):
+        if lv >= level:
+            return 1 / p
+    return 0.0
+
+
+def map_at_k(order, level, k):
+    """RecBole's MAP@K: the precision at each relevant position of the top k, summed, over min(k, R)."""
+    r = sum(lv >= level for lv in order)
+    hits, total = 0, 0.0
+    for p, lv in enumerate(order[:k], start=1):
+        if lv >= level:
+            hits += 1
+            total += hits / p
+    return total / min(k, r)
+
+
 def ndcg(order, k=None):
     k = len(order) if k is None else k
     dcg = sum((2**lv - 1) / math.log2(p + 1) for p, lv in enumerate(order[:k], start=1))

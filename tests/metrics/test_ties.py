@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 import reference_metrics as ref
 from rankopt.metrics import rank_metrics
 
-METRICS = "ap,map@r,r-precision,hit@1,hit@3,p@2,recall@3,mrr,ndcg,ndcg@3,hap,asi,ap/level1,hit@2/level1"
+METRICS = "ap,map@r,r-precision,hit@1,hit@3,p@2,recall@3,mrr,mrr@2,mrr@3,map@3,map@5,ndcg,ndcg@3,hap,asi,ap/level1,hit@2/level1"
 
 
 def reference_values(scores, levels, n_levels, ties):
@@ -26,6 +26,10 @@ def reference_values(scores, levels, n_levels, ties):
         "p@2": e(ref.p_at_k, level=L, k=2),
         "recall@3": e(ref.recall_at_k, level=L, k=3),
         "mrr": e(ref.mrr, level=L),
+        "mrr@2": e(ref.mrr_at_k, level=L, k=2),
+        "mrr@3": e(ref.mrr_at_k, level=L, k=3),
+        "map@3": e(ref.map_at_k, level=L, k=3),
+        "map@5": e(ref.map_at_k, level=L, k=5),
         "ndcg": e(ref.ndcg),
         "ndcg@3": e(ref.ndcg, k=3),
         "hap": e(ref.hap, n_levels=L),
@@ -75,14 +79,15 @@ rows = st.integers(min_value=2, max_value=9).flatmap(
 @settings(max_examples=60, deadline=None)
 @given(rows)
 def test_permuting_items_changes_nothing_under_expected_ties(case):
+    SHORT = ",".join(n for n in METRICS.split(",") if not n.endswith(("@3", "@5")))  # rows may hold 2 items
     scores, levels, rnd = case
     levels[0] = 2
     perm = list(range(len(scores)))
     rnd.shuffle(perm)
-    a = rank_metrics(torch.tensor([scores]), torch.tensor([levels]), METRICS.replace(",hit@3", "").replace(",recall@3", "").replace(",ndcg@3", ""), n_levels=2)
+    a = rank_metrics(torch.tensor([scores]), torch.tensor([levels]), SHORT, n_levels=2)
     b = rank_metrics(
         torch.tensor([[scores[i] for i in perm]]), torch.tensor([[levels[i] for i in perm]]),
-        METRICS.replace(",hit@3", "").replace(",recall@3", "").replace(",ndcg@3", ""), n_levels=2,
+        SHORT, n_levels=2,
     )
     for name in a:
         assert float(a[name][0]) == pytest.approx(float(b[name][0]), abs=1e-12), name
@@ -147,7 +152,7 @@ def test_prefix_metrics_alone_follow_a_tie_across_the_cut(seed):
     g = torch.Generator().manual_seed(seed)
     emb = torch.randint(0, 3, (60, 2), generator=g).double()  # few distinct dot products: long ties
     labels = torch.randint(0, 5, (60,), generator=g)
-    names = ["hit@1", "p@3", "recall@5"]
+    names = ["hit@1", "p@3", "recall@5", "mrr@3", "map@4"]
     full = evaluate(emb, labels, metrics=names + ["ap"], similarity="dot")
     for backend in ("torch", "faiss"):
         alone = evaluate(emb, labels, metrics=names, similarity="dot", backend=backend)

@@ -28,6 +28,7 @@ __all__ = [
     "recall_at_k",
     "hit_at_k",
     "reciprocal_rank",
+    "map_at_k",
     "relevant_count",
     "expected_hits",
 ]
@@ -80,6 +81,12 @@ def map_at_r(ranking: Ranking, level: int) -> torch.Tensor:
     return _ap_sum(ranking, level, r) / r.clamp_min(1).to(torch.float64)
 
 
+def map_at_k(ranking: Ranking, level: int, k: int) -> torch.Tensor:
+    """MAP@k as RecBole and most recommender papers define it: Σ_{p ≤ k} P@p · rel(p) / min(k, R)."""
+    r = relevant_count(ranking, level).clamp(min=1, max=k).to(torch.float64)
+    return _ap_sum(ranking, level, _constant(ranking, k)) / r
+
+
 def r_precision(ranking: Ranking, level: int) -> torch.Tensor:
     """R-precision: relevant items among the first R, divided by R."""
     r = relevant_count(ranking, level)
@@ -117,8 +124,8 @@ def hit_at_k(ranking: Ranking, level: int, k: int) -> torch.Tensor:
     return torch.where(sure, torch.ones_like(maybe), maybe)
 
 
-def reciprocal_rank(ranking: Ranking, level: int) -> torch.Tensor:
-    """Reciprocal rank of the first relevant item."""
+def reciprocal_rank(ranking: Ranking, level: int, k: int | None = None) -> torch.Tensor:
+    """Reciprocal rank of the first relevant item; with ``k``, 0 when it is ranked below k (MRR@k)."""
     a, r, heads = _groups(ranking, level)
     first = heads & (a == 0) & (r > 0)  # (Q, M): at most one per row
     n = (first * ranking.size).sum(dim=1)  # (Q,)
@@ -129,4 +136,6 @@ def reciprocal_rank(ranking: Ranking, level: int) -> torch.Tensor:
     i = torch.arange(1, span + 1, device=n.device).unsqueeze(0)  # (1, span)
     log_w = log_comb(n.unsqueeze(1) - i, rr.unsqueeze(1) - 1) - log_comb(n, rr).unsqueeze(1)
     w = torch.where(torch.isfinite(log_w), torch.exp(log_w), torch.zeros_like(log_w))
+    if k is not None:
+        w = w * (b.unsqueeze(1) + i <= k)  # a first relevant item at 1-based position B + X > k counts 0
     return (w / (b.unsqueeze(1) + i).to(torch.float64)).sum(dim=1) * (rr > 0)

@@ -96,7 +96,7 @@ def evaluate_per_query(
         raise ValueError("the gallery has a single item, which is the query itself: nothing to rank")
 
     counts = level_counts(q_labels, g_labels, search.self_index)  # (Q, L+1)
-    full = any(KINDS[s.kind][2] for s in specs)
+    full = any(KINDS[s.kind].full_list for s in specs)
     per_cell = _FULL_BYTES_PER_CELL if full else _PREFIX_BYTES_PER_CELL
     step = rows_per_chunk(memory_budget, search.n_gallery, per_cell)
     n_q = search.n_queries
@@ -203,7 +203,7 @@ def _check_specs(specs: list[MetricSpec], n_levels: int, search: Search) -> None
             raise ValueError(
                 f"metric {s.name!r}: k={s.k} is larger than the {search.n_ranked} items each query ranks"
             )
-        if search.backend == "faiss" and KINDS[s.kind][2]:
+        if search.backend == "faiss" and KINDS[s.kind].full_list:
             raise ValueError(
                 f"metric {s.name!r} needs the full ranking, which the faiss backend does not produce; "
                 "use backend='torch' (exact, chunked) or top-k metrics (hit@k, p@k, recall@k, map@r, "

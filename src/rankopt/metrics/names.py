@@ -1,8 +1,9 @@
 """Metric names as users type them, parsed once into specs, and the registry that computes them.
 
 Names: ``ap``, ``map@r``, ``r-precision``, ``hit@k`` (alias ``r@k``: the metric-learning "Recall@K"),
-``recall@k`` (hits in the top k / all relevant), ``p@k``, ``mrr``, ``ndcg``, ``ndcg@k``, ``hap``,
-``asi``. A binary metric may name its relevance level: ``ap/level1`` counts as relevant every item
+``recall@k`` (hits in the top k / all relevant), ``p@k``, ``mrr``, ``mrr@k`` (0 when the first relevant
+item is below k), ``map@k`` (RecBole's MAP@K: Σ_{p ≤ k} P@p·rel(p) / min(k, R)), ``ndcg``, ``ndcg@k``,
+``hap``, ``asi``. A binary metric may name its relevance level: ``ap/level1`` counts as relevant every item
 sharing at least one label column with the query (on a fine→coarse hierarchy: the coarsest label);
 without it the level is L, the same finest label.
 """
@@ -12,31 +13,38 @@ from __future__ import annotations
 import difflib
 import re
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import torch
 
 from rankopt.metrics import binary, graded, hierarchical
 from rankopt.metrics.ranking import Ranking
 
-__all__ = ["MetricSpec", "parse_metric", "parse_metrics", "KINDS"]
+__all__ = ["MetricSpec", "parse_metric", "parse_metrics", "Kind", "KINDS"]
 
-# kind → (takes k, binary (has a relevance level), needs the full list)
-KINDS: dict[str, tuple[bool, bool, bool]] = {
-    "ap": (False, True, True),
-    "map@r": (False, True, False),
-    "r-precision": (False, True, False),
-    "hit": (True, True, False),
-    "recall": (True, True, False),
-    "p": (True, True, False),
-    "mrr": (False, True, True),
-    "ndcg": (False, False, True),
-    "ndcg@k": (True, False, False),
-    "hap": (False, False, True),
-    "asi": (False, False, False),
+class Kind(NamedTuple):
+    takes_k: bool  # written name@k
+    binary: bool  # has a relevance level (/levelN)
+    full_list: bool  # reads the whole ranked list (no top-k shortcut)
+
+
+KINDS: dict[str, Kind] = {
+    "ap": Kind(takes_k=False, binary=True, full_list=True),
+    "map@r": Kind(takes_k=False, binary=True, full_list=False),
+    "r-precision": Kind(takes_k=False, binary=True, full_list=False),
+    "hit": Kind(takes_k=True, binary=True, full_list=False),
+    "recall": Kind(takes_k=True, binary=True, full_list=False),
+    "p": Kind(takes_k=True, binary=True, full_list=False),
+    "mrr": Kind(takes_k=False, binary=True, full_list=True),
+    "mrr@k": Kind(takes_k=True, binary=True, full_list=False),
+    "map@k": Kind(takes_k=True, binary=True, full_list=False),
+    "ndcg": Kind(takes_k=False, binary=False, full_list=True),
+    "ndcg@k": Kind(takes_k=True, binary=False, full_list=False),
+    "hap": Kind(takes_k=False, binary=False, full_list=True),
+    "asi": Kind(takes_k=False, binary=False, full_list=False),
 }
-_ALIASES = {"r": "hit", "hit": "hit", "recall": "recall", "p": "p", "ndcg": "ndcg@k"}
-_EXAMPLES = ["ap", "map@r", "r-precision", "hit@1", "r@1", "recall@10", "p@10", "mrr", "ndcg", "ndcg@10", "hap", "asi"]
+_ALIASES = {"r": "hit", "hit": "hit", "recall": "recall", "p": "p", "ndcg": "ndcg@k", "mrr": "mrr@k", "map": "map@k"}
+_EXAMPLES = ["ap", "map@r", "r-precision", "hit@1", "r@1", "recall@10", "p@10", "mrr", "mrr@10", "map@10", "ndcg", "ndcg@10", "hap", "asi"]
 
 
 @dataclass(frozen=True)
@@ -52,7 +60,7 @@ class MetricSpec:
     def depth(self, ranking_counts: torch.Tensor, n_levels: int, n_ranked: int) -> torch.Tensor:
         """Per query, how many leading positions this metric reads: (Q,) int64."""
         q = ranking_counts.shape[0]
-        if KINDS[self.kind][2]:
+        if KINDS[self.kind].full_list:
             return torch.full((q,), n_ranked, dtype=torch.int64, device=ranking_counts.device)
         if self.k is not None:
             return torch.full((q,), self.k, dtype=torch.int64, device=ranking_counts.device)
@@ -62,7 +70,7 @@ class MetricSpec:
 
     def has_relevant(self, ranking_counts: torch.Tensor, n_levels: int) -> torch.Tensor:
         """(Q,) bool: the query has at least one relevant item for this metric."""
-        level = self.resolved_level(n_levels) if KINDS[self.kind][1] else 1
+        level = self.resolved_level(n_levels) if KINDS[self.kind].binary else 1
         return ranking_counts[:, level:].sum(dim=1) > 0
 
     def compute(self, ranking: Ranking, hap_alpha: float = 1.0) -> torch.Tensor:
@@ -75,6 +83,8 @@ class MetricSpec:
             "recall": lambda: binary.recall_at_k(ranking, lvl, self.k),
             "p": lambda: binary.precision_at_k(ranking, lvl, self.k),
             "mrr": lambda: binary.reciprocal_rank(ranking, lvl),
+            "mrr@k": lambda: binary.reciprocal_rank(ranking, lvl, self.k),
+            "map@k": lambda: binary.map_at_k(ranking, lvl, self.k),
             "ndcg": lambda: graded.ndcg(ranking),
             "ndcg@k": lambda: graded.ndcg(ranking, self.k),
             "hap": lambda: hierarchical.hierarchical_ap(ranking, hap_alpha),
@@ -95,7 +105,7 @@ def parse_metric(name: str) -> MetricSpec:
         base, k_text, level_text = match["base"], match["k"], match["level"]
         if base in ("map", "map@r") and k_text == "r":
             kind = "map@r"
-        elif k_text is None and base in KINDS and base not in ("hit", "recall", "p", "ndcg@k"):
+        elif k_text is None and base in KINDS and not KINDS[base].takes_k:
             kind = base
         elif k_text is not None and base in _ALIASES:
             if not k_text.isdigit() or int(k_text) < 1:
@@ -103,7 +113,7 @@ def parse_metric(name: str) -> MetricSpec:
             kind, k = _ALIASES[base], int(k_text)
         if kind is not None:
             level = int(level_text) if level_text is not None else None
-            if level is not None and not KINDS[kind][1]:
+            if level is not None and not KINDS[kind].binary:
                 raise ValueError(f"metric {name!r}: /level applies to binary metrics only; {kind} uses every level")
             if level is not None and level < 1:
                 raise ValueError(f"metric {name!r}: level must be >= 1 (1 = share the coarsest label)")
