@@ -70,3 +70,10 @@ def write_dyml(root: Path, n_classes: int = 8, per_class: int = 3, size: int = 4
         for k in range(per_class):
             png(root / "mini-bmk_all_in_one/imgs" / f"{c}_{k}.jpg", _color(c * 11 + k), size)
     (root / "mini-bmk_all_in_one/label.csv").write_text("\n".join(rows) + "\n")
+
+
+def untimed(value):
+    """A run result's field without the wall-clock ``seconds`` of its history entries (timing varies)."""
+    if isinstance(value, list):
+        return [{k: v for k, v in h.items() if k != "seconds"} if isinstance(h, dict) else h for h in value]
+    return value

@@ -3,6 +3,7 @@
 import math
 
 import numpy as np
+import pytest
 import torch
 
 from rankopt.recsys import Interactions, LightGCN, evaluate_recommender, normalized_adjacency
@@ -89,7 +90,7 @@ def test_metrics_follow_lightgcn_conventions():
     rng = np.random.default_rng(4)
     train = Interactions(rng.integers(0, nu, 300), rng.integers(0, ni, 300))
     test = Interactions(rng.integers(0, nu, 80), rng.integers(0, ni, 80))
-    got = evaluate_recommender(ue, ie, test, train, ks=(k,), chunk=7)
+    got = evaluate_recommender(ue, ie, test, train, (f"recall@{k}", f"ndcg@{k}"), chunk=7)
     recalls, ndcgs, norms = [], [], []
     for u in np.unique(test.user):
         r, n, rn = lightgcn_reference(ue[u] @ ie.T, set(test.item[test.user == u].tolist()), set(train.item[train.user == u].tolist()), k)
@@ -201,3 +202,37 @@ def test_lightgcn_matches_pytorch_geometric():
     want = theirs.get_embedding(edge_index)
     users, items = ours.embeddings()
     torch.testing.assert_close(torch.cat([users, items]), want, atol=1e-5, rtol=1e-5)
+
+
+def test_recbole_metrics_at_several_cutoffs_match_a_plain_loop():
+    """p@K, hit@K, mrr@K, map@K at K = 3 and 10 at once, as RecBole defines them (MAP@K divides by
+    min(K, test items)), on random scores with known items masked; per-user values in user order."""
+    from rankopt.recsys.evaluation import metrics_at
+
+    g = torch.Generator().manual_seed(5)
+    nu, ni = 25, 40
+    ue, ie = torch.randn(nu, 8, generator=g), torch.randn(ni, 8, generator=g)
+    rng = np.random.default_rng(6)
+    train = Interactions(rng.integers(0, nu, 200), rng.integers(0, ni, 200))
+    test = Interactions(rng.integers(0, nu, 60), rng.integers(0, ni, 60))
+    names = metrics_at([3, 10])
+    got, per_user = evaluate_recommender(ue, ie, test, train, names, chunk=6, per_user=True)
+    want = {n: [] for n in names}
+    for u in np.unique(test.user):
+        target = set(test.item[test.user == u].tolist())
+        known = set(train.item[train.user == u].tolist()) - target
+        scores = (ue[u] @ ie.T).tolist()
+        ranked = [i for i in sorted(range(ni), key=lambda i: -scores[i]) if i not in known]
+        for k in (3, 10):
+            hits = [i in target for i in ranked[:k]]
+            first = next((p for p, h in enumerate(hits, 1) if h), None)
+            precisions = [sum(hits[:p]) / p for p in range(1, k + 1) if hits[p - 1]]
+            want[f"p@{k}"].append(sum(hits) / k)
+            want[f"hit@{k}"].append(float(any(hits)))
+            want[f"mrr@{k}"].append(0.0 if first is None else 1 / first)
+            want[f"map@{k}"].append(sum(precisions) / min(k, len(target)))
+            want[f"recall@{k}"].append(sum(hits) / len(target))
+    for name in ("p@3", "hit@3", "mrr@3", "map@3", "p@10", "hit@10", "mrr@10", "map@10", "recall@10"):
+        assert got[name] == pytest.approx(np.mean(want[name]), abs=1e-12), name
+        assert np.allclose(per_user[name], want[name], atol=1e-12), name
+    assert per_user["user"].tolist() == np.unique(test.user).tolist()

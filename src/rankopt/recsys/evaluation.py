@@ -1,10 +1,11 @@
 """Full-ranking evaluation of a recommender, LightGCN conventions, computed by rankopt.metrics.
 
-For each test user, every item is scored, the user's training items are masked (ranked last, never
-counted), and Recall@K = hits in the top K / test items and NDCG@K = binary DCG@K / ideal DCG over
-min(K, test items) — exactly ``recall@K`` and ``ndcg@K`` of rankopt.metrics on binary relevance.
-``recall_norm@K`` = hits / min(K, test items), the other denominator found in papers.
-Users without test items are left out and counted.
+For each test user, every item is scored, the user's known items are masked (ranked last, never
+counted), and each metric of rankopt.metrics is computed on binary relevance (the user's test items):
+``recall@K`` = hits in the top K / test items and ``ndcg@K`` = binary DCG@K / ideal DCG over
+min(K, test items) — exactly LightGCN's code —, and RecBole's ``p@K``, ``hit@K``, ``mrr@K``,
+``map@K``. Each ``recall@K`` also gives ``recall_norm@K`` = hits / min(K, test items), the other
+denominator found in papers. Users without test items are left out and counted.
 """
 
 from __future__ import annotations
@@ -13,23 +14,37 @@ import numpy as np
 import torch
 
 from rankopt.metrics import rank_metrics
+from rankopt.metrics.names import parse_metrics
 from rankopt.recsys.data import Interactions
 
-__all__ = ["evaluate_recommender"]
+__all__ = ["evaluate_recommender", "DEFAULT_METRICS", "metrics_at"]
+
+FAMILIES = ("recall", "ndcg", "p", "hit", "mrr", "map")
+DEFAULT_METRICS = ("recall@20", "ndcg@20")
+
+
+def metrics_at(ks: list[int] | tuple[int, ...]) -> list[str]:
+    """Every recommendation metric at each cut-off: recall, ndcg, p, hit, mrr, map @k."""
+    return [f"{family}@{k}" for k in ks for family in FAMILIES]
 
 
 def evaluate_recommender(user_emb: torch.Tensor, item_emb: torch.Tensor, test: Interactions, masked: Interactions,
-                         ks: tuple[int, ...] = (20,), users: np.ndarray | None = None, chunk: int = 1024) -> dict[str, float]:
-    """Mean Recall@K and NDCG@K over the test users (``users``: restrict to these; default: all with
-    test items). ``masked``: interactions whose items are removed from each user's ranking (training)."""
+                         metrics: list[str] | tuple[str, ...] = DEFAULT_METRICS, users: np.ndarray | None = None,
+                         chunk: int = 1024, per_user: bool = False):
+    """Mean of each metric over the test users (``users``: restrict to these; default: all with test
+    items). ``masked``: interactions whose items are removed from each user's ranking (the known ones).
+    With ``per_user=True`` returns (means, {"user": ids, metric: values}) in increasing user id."""
     n_items = item_emb.shape[0]
+    specs = parse_metrics(list(metrics))
+    names = [s.name for s in specs]
+    for s in specs:
+        if s.k is not None and s.k > n_items:
+            raise ValueError(f"metric {s.name}: K={s.k} is larger than the {n_items} items")
     test_users = np.unique(test.user) if users is None else np.intersect1d(np.asarray(users), np.unique(test.user))
     if len(test_users) == 0:
         raise ValueError("no test user has a test item")
-    if max(ks) > n_items:
-        raise ValueError(f"K={max(ks)} is larger than the {n_items} items")
-    names = [f"recall@{k}" for k in ks] + [f"ndcg@{k}" for k in ks]
-    sums = dict.fromkeys(names + [f"recall_norm@{k}" for k in ks], 0.0)
+    extra = [f"recall_norm@{s.k}" for s in specs if s.kind == "recall"]
+    values: dict[str, list[np.ndarray]] = {n: [] for n in names + extra}
     with torch.no_grad():
         for start in range(0, len(test_users), chunk):
             block = test_users[start : start + chunk]
@@ -49,10 +64,14 @@ def evaluate_recommender(user_emb: torch.Tensor, item_emb: torch.Tensor, test: I
             scores = torch.where(torch.isfinite(scores), scores, floor)
             out = rank_metrics(scores, relevance, names, n_levels=1)
             for n in names:
-                sums[n] += float(out[n].nansum())
+                values[n].append(out[n].cpu().numpy())
             n_test = relevance.sum(dim=1).double()
-            for k in ks:  # the "normalised" Recall some papers report: hits / min(K, test items)
-                sums[f"recall_norm@{k}"] += float((out[f"recall@{k}"] * n_test / n_test.clamp(max=k)).nansum())
-    result = {n: sums[n] / len(test_users) for n in sums}
+            for s in specs:  # the "normalised" Recall some papers report: hits / min(K, test items)
+                if s.kind == "recall":
+                    values[f"recall_norm@{s.k}"].append((out[s.name] * n_test / n_test.clamp(max=s.k)).cpu().numpy())
+    columns = {n: np.concatenate(v) for n, v in values.items()}
+    result: dict = {n: float(np.nansum(v)) / len(test_users) for n, v in columns.items()}
     result["n_users"] = int(len(test_users))
+    if per_user:
+        return result, {"user": test_users, **columns}
     return result

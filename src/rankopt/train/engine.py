@@ -1,31 +1,33 @@
-"""``fit``: train an embedding model with a rankopt loss through Lightning, select on validation,
-test the selected weights once.
+"""``fit``: the one run engine. Trains any task's module (image retrieval, recommendation) through
+Lightning, selects on validation, tests the selected weights once.
 
 The run folder holds checkpoints/ (``best.ckpt``: the best validation epoch; ``last.ckpt``: written
 after *every* epoch, evaluated or not; both atomically) and logs/version_N/metrics.csv (one version
 per start, so a resume never overwrites the logs of the first part). Passing
 ``resume=RUN_DIR/checkpoints/last.ckpt`` continues a killed run from the end of its last complete
-epoch, exactly as the uninterrupted run would have gone on (samplers draw from (seed, epoch), the
-global RNG is re-seeded from (seed, step)).
+epoch, exactly as the uninterrupted run would have gone on (samplers draw from (seed, epoch) or keep
+their state in the checkpoint, the global RNG is re-seeded from (seed, step)). Early stopping and the
+time limit are Lightning's callbacks, their state checkpointed with the rest.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import lightning.pytorch as pl
 import torch
-from lightning.pytorch.callbacks import Callback, ModelCheckpoint, TQDMProgressBar
+from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint, Timer, TQDMProgressBar
 from lightning.pytorch.loggers import CSVLogger
 from torch.utils.data import DataLoader, Dataset
 
 from rankopt.data.samplers import HierarchicalSampler, MPerClassSampler
 from rankopt.train.checkpoint import AtomicCheckpointIO
-from rankopt.train.module import RetrievalModule
+from rankopt.train.module import RunModule
 from rankopt.train.protocol import EvalSet
 from rankopt.train.shards import ShardSampler
 
-__all__ = ["RetrievalData", "LastCheckpoint", "fit"]
+__all__ = ["RetrievalData", "LastCheckpoint", "Patience", "TimeLimit", "fit"]
 
 
 class RetrievalData(pl.LightningDataModule):
@@ -42,6 +44,11 @@ class RetrievalData(pl.LightningDataModule):
         self.train_set, self.valid, self.test = train, as_set(valid, "valid"), as_set(test, "test")
         self.batch_size, self.m, self.sampler, self.seed = batch_size, m, sampler, seed
         self.num_workers, self.eval_batch_size = num_workers, eval_batch_size
+
+    @property
+    def selection_split(self) -> str | None:
+        """The split that selects the epoch (None: no validation, the last epoch is kept)."""
+        return self.valid.split if self.valid is not None else None
 
     def _place(self) -> tuple[int, int]:
         trainer = self.trainer
@@ -86,6 +93,36 @@ class ValidateLastEpoch(Callback):
             trainer.check_val_every_n_epoch = 1
 
 
+class Patience(EarlyStopping):
+    """Lightning's early stopping on ``valid/<monitor>`` (``patience`` validations without a strictly
+    better value), which also stays stopped when a run that had stopped early is resumed."""
+
+    def __init__(self, monitor: str, patience: int) -> None:
+        super().__init__(monitor=monitor, mode="max", patience=patience, check_on_train_epoch_end=False)
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.wait_count >= self.patience:  # restored from a checkpoint written after the stop
+            trainer.should_stop = True
+
+
+class TimeLimit(Timer):
+    """Lightning's Timer (wall-clock seconds of fitting, validation included, kept across a resume),
+    checked when an epoch's training ends: the epoch that crosses the limit is validated, so that it
+    can be selected, and is the last."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(duration={"seconds": seconds}, interval="epoch", verbose=False)
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args, **kwargs) -> None:
+        last = trainer.fit_loop.epoch_loop.batch_progress.current.ready >= trainer.num_training_batches
+        if last and self.time_remaining() <= 0:
+            trainer.check_val_every_n_epoch = 1
+            trainer.should_stop = True
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        pass  # checked at the last batch instead, before the validation decision
+
+
 class EpochBar(TQDMProgressBar):
     """Lightning's progress bar with epochs counted from 1, as in the history and metrics.json."""
 
@@ -104,13 +141,16 @@ def _epoch_of(checkpoint: Path) -> int:
     return int(torch.load(checkpoint, map_location="cpu", weights_only=True)["epoch"]) + 1
 
 
-def fit(module: RetrievalModule, data: RetrievalData, run_dir: str | Path, *, epochs: int, eval_every: int = 1,
+def fit(module: RunModule, data: pl.LightningDataModule, run_dir: str | Path, *, epochs: int, eval_every: int = 1,
         resume: str | Path | None = None, accelerator: str = "auto", devices="auto", strategy: str = "auto",
-        precision: str = "32-true", progress: bool = True) -> dict:
+        precision: str = "32-true", progress: bool = True, patience: int = 0, time_limit: float | None = None) -> dict:
     """Train for ``epochs`` epochs (from ``resume`` if given), then test the selected weights once.
 
-    Selection: the epoch with the best ``valid/<monitor>`` (the first one on ties); without a
-    validation set, the last epoch. Returns {"test", "selection", "valid", "history", "test_per_query"}.
+    ``data`` has the evaluation loaders and ``selection_split`` (None: no validation). Selection: the
+    epoch with the best ``valid/<monitor>`` (the first one on ties); without a validation set, the
+    last epoch. ``patience``: stop after that many validations without a better value (0: never);
+    ``time_limit``: stop after the epoch that reaches that many seconds. Returns {"test", "selection",
+    "valid", "history", "test_per_query", "is_global_zero"}.
     """
     run_dir = Path(run_dir)
     if resume is not None and not Path(resume).is_file():
@@ -119,10 +159,15 @@ def fit(module: RetrievalModule, data: RetrievalData, run_dir: str | Path, *, ep
     ckpt_dir = run_dir / "checkpoints"
     callbacks: list[Callback] = [LastCheckpoint(ckpt_dir / "last.ckpt"), ValidateLastEpoch()] + ([EpochBar()] if progress else [])
     best = None
-    if data.valid is not None:
+    split = data.selection_split
+    if split is not None:
         best = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor=f"valid/{module.monitor}", mode="max",
                                save_top_k=1, enable_version_counter=False, save_on_train_epoch_end=False)
         callbacks.insert(0, best)
+        if patience:
+            callbacks.append(Patience(f"valid/{module.monitor}", patience))
+    if time_limit is not None:
+        callbacks.append(TimeLimit(time_limit))
     trainer = pl.Trainer(
         max_epochs=epochs, default_root_dir=run_dir, accelerator=accelerator, devices=devices, strategy=strategy,
         precision=precision, plugins=[AtomicCheckpointIO()], callbacks=callbacks,
@@ -141,8 +186,8 @@ def fit(module: RetrievalModule, data: RetrievalData, run_dir: str | Path, *, ep
     module.history = history  # the test loaded the selected checkpoint's (shorter) history
     key = f"valid/{module.monitor}"
     chosen = next((h for h in history if h["epoch"] == epoch), {})
-    selection = {"split": data.valid.split if data.valid is not None else None, "metric": module.monitor,
-                 "value": chosen.get(key), "epoch": epoch, "epochs_run": len(history)}
+    selection = {"split": split, "metric": module.monitor, "value": chosen.get(key), "epoch": epoch,
+                 "epochs_run": len(history), "checkpoint": os.path.relpath(selected, run_dir)}
     valid = {k[len("valid/"):]: v for k, v in chosen.items() if k.startswith("valid/")}
     return {"test": dict(module.test_metrics), "selection": selection, "valid": valid, "history": history,
             "is_global_zero": trainer.is_global_zero, "test_per_query": module.test_per_query}

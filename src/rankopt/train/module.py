@@ -1,7 +1,9 @@
-"""The LightningModule: wires an embedding model, a rankopt loss and rankopt.metrics; nothing else.
+"""The LightningModules: ``RunModule``, what the run engine needs from every task (history, monitor,
+test result), and ``RetrievalModule``, which wires an embedding model, a rankopt loss and
+rankopt.metrics; nothing else.
 
-Research code (what a step computes) lives in rankopt.losses and rankopt.metrics; this module only
-connects them with optimizer groups, schedules and logging. Determinism: the global RNG is re-seeded
+Research code (what a step computes) lives in rankopt.losses and rankopt.metrics; these modules only
+connect them with optimizer groups, schedules and logging. Determinism: the global RNG is re-seeded
 from (seed, global step) before every step, and samplers draw from (seed, epoch), so a run resumed
 from a checkpoint continues exactly as the uninterrupted run would.
 """
@@ -9,6 +11,7 @@ from a checkpoint continues exactly as the uninterrupted run would.
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass, field
 
 import lightning.pytorch as pl
@@ -21,7 +24,7 @@ from rankopt.models import EmbeddingModel
 from rankopt.progress import progress_bar
 from rankopt.train.shards import evaluate_shards
 
-__all__ = ["OptimConfig", "RetrievalModule"]
+__all__ = ["OptimConfig", "RunModule", "RetrievalModule"]
 
 
 @dataclass
@@ -46,30 +49,24 @@ class OptimConfig:
             raise ValueError(f"scheduler={self.scheduler!r} is not none, multistep or cosine")
 
 
-class RetrievalModule(pl.LightningModule):
-    """Training steps on a rank loss; validation and test through rankopt.metrics, evaluated by shards
-    (each process ranks its own queries against the whole gathered gallery, every query counted once).
+class RunModule(pl.LightningModule):
+    """What the run engine (``rankopt.train.engine.fit``) reads from any task's module: the monitored
+    metric, a per-epoch ``history`` kept in every checkpoint, and the test result.
 
-    ``history``: one entry per epoch (from 1): the mean training loss and, where the epoch was
-    validated, ``valid/<metric>``; saved in every checkpoint, so a resumed run keeps it whole.
+    ``history``: one entry per epoch (from 1): the mean training loss, the training seconds of the
+    epoch (validation excluded) and, where the epoch was validated, ``valid/<metric>``; saved in every
+    checkpoint, so a resumed run keeps it whole. Determinism: the global RNG is re-seeded from (seed,
+    global step) before every step.
     """
 
-    def __init__(self, model: EmbeddingModel, loss: nn.Module, optim: OptimConfig | None = None, seed: int = 0,
-                 eval_metrics: tuple[str, ...] = ("hit@1", "map@r", "ap"), max_epochs: int = 1,
-                 monitor: str = "map@r") -> None:
+    def __init__(self, seed: int = 0, monitor: str = "map@r", max_epochs: int = 1) -> None:
         super().__init__()
-        self.model, self.loss = model, loss
-        self.optim = optim or OptimConfig()
-        self.seed, self.eval_metrics, self.max_epochs, self.monitor = seed, tuple(eval_metrics), max_epochs, monitor
-        self._outputs: dict[int, list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]] = {}
-        self._loss_sum, self._loss_steps = 0.0, 0
+        self.seed, self.monitor, self.max_epochs = seed, monitor, max_epochs
+        self._loss_sum, self._loss_weight, self._epoch_start = 0.0, 0, 0.0
         self.history: list[dict] = []
         self.valid_metrics: dict[str, float] = {}
         self.test_metrics: dict[str, float] = {}
-        self.test_per_query = None  # PerQueryResult of the test, in query order
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(x)
+        self.test_per_query = None  # per-query (per-user) values of the test, written to test_per_query.csv
 
     def _entry(self) -> dict:
         """The history entry of the current epoch (1-based), created on first use."""
@@ -84,12 +81,42 @@ class RetrievalModule(pl.LightningModule):
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         self.history = [dict(h) for h in checkpoint.get("rankopt_history", [])]
 
-    # training ---------------------------------------------------------------------------------
     def on_train_batch_start(self, batch, batch_idx) -> None:
         torch.manual_seed(hash((self.seed, self.global_step)) % (2**63))
 
     def on_train_epoch_start(self) -> None:
-        self._loss_sum, self._loss_steps = 0.0, 0
+        self._loss_sum, self._loss_weight = 0.0, 0
+        self._epoch_start = time.perf_counter()
+
+    def record_loss(self, value: torch.Tensor, weight: int = 1) -> None:
+        """Add a step's loss to the epoch's mean (weighted by ``weight``) and the epoch's training time."""
+        if not torch.isfinite(value):
+            raise FloatingPointError(f"the loss is {float(value)} at epoch {self.current_epoch + 1}, step {self.global_step}")
+        self._loss_sum, self._loss_weight = self._loss_sum + float(value.detach()) * weight, self._loss_weight + weight
+        entry = self._entry()
+        entry["loss"] = self._loss_sum / self._loss_weight
+        entry["seconds"] = time.perf_counter() - self._epoch_start
+
+
+class RetrievalModule(RunModule):
+    """Training steps on a rank loss; validation and test through rankopt.metrics, evaluated by shards
+    (each process ranks its own queries against the whole gathered gallery, every query counted once)."""
+
+    def __init__(self, model: EmbeddingModel, loss: nn.Module, optim: OptimConfig | None = None, seed: int = 0,
+                 eval_metrics: tuple[str, ...] = ("hit@1", "map@r", "ap"), max_epochs: int = 1,
+                 monitor: str = "map@r") -> None:
+        super().__init__(seed=seed, monitor=monitor, max_epochs=max_epochs)
+        self.model, self.loss = model, loss
+        self.optim = optim or OptimConfig()
+        self.eval_metrics = tuple(eval_metrics)
+        self._outputs: dict[int, list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]] = {}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+    # training ---------------------------------------------------------------------------------
+    def on_train_epoch_start(self) -> None:
+        super().on_train_epoch_start()
         frozen = self.current_epoch < self.optim.warmup_frozen_epochs
         for p in self.model.backbone.parameters():
             p.requires_grad_(not frozen)
@@ -109,10 +136,7 @@ class RetrievalModule(pl.LightningModule):
             value = distributed_loss(self.loss, embeddings, labels, **extra)
         else:
             value = self.loss(embeddings, labels, **extra)
-        if not torch.isfinite(value):
-            raise FloatingPointError(f"the loss is {float(value)} at epoch {self.current_epoch + 1}, step {self.global_step}")
-        self._loss_sum, self._loss_steps = self._loss_sum + float(value.detach()), self._loss_steps + 1
-        self._entry()["loss"] = self._loss_sum / self._loss_steps
+        self.record_loss(value)
         self.log("train/loss", value, prog_bar=True, on_step=True, on_epoch=True, batch_size=images.shape[0])
         return value
 
