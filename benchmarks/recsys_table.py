@@ -4,10 +4,12 @@
     python benchmarks/recsys_table.py --datasets gowalla --device cuda
     python benchmarks/recsys_table.py --table               # only print the table of what was measured
 
-Every run: ``rankopt.recsys.run_recsys`` with model selection on the validation split (best validation
-NDCG@20; Last.fm's validation split is carved from its training file), early stopping after
-``--patience`` validations without improvement, a training-time cap per run (``--budget``), test
-Recall@20 / NDCG@20 with the LightGCN conventions. Rows are appended to a JSON-lines file as they finish,
+Every cell is a packaged recipe (``rankopt recsys train <dataset>-<model>-<variant>``: the settings live
+there, not here) run by ``rankopt.recsys.run.train_recsys`` on the one run engine: model selection on
+the validation split (best validation NDCG@20; Last.fm's validation split is carved from its training
+file), early stopping after ``--patience`` validations without improvement, a time cap per run
+(``--budget``, else the recipe's ``train.time_limit``), test Recall@20 / NDCG@20 with the LightGCN
+conventions. Rows are appended to a JSON-lines file as they finish,
 so an interrupted benchmark continues where it stopped; the table is printed from that file.
 
 Columns: trans. / ind. = transductive / inductive protocol (10% of users held out, half of each one's
@@ -34,24 +36,12 @@ from pathlib import Path
 
 import torch
 
-from rankopt.recsys.runner import RecConfig, run_recsys
+from rankopt.recsys.run import train_recsys
+from rankopt.train.config import load_config
 
 ROOT = Path(__file__).resolve().parents[2] / "shared" / "data" / "recsys"
-DATASETS = {  # per-dataset settings: rating threshold, time cap per run (seconds of training)
-    "ml-100k": {"rating_threshold": 4.0, "budget": 60},
-    "lastfm": {"rating_threshold": None, "budget": 60},
-    "ml-1m": {"rating_threshold": None, "budget": 120},
-    "gowalla": {"rating_threshold": None, "budget": 1800},
-}
-# The loss column: RecConfig fields. Learning rates and the PPR band were chosen on ML-100k's validation
-# split with LightGCN (lr in {1e-3, 5e-3, 1e-2}; PPR top-M with skip in {0, 50, 100, 200}); the rest are
-# the library defaults (dim 64, 3 layers, 10 positives + 50 negatives per user, 256 users per step, τ 0.1).
-VARIANTS = {
-    "bpr": {"loss": "bpr", "lr": 5e-3},
-    "item-uniform": {"loss": "item-ndcg", "negatives": "uniform", "lr": 1e-2},
-    "item-ppr": {"loss": "item-ndcg", "negatives": "ppr", "ppr_skip": 100, "ppr_m": 200, "lr": 1e-2},
-    "softmax": {"loss": "softmax", "negatives": "uniform", "lr": 1e-2},
-}
+DATASETS = ("ml-100k", "lastfm", "ml-1m", "gowalla")
+VARIANTS = ("bpr", "item-uniform", "item-ppr", "softmax")  # the recipes' last name part; their settings are in the recipes
 MODELS = ("mf", "lightgcn", "ngcf", "lightgcnpp")
 
 
@@ -60,28 +50,29 @@ def key(row: dict) -> tuple:
 
 
 def measure(dataset: str, model: str, variant: str, protocol: str, args, replay: dict | None = None) -> dict:
-    settings = DATASETS[dataset]
-    fields = VARIANTS[variant]
+    recipe = f"{dataset}-{model}-{variant}"
+    overrides = [f"data.root={args.root / dataset}", f"data.protocol={protocol}", f"train.device={args.device}",
+                 f"train.seed={args.seed}"]
     if replay is None:
-        run = dict(epochs=args.epochs, patience=args.patience, eval_every=args.eval_every if variant != "bpr" else args.bpr_eval_every,
-                   time_budget=args.budget or settings["budget"])
+        overrides += [f"train.epochs={args.epochs}", f"train.patience={args.patience}"]
+        overrides += [f"train.time_limit={args.budget}"] if args.budget else []
     else:  # the recorded run's exact length, no time cap
-        run = dict(epochs=replay["epochs_run"], patience=replay.get("patience", args.patience), time_budget=None,
-                   eval_every=replay.get("eval_every", args.eval_every if variant != "bpr" else args.bpr_eval_every))
-    cfg = RecConfig(model=model, protocol=protocol, rating_threshold=settings["rating_threshold"], device=args.device,
-                    seed=args.seed, **run, **fields)
+        overrides += [f"train.epochs={replay['epochs_run']}", f"train.patience={replay.get('patience', args.patience)}",
+                      "train.time_limit=null"] + ([f"train.eval_every={replay['eval_every']}"] if "eval_every" in replay else [])
+    cfg = load_config(recipe, overrides, task="recsys")
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
-        result, _ = run_recsys(args.root / dataset, cfg, Path(tmp) / "run")
+        result, _ = train_recsys(cfg, Path(tmp) / "run", progress=False)
         wall = time.perf_counter() - t0
-    test, sel, info = result["test"], result["selection"], result["run"]
+    test, sel, timing = result["test"], result["selection"], result["timing"]
     row = {"dataset": dataset, "model": model, "variant": variant, "protocol": protocol, "recall@20": test["recall@20"],
-           "ndcg@20": test["ndcg@20"], "valid_ndcg@20": sel["value"], "seconds_per_epoch": info["seconds_per_epoch"],
-           "seconds_to_best": info["seconds_to_best"], "best_epoch": sel["epoch"], "epochs_run": sel["epochs_run"],
-           "wall_seconds": wall, "patience": cfg.patience, "eval_every": cfg.eval_every, "n_users": test["n_users"],
-           "device": args.device, "lr": cfg.learning_rate, "masked": "train+valid"}
+           "ndcg@20": test["ndcg@20"], "valid_ndcg@20": sel["value"], "seconds_per_epoch": timing["seconds_per_epoch"],
+           "seconds_to_best": timing["seconds_to_best"], "best_epoch": sel["epoch"], "epochs_run": sel["epochs_run"],
+           "wall_seconds": wall, "patience": cfg.train.patience, "eval_every": cfg.train.eval_every, "n_users": test["n_users"],
+           "device": args.device, "lr": cfg.optim.learning_rate(cfg.loss.name), "masked": "train+valid", "recipe": recipe}
     if replay is None:
-        row["capped"] = bool(sel["epochs_run"] < cfg.epochs and info["seconds_to_best"] >= 0.8 * cfg.time_budget)
+        limit = cfg.train.time_limit
+        row["capped"] = bool(limit is not None and sel["epochs_run"] < cfg.train.epochs and timing["seconds_to_best"] >= 0.8 * limit)
     else:
         same = sel["epoch"] == replay["best_epoch"] + 1 and sel["value"] == replay["valid_ndcg@20"]
         row.update({k: replay[k] for k in ("seconds_per_epoch", "seconds_to_best", "capped")},
@@ -115,15 +106,13 @@ def table(rows: list[dict], fallback: list[dict] = ()) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--datasets", nargs="+", default=["ml-100k", "lastfm", "ml-1m"], choices=list(DATASETS))
+    parser.add_argument("--datasets", nargs="+", default=["ml-100k", "lastfm", "ml-1m"], choices=DATASETS)
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
-    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
     parser.add_argument("--protocols", nargs="+", default=["transductive", "inductive"], choices=["transductive", "inductive"])
     parser.add_argument("--epochs", type=int, default=1000, help="epoch cap (the time cap usually ends a run first)")
     parser.add_argument("--patience", type=int, default=10, help="validations without improvement before stopping")
-    parser.add_argument("--eval-every", type=int, default=1, help="candidate losses: validate every this many epochs")
-    parser.add_argument("--bpr-eval-every", type=int, default=5, help="BPR: validate every this many epochs (its epochs are slow)")
-    parser.add_argument("--budget", type=float, help="training seconds per run (default: per dataset)")
+    parser.add_argument("--budget", type=float, help="seconds of fitting per run (default: the recipe's train.time_limit)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--root", type=Path, default=ROOT, help="folder holding the datasets' folders")

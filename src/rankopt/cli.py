@@ -136,50 +136,109 @@ def _table(summary: dict, source: str, n_ranked: int, args: argparse.Namespace) 
     return "\n".join(lines)
 
 
-def cmd_train(args: argparse.Namespace) -> int:
+def _load_train_modules():
     try:
-        from rankopt.train.config import apply_overrides, load_config
-        from rankopt.train.run import is_rank_zero, load_run, train_run
+        from rankopt.train import config, run
     except ImportError as err:
         raise CliError(f"training needs the train extra: pip install 'rankopt[train]' ({err})") from None
     for name in ("lightning.pytorch", "lightning.fabric", "lightning"):  # no hardware banners or tips
         logging.getLogger(name).setLevel(logging.WARNING)
+    return config, run
+
+
+def _train(args: argparse.Namespace, task: str, recipe: str | None, overrides: list[str], default_recipe: str | None):
+    """The one training command of every task: a recipe (or a run to resume) plus --set overrides →
+    a validated config → the task's run function. Prints the summary or the JSON line."""
+    config, run = _load_train_modules()
+    if task == "images":
+        train_fn = run.train_run
+    else:
+        from rankopt.recsys.run import train_recsys as train_fn
+    if args.resume:
+        if recipe:
+            raise CliError("give either a RECIPE or --resume RUN_DIR, not both")
+        cfg = config.apply_overrides(run.load_run(args.resume, task=task), overrides)  # e.g. more epochs
+        metrics, run_dir = train_fn(cfg, args.resume, resume=True, progress=not args.json)
+    else:
+        cfg = config.load_config(recipe or default_recipe, overrides, task=task)
+        if args.run_dir:
+            check_writable(Path(args.run_dir) / "config.yaml", "--run-dir")
+        metrics, run_dir = train_fn(cfg, args.run_dir, progress=not args.json)
+    if not run.is_rank_zero():
+        return 0  # a process DDP launched: rank 0 reports
+    print(json.dumps(metrics) if args.json else _run_summary(metrics, cfg))
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
     overrides = list(args.set or [])
     if args.data_dir:
         overrides.append(f"data.root={args.data_dir}")
     if args.skip_bad_images:
         overrides.append("data.skip_bad_images=true")
-    if args.resume:
-        if args.recipe:
-            raise CliError("give either a RECIPE or --resume RUN_DIR, not both")
-        cfg = apply_overrides(load_run(args.resume), overrides)  # e.g. more epochs for the saved run
-        metrics, run_dir = train_run(cfg, args.resume, resume=True, progress=not args.json)
-    else:
-        cfg = load_config(args.recipe or "fashion-mnist", overrides)
-        if args.run_dir:
-            check_writable(Path(args.run_dir) / "config.yaml", "--run-dir")
-        metrics, run_dir = train_run(cfg, args.run_dir, progress=not args.json)
-    if not is_rank_zero():
-        return 0  # a process DDP launched: rank 0 reports
-    if args.json:
-        print(json.dumps(metrics))
-    else:
-        print(_run_summary(metrics, cfg))
-    return 0
+    return _train(args, "images", args.recipe, overrides, "fashion-mnist")
+
+
+# short flags of `rankopt recsys train`: sugar over config keys (their defaults live in the config only)
+RECSYS_FLAGS = {"model": "model.name", "loss": "loss.name", "negatives": "loss.negatives", "epochs": "train.epochs",
+                "seed": "train.seed", "device": "train.device", "protocol": "data.protocol", "lr": "optim.lr",
+                "dim": "model.dim", "patience": "train.patience", "time_limit": "train.time_limit",
+                "rating_threshold": "data.rating_threshold"}
+
+
+def _cutoffs(text: str) -> list[int]:
+    try:
+        ks = [int(k) for k in text.split(",") if k.strip()]
+    except ValueError:
+        raise CliError(f"--k {text!r}: give cut-offs as integers, e.g. --k 10,20,50") from None
+    if not ks or min(ks) < 1:
+        raise CliError(f"--k {text!r}: give positive cut-offs, e.g. --k 10,20,50")
+    return ks
+
+
+def cmd_recsys_train(args: argparse.Namespace) -> int:
+    recipe, overrides = args.recipe, []
+    if recipe is not None and ("/" in recipe or recipe.startswith(".")) and not Path(recipe).exists():
+        raise CliError(f"{recipe} is not a folder of interaction files (nor a recipe file)")
+    if recipe is not None and Path(recipe).is_dir():  # `rankopt recsys train DATA_DIR`: the defaults on a folder
+        overrides += [f"data.root={recipe}", f"recipe=recsys-{Path(recipe).resolve().name}"]
+        recipe = None
+    if args.data_dir:
+        overrides.append(f"data.root={args.data_dir}")
+    overrides += [f"{key}={json.dumps(getattr(args, flag))}" for flag, key in RECSYS_FLAGS.items()
+                  if getattr(args, flag) is not None]
+    if args.refit:
+        overrides.append("train.refit=true")
+    if args.k:
+        from rankopt.recsys.evaluation import metrics_at
+
+        ks = _cutoffs(args.k)
+        overrides += [f"train.metrics={json.dumps(metrics_at(ks))}", f"train.monitor=ndcg@{20 if 20 in ks else ks[0]}"]
+    overrides += list(args.set or [])  # --set last: it wins over the short flags
+    return _train(args, "recsys", recipe, overrides, None)
 
 
 def _run_summary(result: dict, cfg) -> str:
-    """The test table of a run, with how its weights were selected."""
+    """The test table of a run, with how its weights were selected and tested."""
     sel, test = result["selection"], result["test"]
     if sel["split"] is None:
         chosen = f"the last epoch ({sel['epoch']} of {sel['epochs_run']}; no validation split)"
     else:
         chosen = f"epoch {sel['epoch']} of {sel['epochs_run']}, best {sel['split']} {sel['metric']} {sel['value']:.4f}"
-    t = result.get("protocol", {}).get("test", {})
-    how = f"{t.get('split', 'test')} ({t.get('mode', '')}, {test.get('n_queries', '?')} queries)"
+    protocol = result.get("protocol", {})
+    if cfg.task == "recsys":
+        refit = protocol.get("refit")
+        chosen += f"; refit on train + valid for {refit['epochs']} epochs" if refit else ""
+        masked = "train and valid items" if protocol.get("masked_at_test") == "train+valid" else "context items"
+        title = f"rankopt recsys train — {cfg.model.name} + {cfg.loss.name}, {cfg.data.protocol}"
+        how = f"{test.get('n_users', '?')} users, {masked} masked"
+    else:
+        t = protocol.get("test", {})
+        title = f"rankopt train — {cfg.recipe}"
+        how = f"{t.get('split', 'test')} ({t.get('mode', '')}, {test.get('n_queries', '?')} queries)"
     width = max([len(k) for k in test] + [6])
-    lines = [f"\nrankopt train — {cfg.recipe}, run folder {result['run_dir']}",
-             f"selected: {chosen}", f"test: {how}\n", f"{'metric'.ljust(width)}  value", f"{'-' * width}  ------"]
+    lines = [f"\n{title}, run folder {result['run_dir']}", f"selected: {chosen}", f"test: {how}\n",
+             f"{'metric'.ljust(width)}  value", f"{'-' * width}  ------"]
     lines += [f"{k.ljust(width)}  {v:.4f}" for k, v in test.items() if not k.startswith("n_")]
     return "\n".join(lines)
 
@@ -196,48 +255,15 @@ def cmd_embed(args: argparse.Namespace) -> int:
     return 0
 
 
-def _epoch_bar(entry: dict, cfg) -> None:
-    """One progress line per epoch on stderr (redrawn in place on a terminal)."""
-    done, width = entry["epoch"], 24
-    fill = int(width * done / cfg.epochs)
-    valid = f"  valid ndcg@{cfg.k} {entry[f'valid/ndcg@{cfg.k}']:.4f}" if f"valid/ndcg@{cfg.k}" in entry else ""
-    line = f"epoch {done:>{len(str(cfg.epochs))}}/{cfg.epochs} [{'#' * fill}{'.' * (width - fill)}] loss {entry['loss']:.4f}{valid}  {entry['seconds']:.1f} s"
-    tty = sys.stderr.isatty()
-    print(("\r" if tty else "") + line, end="" if tty and done < cfg.epochs else "\n", file=sys.stderr, flush=True)
-
-
 def _recsys_table(metrics: dict) -> str:
     rows = [(k, f"{v:.4f}" if isinstance(v, float) else str(v)) for k, v in metrics.items()]
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
 
 
-def cmd_recsys_train(args: argparse.Namespace) -> int:
-    from rankopt.recsys.runner import RecConfig, run_recsys
-
-    fields = ("model", "loss", "negatives", "protocol", "user_repr", "epochs", "dim", "layers", "k", "lr", "seed", "rating_threshold",
-              "n_neg", "n_pos", "tau", "softmax_tau", "eval_every", "patience", "time_budget", "device", "ppr_mix", "ppr_m", "valid_ratio",
-              "refit")
-    cfg = RecConfig(**{f: getattr(args, f) for f in fields})
-    if args.run_dir:
-        check_writable(Path(args.run_dir) / "config.json", "--run-dir")
-    metrics, run_dir = run_recsys(args.data_dir, cfg, args.run_dir, progress=_epoch_bar)
-    if args.json:
-        print(json.dumps(metrics))
-    else:
-        sel = metrics["selection"]
-        chosen = (f"epoch {sel['epoch']} of {sel['epochs_run']}, best valid {sel['metric']} {sel['value']:.4f}"
-                  if sel["split"] else f"the last epoch ({sel['epoch']}; no validation split)")
-        refit = metrics["run"]["refit"]
-        print(f"rankopt recsys train: {cfg.model} + {cfg.loss} ({cfg.negatives} negatives), {cfg.protocol}; run folder {run_dir}")
-        print(f"selected: {chosen}" + (f"; refit on train + valid for {refit['epochs']} epochs" if refit else ""))
-        print("test (train and valid items masked):")
-        print(_recsys_table(metrics["test"]))
-    return 0
-
-
 def cmd_recsys_evaluate(args: argparse.Namespace) -> int:
-    from rankopt.recsys.runner import evaluate_run
+    _load_train_modules()
+    from rankopt.recsys.run import evaluate_run
 
     metrics = evaluate_run(args.run_dir, device=args.device)
     print(json.dumps(metrics) if args.json else _recsys_table(metrics))
@@ -331,46 +357,40 @@ def build_parser() -> argparse.ArgumentParser:
     em.add_argument("-o", "--output", required=True, metavar="OUT.npz", help="where to write embeddings and labels")
     em.set_defaults(func=cmd_embed)
 
-    from rankopt.recsys.runner import LOSSES, MODELS
+    from rankopt.recsys.config import LOSSES, MODELS, NEGATIVES
 
     rs = sub.add_parser("recsys", help="top-k recommendation with GNNs trained on rank losses (ITEM)")
     rsub = rs.add_subparsers(dest="recsys_command", metavar="ACTION", required=True)
     rt = rsub.add_parser(
-        "train", help="train a recommender on a folder of interactions", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-        description="DATA_DIR: LightGCN train.txt/valid.txt/test.txt, pair files data1.txt/test1.txt, one RecBole "
-                    ".inter or one CSV (user,item[,rating][,timestamp]); detected. Model selection on the validation "
-                    "split; test Recall@K / NDCG@K with the LightGCN conventions.",
+        "train", help="train a recommender on a folder of interactions",
+        description="RECIPE: a packaged recipe (<dataset>-<model>-<variant>: "
+                    f"{len(recipes.names('recsys'))} of them, e.g. ml-100k-lightgcn-item-ppr) or a YAML file, with "
+                    "--data-dir; or directly a DATA_DIR: LightGCN train.txt/valid.txt/test.txt, pair files "
+                    "data1.txt/test1.txt, one RecBole .inter or one CSV (user,item[,rating][,timestamp]); detected. "
+                    "The short flags set config keys (their defaults are the config's); --set reaches every key. "
+                    "Model selection on the validation split; test with train and valid items masked.",
     )
-    rt.add_argument("data_dir", metavar="DATA_DIR")
-    rt.add_argument("--model", default="lightgcn", choices=MODELS, help="lightgcnpp = LightGCN++ (RecSys 2024)")
-    rt.add_argument("--loss", default="item-ndcg", choices=LOSSES,
-                    help="bpr (baseline), item-ndcg (ITEM smooth NDCG), supndcg, suprecall, softmax (sampled softmax)")
-    rt.add_argument("--negatives", default="uniform", choices=("uniform", "ppr"),
-                    help="candidate losses: uniform, or PPR hard negatives mixed with uniform ones (--ppr-mix)")
-    rt.add_argument("--protocol", default="transductive", choices=("transductive", "inductive"))
-    rt.add_argument("--user-repr", default="auto", choices=("auto", "id", "items"),
-                    help="users by a trained ID embedding or by the mean of their items (auto: items for inductive)")
-    rt.add_argument("--epochs", type=int, default=10)
-    rt.add_argument("--eval-every", type=int, default=1, help="validate every this many epochs")
-    rt.add_argument("--patience", type=int, default=0, help="stop after this many validations without a better NDCG@K (0: never)")
-    rt.add_argument("--time-budget", type=float, help="start no epoch after this many seconds of training")
-    rt.add_argument("--dim", type=int, default=64)
-    rt.add_argument("--layers", type=int, default=3, help="message-passing layers (GNNs)")
-    rt.add_argument("--k", type=int, default=20, help="K of Recall@K and NDCG@K")
-    rt.add_argument("--lr", type=float, help="Adam learning rate (default: 1e-3 for bpr, 1e-2 for the candidate losses)")
-    rt.add_argument("--n-neg", type=int, default=50, help="negatives per user and step (candidate losses)")
-    rt.add_argument("--n-pos", type=int, default=10, help="positives sampled per user and step (candidate losses)")
-    rt.add_argument("--ppr-mix", type=float, default=0.5, help="share of PPR negatives among the negatives")
-    rt.add_argument("--ppr-m", type=int, default=100, help="PPR top-M items kept per user")
-    rt.add_argument("--tau", type=float, default=0.1, help="ITEM loss: sigmoid temperature (cosine scores)")
-    rt.add_argument("--softmax-tau", type=float, default=0.1, help="sampled softmax temperature (cosine scores)")
-    rt.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
-    rt.add_argument("--seed", type=int, default=0)
-    rt.add_argument("--rating-threshold", type=float, help="keep interactions rated at least this (explicit ratings only)")
-    rt.add_argument("--valid-ratio", type=float, default=0.1,
-                    help="data without a validation split: carve this share of each user's training items for model selection")
-    rt.add_argument("--refit", action="store_true", help="after selection, retrain on train + valid for the selected epochs")
-    rt.add_argument("--run-dir", help="where to write the run (default: runs/recsys-<data>-<time>)")
+    rt.add_argument("recipe", nargs="?", metavar="RECIPE|DATA_DIR")
+    rt.add_argument("--data-dir", help="the interactions folder (same as --set data.root=DIR)")
+    rt.add_argument("--set", action="append", metavar="KEY=VALUE",
+                    help="override a config value, e.g. --set loss.ppr_skip=100 --set data.batch_users=512 (repeatable)")
+    rt.add_argument("--model", choices=MODELS, help="model.name; lightgcnpp = LightGCN++ (RecSys 2024)")
+    rt.add_argument("--loss", choices=LOSSES,
+                    help="loss.name: bpr (baseline), item-ndcg (ITEM smooth NDCG), supndcg, suprecall, softmax (sampled softmax)")
+    rt.add_argument("--negatives", choices=NEGATIVES, help="loss.negatives: uniform, or PPR hard negatives mixed with uniform ones")
+    rt.add_argument("--protocol", choices=("transductive", "inductive"), help="data.protocol")
+    rt.add_argument("--epochs", type=int, help="train.epochs")
+    rt.add_argument("--seed", type=int, help="train.seed")
+    rt.add_argument("--device", help="train.device: cpu, cuda, cuda:1, ...")
+    rt.add_argument("--lr", type=float, help="optim.lr (default: 1e-3 for bpr, 1e-2 for the candidate losses)")
+    rt.add_argument("--dim", type=int, help="model.dim")
+    rt.add_argument("--patience", type=int, help="train.patience: stop after this many validations without improvement")
+    rt.add_argument("--time-limit", type=float, help="train.time_limit: seconds of fitting; the epoch crossing it is the last")
+    rt.add_argument("--rating-threshold", type=float, help="data.rating_threshold (files with ratings only)")
+    rt.add_argument("--k", metavar="K[,K...]", help="cut-offs: recall, ndcg, p, hit, mrr, map at each (train.metrics)")
+    rt.add_argument("--refit", action="store_true", help="train.refit: after selection, retrain on train + valid")
+    rt.add_argument("--run-dir", help="where to write the run (default: runs/<recipe>-<time>)")
+    rt.add_argument("--resume", metavar="RUN_DIR", help="continue a run from RUN_DIR/checkpoints/last.ckpt")
     rt.add_argument("--json", action="store_true", help="last line of stdout: one JSON object with the test metrics and run_dir")
     rt.set_defaults(func=cmd_recsys_train)
     re_ = rsub.add_parser("evaluate", help="re-evaluate a finished recsys run on its test split")

@@ -58,13 +58,13 @@ def is_tree(labels: torch.Tensor) -> bool:
 def level_counts(
     query_labels: torch.Tensor,
     gallery_labels: torch.Tensor,
-    query_in_gallery: torch.Tensor | None = None,
+    queries_in_gallery: bool = False,
     chunk_size: int = 1024,
 ) -> torch.Tensor:
     """Per query, how many gallery items sit at each level: (Q, L+1) int64, column ℓ = level ℓ.
 
-    query_in_gallery: (Q,) gallery index of each query when the queries belong to the gallery
-    (the query itself is then not counted), else None.
+    queries_in_gallery: every query is itself a gallery item; it is then not counted (one item fewer
+    at level L).
     """
     n_q, n_cols = query_labels.shape
     n_g = gallery_labels.shape[0]
@@ -87,7 +87,7 @@ def level_counts(
             exact[start : start + lv.shape[0]] = torch.bincount(
                 (lv + offsets).flatten(), minlength=lv.shape[0] * (n_cols + 1)
             ).view(-1, n_cols + 1)
-    if query_in_gallery is not None:
+    if queries_in_gallery:
         exact = exact.clone()
         exact[:, n_cols] -= 1
     return exact

@@ -128,3 +128,11 @@ def test_unique_memory_holds_the_latest_embedding_of_each_item():
         mem(second, labels[2:6])
     with pytest.raises(ValueError, match=r"indices must be 4 dataset indices in \[0, 6\)"):
         mem(second, labels[2:6], indices=torch.arange(3, 7))
+
+
+def test_hrank_step_without_smooth_hrank_is_refused():
+    from rankopt.losses.steps import SmoothHRankStep
+
+    with pytest.raises(ValueError, match="smooth_hrank=True"):
+        HAP(hrank_step=SmoothHRankStep())
+    assert HAP(smooth_hrank=True, hrank_step=SmoothHRankStep()).smooth_hrank

@@ -62,3 +62,12 @@ def test_efficientnet_lite0_packaged_weights_recognise_a_cat():
         emb = model(x)
     assert int(logits.argmax()) in (281, 282, 285)  # tabby, tiger cat, Egyptian cat
     assert emb.shape == (1, 32)
+
+
+def test_cls_pooling_takes_the_class_token_and_only_transformers_have_one():
+    from rankopt.models import create_pooling
+
+    tokens = torch.randn(2, 6, 1, 5)  # (B, C, 1, T): a transformer's token map, class token first
+    assert torch.equal(create_pooling("cls")(tokens), tokens[:, :, 0, 0])
+    with pytest.raises(ValueError, match="class token"):
+        create_model("resnet18", 8, "cls")

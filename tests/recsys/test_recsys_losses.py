@@ -125,7 +125,7 @@ def test_ppr_negatives_are_cached(tmp_path, monkeypatch):
 
 
 def test_candidate_sampler_blocks():
-    from rankopt.recsys.runner import CandidateSampler
+    from rankopt.recsys.training import CandidateSampler
 
     rng = np.random.default_rng(0)
     train = Interactions(rng.integers(0, 20, 150), rng.integers(0, 40, 150))

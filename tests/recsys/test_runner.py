@@ -1,11 +1,20 @@
-"""rankopt recsys train / evaluate end to end on small files; the inductive protocol."""
+"""rankopt recsys train / evaluate end to end on small files, on the one run engine: the inductive
+protocol, test masking, a real kill and resume, recipes and the config checks."""
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
+import torch
 
+from miniatures import untimed
 from rankopt.cli import main
+from rankopt.train.config import load_config
 
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "data" / "recsys"
 
@@ -49,7 +58,11 @@ def test_inductive_protocol_serves_new_users(tmp_path, capsys):
                "--lr", "0.05", "--run-dir", str(tmp_path / "run"), "--json"])
     assert rc == 0
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert out["run"]["protocol"] == "inductive" and out["test"]["n_users"] >= 1 and out["test"]["ndcg@5"] > 0.2
+    assert out["protocol"]["name"] == "inductive" and out["test"]["n_users"] >= 1 and out["test"]["ndcg@5"] > 0.2
+
+
+def _cfg(data_dir, *overrides):
+    return load_config(None, [f"data.root={data_dir}", *overrides], task="recsys")
 
 
 def test_inductive_graph_holds_context_never_targets(tmp_path, monkeypatch):
@@ -57,21 +70,23 @@ def test_inductive_graph_holds_context_never_targets(tmp_path, monkeypatch):
     graph only for serving them."""
     import numpy as np
 
-    from rankopt.recsys import runner
+    from rankopt.recsys import models
+    from rankopt.recsys.run import load_data, train_recsys
 
     data_dir = synthetic(tmp_path / "data") if (tmp_path / "data").mkdir() is None else None
-    cfg = runner.RecConfig(protocol="inductive", epochs=2, dim=8, k=5, held_out=0.25)
-    data = runner.load_data(data_dir, cfg)
+    cfg = _cfg(data_dir, "data.protocol=inductive", "train.epochs=2", "model.dim=8", "train.metrics=[recall@5, ndcg@5]",
+               "train.monitor=ndcg@5", "data.held_out=0.25")
+    data = load_data(cfg)
     held = np.unique(data.test.user)
     graphs = []
-    original = runner.Recommender.set_graph
+    original = models.Recommender.set_graph
 
     def spy(self, interactions):
         graphs.append(set(zip(interactions.user.tolist(), interactions.item.tolist())))
         return original(self, interactions)
 
-    monkeypatch.setattr(runner.Recommender, "set_graph", spy)
-    runner.run_recsys(data_dir, cfg, tmp_path / "run")
+    monkeypatch.setattr(models.Recommender, "set_graph", spy)
+    train_recsys(cfg, tmp_path / "run", progress=False)
     targets = set(zip(data.test.user.tolist(), data.test.item.tolist()))
     context = set(zip(data.context.user.tolist(), data.context.item.tolist()))
     assert graphs and all(not (g & targets) for g in graphs)
@@ -81,29 +96,69 @@ def test_inductive_graph_holds_context_never_targets(tmp_path, monkeypatch):
     assert not (targets & context)
 
 
-def test_killed_run_resumes_to_the_same_result(tmp_path, capsys):
-    """A run interrupted after an epoch continues from its checkpoint and ends where an uninterrupted
-    run ends."""
-    from rankopt.recsys import runner
+def _bigger(path, n_users=3000, n_items=600):
+    """Enough users that an epoch lasts a few hundred milliseconds: long enough to kill one mid-way."""
+    import numpy as np
 
-    data_dir = synthetic(tmp_path / "data") if (tmp_path / "data").mkdir() is None else None
-    cfg = runner.RecConfig(epochs=4, dim=8, k=5, lr=0.05, negatives="ppr")
-    whole, _ = runner.run_recsys(data_dir, cfg, tmp_path / "whole")
+    rng = np.random.default_rng(1)
+    lines = {"train.txt": [], "valid.txt": [], "test.txt": []}
+    for u in range(n_users):
+        items = (u % 30) * 20 + rng.permutation(20)
+        lines["train.txt"].append(f"{u} " + " ".join(map(str, items[:14])))
+        lines["valid.txt"].append(f"{u} {items[14]} {items[15]}")
+        lines["test.txt"].append(f"{u} {items[16]} {items[17]}")
+    path.mkdir()
+    for name, rows in lines.items():
+        (path / name).write_text("\n".join(rows) + "\n")
+    return path
 
-    def crash(entry, cfg):
-        if entry["epoch"] == 2:
-            raise KeyboardInterrupt
 
-    with pytest.raises(KeyboardInterrupt):
-        runner.run_recsys(data_dir, cfg, tmp_path / "resumed", progress=crash)
-    assert (tmp_path / "resumed" / "checkpoint.pt").is_file() and not (tmp_path / "resumed" / "model.pt").exists()
-    resumed, _ = runner.run_recsys(data_dir, cfg, tmp_path / "resumed")
-    assert resumed["selection"]["epochs_run"] == 4
-    for key in ("test", "selection", "valid"):
-        assert resumed[key] == whole[key], key
-    assert [h["epoch"] for h in resumed["history"]] == [1, 2, 3, 4]
-    with pytest.raises(ValueError, match="another configuration"):
-        runner.run_recsys(data_dir, runner.RecConfig(epochs=5, dim=8, k=5), tmp_path / "resumed")
+def test_sigkill_mid_epoch_then_resume_equals_uninterrupted(tmp_path):
+    """A real `rankopt recsys train` process killed (SIGKILL) during epoch 2 continues with --resume from
+    epoch 1's checkpoint and ends exactly where an uninterrupted run ends (PPR negatives: the sampler's
+    generator state comes back from the checkpoint)."""
+    data = _bigger(tmp_path / "data")
+    rankopt = str(Path(sys.executable).parent / "rankopt")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    args = ["recsys", "train", str(data), "--epochs", "5", "--negatives", "ppr", "--dim", "16", "--k", "5", "--json",
+            "--set", "data.batch_users=64"]
+    straight = subprocess.run([rankopt, *args, "--run-dir", str(tmp_path / "straight")], capture_output=True, text=True,
+                              env=env, timeout=600)
+    assert straight.returncode == 0, straight.stderr[-2000:]
+    run = tmp_path / "killed"
+    last = run / "checkpoints" / "last.ckpt"
+    proc = subprocess.Popen([rankopt, *args, "--run-dir", str(run)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    deadline = time.time() + 300
+    while not last.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.002)
+    os.kill(proc.pid, signal.SIGKILL)  # epoch 1 just saved: epoch 2 is under way
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    assert torch.load(last, weights_only=False)["epoch"] == 0, "the kill came after epoch 2 ended"
+    assert not (run / "metrics.json").exists()
+    resumed = subprocess.run([rankopt, "recsys", "train", "--resume", str(run), "--json"], capture_output=True, text=True,
+                             env=env, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    a, b = (json.loads(p.stdout.strip().splitlines()[-1]) for p in (straight, resumed))
+    for key in ("test", "selection", "valid", "history"):
+        assert untimed(a[key]) == untimed(b[key]), key
+    assert [h["epoch"] for h in b["history"]] == [1, 2, 3, 4, 5]
+    assert (run / "test_per_query.csv").read_text() == (tmp_path / "straight" / "test_per_query.csv").read_text()
+
+
+def test_resuming_a_finished_run_changes_nothing_and_an_occupied_folder_is_refused(tmp_path, capsys):
+    data = synthetic(tmp_path / "data") if (tmp_path / "data").mkdir() is None else None
+    run = tmp_path / "run"
+    assert main(["recsys", "train", str(data), "--epochs", "2", "--dim", "8", "--k", "5", "--run-dir", str(run), "--json"]) == 0
+    first = capsys.readouterr().out.strip().splitlines()[-1]
+    files = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    assert main(["recsys", "train", "--resume", str(run), "--json"]) == 0
+    assert capsys.readouterr().out.strip().splitlines()[-1] == first
+    assert files == {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    assert main(["recsys", "train", str(data), "--epochs", "2", "--run-dir", str(run)]) == 2
+    assert "already holds a run" in capsys.readouterr().err
+    assert main(["train", "--resume", str(run)]) == 2  # an image command on a recommendation run
+    assert "is a recsys run: use rankopt recsys train" in capsys.readouterr().err
 
 
 def test_bad_data_dir(tmp_path, capsys):
@@ -115,15 +170,19 @@ def _brute_force_test(run_dir, data_dir, k):
     """Recall@k / NDCG@k of the saved model by a plain loop: each test user's train and valid items
     removed from the ranking, LightGCN's formulas."""
     import numpy as np
-    import torch
 
-    from rankopt.recsys import runner
+    from rankopt.recsys.data import Interactions
+    from rankopt.recsys.run import build_model, load_data
+    from rankopt.train.run import load_run
 
-    cfg = runner.RecConfig(**{key: v for key, v in json.loads((run_dir / "config.json").read_text()).items() if key != "data_dir"})
-    data = runner.load_data(data_dir, cfg)
-    graph = runner.Interactions.concat([data.train, data.valid]) if cfg.refit else data.train
-    model = runner.build_model(cfg, data.n_users, data.n_items, graph)
-    model.load_state_dict(torch.load(run_dir / "model.pt", weights_only=True))
+    cfg = load_run(run_dir, task="recsys")
+    data = load_data(cfg)
+    graph = Interactions.concat([data.train, data.valid]) if cfg.train.refit else data.train
+    model = build_model(cfg, data.n_users, data.n_items, graph)
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    tested = metrics["protocol"]["refit"]["checkpoint"] if cfg.train.refit else metrics["selection"]["checkpoint"]
+    state = torch.load(run_dir / tested, weights_only=True)["state_dict"]
+    model.load_state_dict({k[len("model."):]: v for k, v in state.items() if k.startswith("model.")})
     model.eval()
     with torch.no_grad():
         users, items = model.embeddings()
@@ -153,4 +212,5 @@ def test_test_ranking_masks_train_and_valid_items(tmp_path, capsys, refit):
     assert out["test"]["recall@5"] == pytest.approx(recall, abs=1e-9)
     assert out["test"]["ndcg@5"] == pytest.approx(ndcg, abs=1e-9)
     if refit:
-        assert out["run"]["refit"] == {"on": "train+valid", "epochs": out["selection"]["epoch"]}
+        assert out["protocol"]["refit"] == {"on": "train+valid", "epochs": out["selection"]["epoch"],
+                                            "checkpoint": "refit/checkpoints/last.ckpt"}

@@ -1,13 +1,17 @@
 """The training engine on a tiny synthetic image set: it learns, selects on validation, tests the
 selected weights once, and a resumed run equals an uninterrupted one."""
 
+import time
+
+import lightning.pytorch as pl
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset
 
 from rankopt.losses import HAPPIER, ROADMAP
 from rankopt.metrics import evaluate
 from rankopt.models import create_model
 from rankopt.train import OptimConfig, RetrievalData, RetrievalModule, fit
+from rankopt.train.module import RunModule
 
 from miniatures import untimed
 
@@ -116,3 +120,72 @@ def test_hierarchical_loss_with_proxies_trains(tmp_path):
     module = make(loss=HAPPIER(num_classes=8, dim=16))
     fit(module, RetrievalData(train, test, None, 32, sampler="hierarchical"), tmp_path, epochs=1, progress=False)
     assert module.trainer.optimizers[0].param_groups[-1]["name"] == "proxies"
+
+
+class Scripted(RunModule):
+    """A module whose validation values are given in advance (one per epoch): what early stopping and
+    the time limit see, without any learning in the way."""
+
+    def __init__(self, values, seconds_per_step: float = 0.0):
+        super().__init__(monitor="score")
+        self.w = torch.nn.Parameter(torch.zeros(1))
+        self.values, self.seconds_per_step = values, seconds_per_step
+
+    def training_step(self, batch, batch_idx):
+        time.sleep(self.seconds_per_step)
+        loss = (self.w - 1).pow(2).sum()
+        self.record_loss(loss)
+        return loss
+
+    def validation_step(self, batch, batch_idx):
+        pass
+
+    def test_step(self, batch, batch_idx):
+        pass
+
+    def on_validation_epoch_end(self):
+        value = float(self.values[self.current_epoch])
+        self._entry()["valid/score"] = value
+        self.log("valid/score", value)
+
+    def on_test_epoch_end(self):
+        self.test_metrics = {"w": float(self.w)}
+
+    def configure_optimizers(self):
+        return torch.optim.SGD([self.w], lr=0.1)
+
+
+class TwoSteps(pl.LightningDataModule):
+    selection_split = "valid"
+
+    def train_dataloader(self):
+        return DataLoader([0, 1], batch_size=1)
+
+    def val_dataloader(self):
+        return DataLoader([0], batch_size=1)
+
+    def test_dataloader(self):
+        return DataLoader([0], batch_size=1)
+
+
+def test_patience_stops_after_that_many_validations_without_improvement_and_stays_stopped(tmp_path):
+    values = [0.5, 0.6, 0.6, 0.55, 0.9, 0.95]  # a tie is no improvement: epochs 3 and 4 exhaust patience 2
+    result = fit(Scripted(values), TwoSteps(), tmp_path, epochs=6, patience=2, progress=False)
+    assert result["selection"]["epoch"] == 2 and result["selection"]["epochs_run"] == 4
+    assert [h["epoch"] for h in result["history"]] == [1, 2, 3, 4]
+    again = fit(Scripted(values), TwoSteps(), tmp_path, epochs=6, patience=2, progress=False,
+                resume=tmp_path / "checkpoints" / "last.ckpt")
+    assert again["selection"]["epochs_run"] == 4  # resumed after the stop: no epoch 5
+
+
+def test_time_limit_ends_with_the_epoch_that_crosses_it_validated(tmp_path):
+    """eval_every=100 would validate only the last of 50 epochs; each epoch sleeps 0.2 s against a 0.5 s
+    limit: training stops after a few epochs and the stopping epoch is validated, so it can be selected."""
+    values = [0.1 * e for e in range(50)]
+    result = fit(Scripted(values, seconds_per_step=0.1), TwoSteps(), tmp_path, epochs=50, eval_every=100,
+                 time_limit=0.5, progress=False)
+    run = result["selection"]["epochs_run"]
+    assert 3 <= run < 50
+    validated = [h["epoch"] for h in result["history"] if "valid/score" in h]
+    assert validated == [run] and result["selection"]["epoch"] == run
+    assert all(h["seconds"] >= 0.2 for h in result["history"])

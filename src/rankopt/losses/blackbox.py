@@ -43,9 +43,8 @@ class _BlackBoxRank(torch.autograd.Function):
 
 
 class BlackBoxAP(RankingLoss):
-    def __init__(self, lambda_: float = 4.0, margin: float = 0.02, include_self: bool = True,
-                 memory_budget: int = 64 << 20) -> None:
-        super().__init__(include_self, memory_budget)
+    def __init__(self, lambda_: float = 4.0, margin: float = 0.02, include_self: bool = True) -> None:
+        super().__init__(include_self)  # ranks by a sort of (B, N) scores: no rank kernel, no memory budget
         self.lambda_ = lambda_
         self.margin = margin
 

@@ -23,8 +23,8 @@ def _mean_nonzero(x: torch.Tensor) -> torch.Tensor:
 
 
 class Calibration(RankingLoss):
-    def __init__(self, pos_margin: float = 0.9, neg_margin: float = 0.6, memory_budget: int = 64 << 20) -> None:
-        super().__init__(include_self=False, memory_budget=memory_budget)
+    def __init__(self, pos_margin: float = 0.9, neg_margin: float = 0.6) -> None:
+        super().__init__(include_self=False)  # hinge terms on the scores: no rank kernel, no memory budget
         self.pos_margin = pos_margin
         self.neg_margin = neg_margin
 

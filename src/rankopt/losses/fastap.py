@@ -21,8 +21,8 @@ __all__ = ["FastAP"]
 
 
 class FastAP(RankingLoss):
-    def __init__(self, num_bins: int = 10, include_self: bool = False, memory_budget: int = 64 << 20) -> None:
-        super().__init__(include_self, memory_budget)
+    def __init__(self, num_bins: int = 10, include_self: bool = False) -> None:
+        super().__init__(include_self)  # histograms of (B, N) tensors: no rank kernel, no memory budget
         if num_bins < 1:
             raise ValueError(f"FastAP: num_bins must be >= 1; got {num_bins}")
         self.num_bins = num_bins

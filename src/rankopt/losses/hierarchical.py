@@ -30,13 +30,15 @@ class HAP(RankingLoss):
 
     def __init__(self, tau: float = 0.01, delta: float = 0.05, rho: float = 100.0, start: float = 0.5,
                  offset: float | None = None, alpha: float = 1.0, smooth_hrank: bool = False,
-                 hrank_step: SmoothHRankStep = SmoothHRankStep(), include_self: bool = True,
+                 hrank_step: SmoothHRankStep | None = None, include_self: bool = True,
                  memory_budget: int = 64 << 20, bin_width: float | None = None) -> None:
         super().__init__(include_self, memory_budget, bin_width)
         self.step = SupRankStep(tau, delta, rho, start, offset)
         self.alpha = alpha
         self.smooth_hrank = smooth_hrank
-        self.hrank_step = hrank_step
+        if hrank_step is not None and not smooth_hrank:
+            raise ValueError("HAP: hrank_step shapes the smoothed H-rank; it needs smooth_hrank=True")
+        self.hrank_step = hrank_step or SmoothHRankStep()
 
     def compute(self, batch: RankBatch) -> torch.Tensor:
         items, lv, valid = batch.ranked_items(1)

@@ -13,22 +13,11 @@ import torch
 from rankopt.losses.base import RankingLoss, mean_over_queries
 from rankopt.losses.batch import RankBatch
 from rankopt.losses.steps import SupRankStep
+from rankopt.metrics.graded import ideal_dcg
 
 __all__ = ["SupNDCG", "ideal_dcg"]
 
 
-def ideal_dcg(counts: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """IDCG per query from (B, L+1) counts of references at each level: gains sorted decreasing."""
-    n_levels = counts.shape[1] - 1
-    total = int(counts[:, 1:].sum(dim=1).max()) if counts.numel() else 0
-    pos = torch.arange(1, total + 1, dtype=dtype, device=counts.device)
-    cum = torch.nn.functional.pad((1 / torch.log2(pos + 1)).cumsum(0), (1, 0))
-    out = torch.zeros(counts.shape[0], dtype=dtype, device=counts.device)
-    higher = torch.zeros_like(counts[:, 0])
-    for lvl in range(n_levels, 0, -1):
-        out += (2.0**lvl - 1) * (cum[higher + counts[:, lvl]] - cum[higher])
-        higher = higher + counts[:, lvl]
-    return out
 
 
 class SupNDCG(RankingLoss):
@@ -45,6 +34,6 @@ class SupNDCG(RankingLoss):
         rank, _ = self.surrogate_ranks(batch, items, lv, valid, self.step)
         gains = torch.exp2(lv.to(rank.dtype)) - 1
         dcg = (valid * gains / torch.log2(1 + rank)).sum(dim=1)
-        idcg = ideal_dcg(batch.level_counts(), rank.dtype)
+        idcg = ideal_dcg(batch.level_counts(), dtype=rank.dtype)
         has = valid.any(dim=1)
         return mean_over_queries(1 - dcg / idcg.clamp_min(1e-12), has)

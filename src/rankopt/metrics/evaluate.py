@@ -95,7 +95,7 @@ def evaluate_per_query(
     if search.n_ranked < 1:
         raise ValueError("the gallery has a single item, which is the query itself: nothing to rank")
 
-    counts = level_counts(q_labels, g_labels, search.self_index)  # (Q, L+1)
+    counts = level_counts(q_labels, g_labels, queries_in_gallery=search.self_index is not None)  # (Q, L+1)
     full = any(KINDS[s.kind].full_list for s in specs)
     per_cell = _FULL_BYTES_PER_CELL if full else _PREFIX_BYTES_PER_CELL
     step = rows_per_chunk(memory_budget, search.n_gallery, per_cell)
@@ -233,17 +233,15 @@ def _ranked_prefix(search: Search, start: int, stop: int, depth: int) -> tuple[t
     the tie group holding position ``depth`` is complete (a tie straddling the cut is followed)."""
     n = search.n_ranked
     if search.backend == "faiss":
-        k = min(n, depth + 16)
-        while True:
-            v, i = search.topk(start, stop, k)
-            if k == n or bool((v[:, k - 1] < v[:, depth - 1]).all()):
-                return v, i
-            k = min(n, 2 * k)
-    s = search.scores(start, stop)
+        top, s = (lambda k: search.topk(start, stop, k)), None
+    else:  # the scores once, then top-k of them as deep as needed
+        s = search.scores(start, stop)
+        top = lambda k: torch.topk(s, k, dim=1, largest=True, sorted=True)  # noqa: E731
     k = min(n, depth + 16)
     while True:
-        v, i = torch.topk(s, k, dim=1, largest=True, sorted=True)
+        v, i = top(k)
         if k == n or bool((v[:, k - 1] < v[:, depth - 1]).all()):
             return v, i
-        need = int((s >= v[:, depth - 1 : depth]).sum(dim=1).max())
-        k = min(n, max(need + 1, 2 * k))
+        # deeper: at least past every item tied with position depth (known when the scores are at hand)
+        need = int((s >= v[:, depth - 1 : depth]).sum(dim=1).max()) + 1 if s is not None else 0
+        k = min(n, max(need, 2 * k))

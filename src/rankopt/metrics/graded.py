@@ -15,31 +15,41 @@ import torch
 
 from rankopt.metrics.ranking import Ranking
 
-__all__ = ["ndcg"]
+__all__ = ["ndcg", "ideal_dcg", "cumulative_discount"]
 
 
-def _cumulative_discount(n: int, device: torch.device) -> torch.Tensor:
-    """D[x] = Σ_{p=1..x} 1/log2(1+p), D[0] = 0: (n+1,) float64."""
-    p = torch.arange(1, n + 1, dtype=torch.float64, device=device)
+def cumulative_discount(n: int, device: torch.device, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+    """D[x] = Σ_{p=1..x} 1/log2(1+p), D[0] = 0: (n+1,)."""
+    p = torch.arange(1, n + 1, dtype=dtype, device=device)
     return torch.nn.functional.pad((1 / torch.log2(p + 1)).cumsum(0), (1, 0))
+
+
+def ideal_dcg(counts: torch.Tensor, depth: int | torch.Tensor | None = None, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+    """IDCG per query from (Q, L+1) counts of items at each level: the gains 2^ℓ − 1 sorted by
+    decreasing level, the first ``depth`` positions (None: all; an int or a (Q,) tensor). The one
+    ideal-DCG of rankopt: NDCG metrics, the SupNDCG loss and ITEM's smooth NDCG."""
+    n_levels = counts.shape[1] - 1
+    total = int(counts[:, 1:].sum(dim=1).max()) if counts.numel() else 0
+    cum = cumulative_discount(total, counts.device, dtype)
+    limit = total if depth is None else depth
+    out = torch.zeros(counts.shape[0], dtype=dtype, device=counts.device)
+    higher = torch.zeros_like(counts[:, 0])
+    for lvl in range(n_levels, 0, -1):
+        first = torch.clamp(higher, max=limit)
+        last = torch.clamp(higher + counts[:, lvl], max=limit)
+        out += (2.0**lvl - 1) * (cum[last] - cum[first])
+        higher = higher + counts[:, lvl]
+    return out
 
 
 def ndcg(ranking: Ranking, k: int | None = None) -> torch.Tensor:
     """NDCG@k per query (k=None: the whole list). (Q,) float64; 0 where no item has a gain."""
     depth = ranking.n_ranked if k is None else k
     device = ranking.levels.device
-    cum_d = _cumulative_discount(ranking.n_ranked, device)
+    cum_d = cumulative_discount(ranking.n_ranked, device)
     _, group_gain = ranking.above_and_within(torch.exp2(ranking.levels.to(torch.float64)) - 1)
     first = ranking.start.clamp(max=depth)
     last = (ranking.start + ranking.size).clamp(max=depth)
     dcg = (ranking.heads * group_gain / ranking.size * (cum_d[last] - cum_d[first])).sum(dim=1)
-    # ideal DCG: the gains sorted by decreasing level, from the per-level counts
-    counts = ranking.counts
-    idcg = torch.zeros_like(dcg)
-    higher = torch.zeros_like(counts[:, 0])
-    for lvl in range(ranking.n_levels, 0, -1):
-        first = higher.clamp(max=depth)
-        last = (higher + counts[:, lvl]).clamp(max=depth)
-        idcg += (2.0**lvl - 1) * (cum_d[last] - cum_d[first])
-        higher = higher + counts[:, lvl]
+    idcg = ideal_dcg(ranking.counts, depth)
     return torch.where(idcg > 0, dcg / idcg.clamp_min(1e-300), torch.zeros_like(dcg))

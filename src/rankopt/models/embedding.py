@@ -47,4 +47,6 @@ class EmbeddingModel(nn.Module):
 def create_model(backbone: str = "small_cnn", dim: int = 128, pooling: str = "avg", layer_norm: bool = False,
                  freeze_bn: bool = False, weights: str | None = None, in_channels: int = 3) -> EmbeddingModel:
     """The model recipes build: e.g. create_model("resnet50", 512, "gem", weights="resnet50.pth")."""
+    if pooling == "cls" and not backbone.startswith("deit"):
+        raise ValueError(f"pooling=cls takes a transformer's class token; {backbone} has none (use avg, max or gem)")
     return EmbeddingModel(create_backbone(backbone, weights, in_channels), dim, pooling, layer_norm, freeze_bn)

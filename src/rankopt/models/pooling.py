@@ -1,4 +1,5 @@
-"""Global pooling of a (B, C, H, W) feature map, or of a (B, T, C) token sequence, to (B, C)."""
+"""Global pooling of a (B, C, H, W) feature map, or of a transformer's tokens as a (B, C, 1, T) map, to
+(B, C): avg, max, gem, and cls (the class token; transformer backbones only)."""
 
 from __future__ import annotations
 
@@ -30,7 +31,14 @@ class _Max(nn.Module):
         return x.amax(dim=(-2, -1))
 
 
-POOLINGS = {"avg": _Avg, "max": _Max, "gem": GeM}
+class _ClassToken(nn.Module):
+    """The class token of a transformer's (B, C, 1, T) token map (token 0), as ViT / DeiT classify."""
+
+    def forward(self, x):
+        return x[:, :, 0, 0]
+
+
+POOLINGS = {"avg": _Avg, "max": _Max, "gem": GeM, "cls": _ClassToken}
 
 
 def create_pooling(name: str) -> nn.Module:

@@ -1,4 +1,6 @@
-"""Packaged training recipes: one YAML file per published setting, plus the Fashion-MNIST default."""
+"""Packaged training recipes: one YAML file per published setting, plus the Fashion-MNIST default
+(image retrieval, this folder) and one per dataset × model × loss of the recommendation tables
+(``recsys/``)."""
 
 from __future__ import annotations
 
@@ -7,10 +9,14 @@ from importlib import resources
 __all__ = ["names", "read"]
 
 
-def names() -> list[str]:
-    folder = resources.files(__name__)
-    return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml"))
+def _folder(task: str):
+    root = resources.files(__name__)
+    return root if task == "images" else root.joinpath(task)
 
 
-def read(name: str) -> str:
-    return resources.files(__name__).joinpath(f"{name}.yaml").read_text()
+def names(task: str = "images") -> list[str]:
+    return sorted(p.name[:-5] for p in _folder(task).iterdir() if p.name.endswith(".yaml"))
+
+
+def read(name: str, task: str = "images") -> str:
+    return _folder(task).joinpath(f"{name}.yaml").read_text()

@@ -1,5 +1,5 @@
 """Top-k recommendation with rank losses (ITEM): interaction data, graph, MF and GNN recommenders,
-candidate losses, PPR negatives, full-ranking evaluation and the training runner."""
+candidate losses, PPR negatives, full-ranking evaluation; trained by the run engine (recsys.run, recsys.module)."""
 
 from rankopt.recsys.data import (
     Interactions, RecData, implicit, inductive_split, load_directory, ratio_split, read_csv, read_lightgcn,

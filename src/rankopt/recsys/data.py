@@ -191,6 +191,11 @@ def load_directory(path: str | Path, *, split: str = "auto", ratios=(0.8, 0.1, 0
     path = Path(path)
     if not path.is_dir():
         raise FileNotFoundError(f"{path} is not a folder of interaction files")
+    split_files = ((path / "train.txt").is_file() and (path / "test.txt").is_file()) or (
+        (path / "data1.txt").is_file() and (path / "test1.txt").is_file())
+    if split_files and rating_threshold is not None:
+        raise ValueError(f"{path}: rating_threshold={rating_threshold} given, but its split files hold no ratings "
+                         "(user item lists): leave the threshold unset")
     if (path / "train.txt").is_file() and (path / "test.txt").is_file():
         names = ["train.txt", "test.txt"] + (["valid.txt"] if (path / "valid.txt").is_file() else [])
         raws = [read_lightgcn(path / n) for n in names]

@@ -17,7 +17,7 @@ from rankopt.metrics import rank_metrics
 from rankopt.metrics.names import parse_metrics
 from rankopt.recsys.data import Interactions
 
-__all__ = ["evaluate_recommender", "DEFAULT_METRICS", "metrics_at"]
+__all__ = ["evaluate_recommender", "DEFAULT_METRICS", "metrics_at", "PerUser"]
 
 FAMILIES = ("recall", "ndcg", "p", "hit", "mrr", "map")
 DEFAULT_METRICS = ("recall@20", "ndcg@20")
@@ -30,10 +30,11 @@ def metrics_at(ks: list[int] | tuple[int, ...]) -> list[str]:
 
 def evaluate_recommender(user_emb: torch.Tensor, item_emb: torch.Tensor, test: Interactions, masked: Interactions,
                          metrics: list[str] | tuple[str, ...] = DEFAULT_METRICS, users: np.ndarray | None = None,
-                         chunk: int = 1024, per_user: bool = False):
+                         chunk: int = 1024, per_user: bool = False, progress=None):
     """Mean of each metric over the test users (``users``: restrict to these; default: all with test
     items). ``masked``: interactions whose items are removed from each user's ranking (the known ones).
-    With ``per_user=True`` returns (means, {"user": ids, metric: values}) in increasing user id."""
+    With ``per_user=True`` returns (means, {"user": ids, metric: values}) in increasing user id.
+    ``progress(done, total)`` is called after each block of users."""
     n_items = item_emb.shape[0]
     specs = parse_metrics(list(metrics))
     names = [s.name for s in specs]
@@ -69,9 +70,32 @@ def evaluate_recommender(user_emb: torch.Tensor, item_emb: torch.Tensor, test: I
             for s in specs:  # the "normalised" Recall some papers report: hits / min(K, test items)
                 if s.kind == "recall":
                     values[f"recall_norm@{s.k}"].append((out[s.name] * n_test / n_test.clamp(max=s.k)).cpu().numpy())
+            if progress is not None:
+                progress(start + len(block), len(test_users))
     columns = {n: np.concatenate(v) for n, v in values.items()}
     result: dict = {n: float(np.nansum(v)) / len(test_users) for n, v in columns.items()}
     result["n_users"] = int(len(test_users))
     if per_user:
         return result, {"user": test_users, **columns}
     return result
+
+
+class PerUser:
+    """Per-user values of an evaluation (``{"user": ids, metric: values}``), written as test_per_query.csv."""
+
+    def __init__(self, columns: dict[str, np.ndarray]) -> None:
+        self.columns = columns
+
+    def write_csv(self, path) -> None:
+        import csv
+        import io
+
+        from rankopt.atomic import atomic_write_text
+
+        names = [n for n in self.columns if n != "user"]
+        out = io.StringIO(newline="")
+        w = csv.writer(out)
+        w.writerow(["user"] + names)
+        for i, user in enumerate(self.columns["user"]):
+            w.writerow([int(user)] + [f"{self.columns[n][i]:.10g}" for n in names])
+        atomic_write_text(path, out.getvalue())

@@ -28,6 +28,7 @@ from torch import nn
 from rankopt.losses.batch import RankBatch
 from rankopt.losses.rank_kernel import pair_sums
 from rankopt.losses.steps import Sigmoid
+from rankopt.metrics.graded import ideal_dcg
 
 __all__ = ["candidate_batch", "ITEMLoss", "SampledSoftmaxLoss", "CandidateRankLoss"]
 
@@ -61,9 +62,8 @@ class ITEMLoss(nn.Module):
             gain = gain * torch.sigmoid((self.k + 0.5 - rank) / self.k_temperature)
         dcg = gain.sum(dim=1)
         n_pos = valid.sum(dim=1)
-        depth = n_pos if self.k is None else n_pos.clamp(max=self.k)
-        pos = torch.arange(1, int(depth.max()) + 1, device=rank.device, dtype=rank.dtype)
-        ideal = torch.nn.functional.pad((1 / torch.log2(1 + pos)).cumsum(0), (1, 0))[depth]
+        counts = torch.stack([torch.zeros_like(n_pos), n_pos], dim=1).to(torch.int64)  # binary gains: level 1
+        ideal = ideal_dcg(counts, self.k, dtype=rank.dtype)
         has = n_pos > 0
         ndcg = dcg / ideal.clamp_min(1e-12)
         return (1 - ndcg[has]).mean() if bool(has.any()) else dcg.sum() * 0.0

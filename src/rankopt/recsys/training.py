@@ -1,4 +1,6 @@
-"""BPR training with uniform negatives (LightGCN-PyTorch semantics).
+"""What a recommender training step draws and computes: BPR triples with uniform negatives
+(LightGCN-PyTorch semantics) and, for the candidate losses, per-user blocks of sampled positives and
+uniform / PPR negatives.
 
 BPR (Rendle et al., 2009) as LightGCN-PyTorch computes it: for (user, positive, negative) triples sampled
 as its sampler does (``bpr_triples``), loss = mean softplus(s_neg − s_pos) + λ·½(|e_u⁰|² + |e_p⁰|² +
@@ -13,7 +15,8 @@ import torch
 
 from rankopt.recsys.data import Interactions
 
-__all__ = ["interaction_keys", "uniform_negatives", "bpr_triples", "bpr_loss", "bpr_epoch", "train_bpr"]
+__all__ = ["interaction_keys", "uniform_negatives", "bpr_triples", "bpr_loss", "bpr_epoch", "train_bpr",
+           "CandidateSampler"]
 
 
 def interaction_keys(train: Interactions, n_items: int) -> np.ndarray:
@@ -88,3 +91,42 @@ def train_bpr(model, train: Interactions, n_items: int, epochs: int = 10, batch_
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     keys = interaction_keys(train, n_items)
     return [bpr_epoch(model, train, n_items, opt, rng, keys, batch_size, weight_decay, sampling) for _ in range(epochs)]
+
+
+class CandidateSampler:
+    """Per epoch, each training user once, in blocks: up to ``n_pos`` of its positives (sampled without
+    replacement) and ``n_neg`` negatives (a ``ppr_mix`` share from its PPR top-M, the rest uniform
+    non-interacted items). Yields (users (B,), candidates (B, n_pos + n_neg), levels (B, ·)) with level 1
+    for positives, 0 for negatives, −1 for padding (users with fewer than n_pos positives)."""
+
+    def __init__(self, train: Interactions, n_items: int, n_pos: int, n_neg: int, ppr: np.ndarray | None = None,
+                 ppr_mix: float = 0.5, keys: np.ndarray | None = None) -> None:
+        self.pairs = np.unique(np.stack([train.user, train.item], axis=1).astype(np.int64), axis=0)  # sorted by user
+        self.active, self.starts, self.counts = np.unique(self.pairs[:, 0], return_index=True, return_counts=True)
+        self.keys = interaction_keys(train, n_items) if keys is None else keys
+        self.n_items, self.n_pos, self.n_neg, self.ppr = n_items, n_pos, n_neg, ppr
+        self.n_ppr = int(round(n_neg * ppr_mix)) if ppr is not None else 0
+        if ppr is not None and self.n_ppr > ppr.shape[1]:
+            raise ValueError(f"{self.n_ppr} PPR negatives per step but only {ppr.shape[1]} PPR candidates per user (raise ppr_m)")
+
+    def steps(self, batch_users: int) -> int:
+        return -(-len(self.active) // batch_users)
+
+    def epoch(self, rng: np.random.Generator, batch_users: int):
+        order = np.lexsort((rng.random(len(self.pairs)), self.pairs[:, 0]))  # by user, random within a user
+        rank = np.arange(len(self.pairs)) - np.repeat(self.starts, self.counts)
+        keep = rank < self.n_pos
+        positives = np.full((len(self.active), self.n_pos), -1, dtype=np.int64)
+        positives[np.repeat(np.arange(len(self.active)), self.counts)[keep], rank[keep]] = self.pairs[order[keep], 1]
+        perm = rng.permutation(len(self.active))
+        for start in range(0, len(perm), batch_users):
+            rows = perm[start : start + batch_users]
+            users, pos = self.active[rows], positives[rows]
+            negatives = [uniform_negatives(self.keys, self.n_items, np.repeat(users, self.n_neg - self.n_ppr), rng).reshape(len(users), -1)]
+            if self.n_ppr:
+                pool = self.ppr[users]
+                pick = np.argsort(rng.random(pool.shape), axis=1)[:, : self.n_ppr]  # without replacement
+                negatives.insert(0, np.take_along_axis(pool, pick, axis=1))
+            neg = np.concatenate(negatives, axis=1)
+            levels = np.concatenate([np.where(pos >= 0, 1, -1), np.zeros(neg.shape, dtype=np.int64)], axis=1)
+            yield users, np.concatenate([np.maximum(pos, 0), neg], axis=1), levels

@@ -1,8 +1,12 @@
 """Run configuration: typed sections, YAML recipes, and ``key=value`` overrides checked against them.
 
-A recipe is a YAML file of sections (data, model, loss, optim, train); every key it or an override
-names must exist (an unknown one is an error suggesting the closest), and every value must have the
-field's type. The resolved config is what a run saves in its folder and what ``--resume`` reloads.
+One mechanism for every task: a root config (``RunConfig`` for image retrieval,
+``rankopt.recsys.config.RecRunConfig`` for recommendation) is a dataclass of sections (data, model,
+loss, optim, train) with a ``task`` name, a ``validate()`` method and its packaged recipes. A recipe is
+a YAML file of sections; every key it or an override names must exist (an unknown one is an error
+suggesting the closest), and every value must have the field's type; then ``validate()`` checks
+ranges and combinations, before any work starts. The resolved config is what a run saves in its
+folder (config.yaml, with its task) and what ``--resume`` reloads.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import yaml
 
@@ -22,7 +26,7 @@ from rankopt.train.module import OptimConfig
 
 __all__ = [
     "DataConfig", "ModelConfig", "LossConfig", "TrainConfig", "RunConfig", "load_config", "apply_overrides",
-    "recipe_names", "to_dict", "from_dict", "validate",
+    "recipe_names", "to_dict", "from_dict", "validate", "config_class",
 ]
 
 
@@ -73,6 +77,8 @@ class TrainConfig:
     epochs: int = 2
     seed: int = 0
     eval_every: int = 1
+    patience: int = 0  # stop after this many validations without a better monitored value (0: never)
+    time_limit: float | None = None  # seconds of fitting (validation included); the epoch crossing it is the last
     metrics: list = field(default_factory=lambda: ["hit@1", "map@r", "ap", "hap", "asi", "ndcg"])
     monitor: str = "map@r"
     precision: str = "32-true"
@@ -84,6 +90,7 @@ class TrainConfig:
 
 @dataclass
 class RunConfig:
+    task: ClassVar[str] = "images"
     recipe: str = "fashion-mnist"
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -91,24 +98,40 @@ class RunConfig:
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr_backbone=1e-3, lr_head=1e-3))
     train: TrainConfig = field(default_factory=TrainConfig)
 
+    def validate(self) -> RunConfig:
+        OptimConfig.__post_init__(self.optim)  # re-validate choices after overrides
+        return _validate_images(self)
 
-def recipe_names() -> list[str]:
-    return recipes.names()
+
+def config_class(task: str) -> type:
+    """The root config of a task: images (RunConfig) or recsys (RecRunConfig)."""
+    if task == "images":
+        return RunConfig
+    if task == "recsys":
+        from rankopt.recsys.config import RecRunConfig
+
+        return RecRunConfig
+    raise ValueError(f"unknown task {task!r} in a run's config.yaml (images or recsys)")
 
 
-def _read_recipe(recipe: str) -> tuple[str, dict]:
+def recipe_names(task: str = "images") -> list[str]:
+    return recipes.names(task)
+
+
+def _read_recipe(recipe: str, task: str = "images") -> tuple[str, dict]:
     path = Path(recipe)
     if path.suffix in (".yaml", ".yml") or path.exists():
         if not path.is_file():
             raise ValueError(f"recipe file {path} does not exist")
         name, text = path.stem, path.read_text()
     else:
-        names = recipe_names()
+        names = recipe_names(task)
         if recipe not in names:
             close = difflib.get_close_matches(recipe, names, n=3)
             hint = f"; did you mean {', '.join(close)}?" if close else ""
-            raise ValueError(f"unknown recipe {recipe!r}{hint} Known: {', '.join(names)}")
-        name, text = recipe, recipes.read(recipe)
+            known = ", ".join(names) if len(names) <= 16 else f"{', '.join(names[:8])}, ... ({len(names)} in all)"
+            raise ValueError(f"unknown recipe {recipe!r}{hint} Known: {known}")
+        name, text = recipe, recipes.read(recipe, task)
     try:
         data = yaml.safe_load(text) or {}
     except yaml.YAMLError as err:
@@ -172,18 +195,40 @@ def _override(text: str) -> dict:
     return out
 
 
-def apply_overrides(cfg: RunConfig, overrides: list[str] | tuple[str, ...]) -> RunConfig:
-    """Apply ``section.key=value`` overrides in place (checked like a recipe) and return cfg."""
+def apply_overrides(cfg, overrides: list[str] | tuple[str, ...]):
+    """Apply ``section.key=value`` overrides in place (checked like a recipe), validate, return cfg."""
     for text in overrides:
         _apply(cfg, _override(text), "")
-    OptimConfig.__post_init__(cfg.optim)  # re-validate choices after overrides
-    return validate(cfg)
+    return cfg.validate()
 
 
-def validate(cfg: RunConfig) -> RunConfig:
+def validate(cfg):
     """Ranges and combinations that the types cannot say, checked before any work starts."""
+    return cfg.validate()
+
+
+def check_range(key: str, value, low=None, high=None, *, low_open: bool = False, high_open: bool = False) -> None:
+    """One range check with the message every config uses: ``key=value must be ...``."""
+    if value is None:
+        return
+    if low is not None and (value <= low if low_open else value < low):
+        raise ValueError(f"{key}={value} must be {'above' if low_open else 'at least'} {low}")
+    if high is not None and (value >= high if high_open else value > high):
+        raise ValueError(f"{key}={value} must be {'below' if high_open else 'at most'} {high}")
+
+
+def check_metrics(metrics: list, monitor: str, section: str = "train") -> None:
+    """Metric names known (an unknown one raises here, not after an epoch) and the monitor among them."""
     from rankopt.metrics.names import parse_metrics
 
+    if not metrics:
+        raise ValueError(f"{section}.metrics is empty: name at least the monitored metric")
+    names = [spec.name for spec in parse_metrics(list(metrics))]
+    if monitor not in names:
+        raise ValueError(f"{section}.monitor={monitor!r} is not among {section}.metrics ({', '.join(names)})")
+
+
+def _validate_images(cfg: RunConfig) -> RunConfig:
     d, t = cfg.data, cfg.train
     for key, value in (("train.epochs", t.epochs), ("train.eval_every", t.eval_every), ("data.batch_size", d.batch_size),
                        ("data.m", d.m), ("data.limit", d.limit), ("data.train_limit", d.train_limit)):
@@ -207,33 +252,35 @@ def validate(cfg: RunConfig) -> RunConfig:
         raise ValueError("loss.memory_unique sizes the memory to the training set: leave loss.memory at 0")
     if cfg.loss.memory < 0:
         raise ValueError(f"loss.memory={cfg.loss.memory} must be 0 (none) or a size")
-    if not t.metrics:
-        raise ValueError("train.metrics is empty: name at least the monitored metric")
-    names = [spec.name for spec in parse_metrics(list(t.metrics))]  # an unknown name raises here, not after an epoch
-    if t.monitor not in names:
-        raise ValueError(f"train.monitor={t.monitor!r} is not among train.metrics ({', '.join(names)})")
+    check_range("train.patience", t.patience, 0)
+    check_range("train.time_limit", t.time_limit, 0, low_open=True)
+    check_metrics(t.metrics, t.monitor)
     return cfg
 
 
-def load_config(recipe: str | None = "fashion-mnist", overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
-    """Defaults, then the recipe (a packaged name or a YAML path), then each ``key=value`` override."""
-    cfg = RunConfig()
+def load_config(recipe: str | None = "fashion-mnist", overrides: list[str] | tuple[str, ...] = (), task: str = "images"):
+    """Defaults, then the recipe (a packaged name of the task or a YAML path), then each ``key=value``
+    override; validated."""
+    cfg = config_class(task)()
     if recipe is not None:
-        name, data = _read_recipe(recipe)
+        name, data = _read_recipe(recipe, task)
         data.pop("recipe", None)
+        found = data.pop("task", task)
+        if found != task:
+            raise ValueError(f"recipe {recipe} is a {found} recipe, not {task}")
         _apply(cfg, data, "")
         cfg.recipe = name
     return apply_overrides(cfg, overrides)
 
 
-def to_dict(cfg: RunConfig) -> dict:
-    return dataclasses.asdict(cfg)
+def to_dict(cfg) -> dict:
+    return {"task": cfg.task, **dataclasses.asdict(cfg)}
 
 
-def from_dict(data: dict) -> RunConfig:
-    """A config saved by a run (its config.yaml)."""
-    cfg = RunConfig()
+def from_dict(data: dict):
+    """A config saved by a run (its config.yaml; without a task: an image run)."""
     data = dict(data)
+    cfg = config_class(data.pop("task", "images"))()
     cfg.recipe = data.pop("recipe", cfg.recipe)
     _apply(cfg, data, "")
     return cfg

@@ -191,7 +191,7 @@ class RetrievalModule(RunModule):
         o = self.optim
         groups = self.model.parameter_groups()
         param_groups = [
-            {"params": list(self.model.backbone.parameters()), "lr": o.lr_backbone, "name": "backbone"},
+            {"params": groups["backbone"], "lr": o.lr_backbone, "name": "backbone"},
             {"params": groups["head"], "lr": o.lr_head, "name": "head"},
         ]
         proxies = self.loss.proxy_parameters() if hasattr(self.loss, "proxy_parameters") else []

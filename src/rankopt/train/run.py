@@ -23,7 +23,8 @@ from rankopt.train.module import RetrievalModule
 from rankopt.train.protocol import Splits, test_splits
 from rankopt.train.protocol import build_splits as protocol_splits
 
-__all__ = ["build_splits", "build_model", "build_loss", "train_run", "load_run", "embed_dataset", "is_rank_zero"]
+__all__ = ["build_splits", "build_model", "build_loss", "train_run", "load_run", "embed_dataset", "is_rank_zero",
+           "open_run", "save_config", "save_results"]
 
 log = logging.getLogger(__name__)
 _RUN_DIR_ENV = "RANKOPT_RUN_DIR"  # tells the processes DDP launches where rank 0 writes
@@ -91,9 +92,10 @@ def _metrics_file(run_dir: Path) -> dict | None:
         return None  # written atomically, so only a foreign file can be broken: the run is re-tested
 
 
-def train_run(cfg: RunConfig, run_dir: str | Path | None = None, resume: bool = False, progress: bool = True) -> tuple[dict, Path]:
-    """Train (or, with resume=True, continue) the run, select on validation, test the selected weights;
-    returns (the metrics.json object, run folder). Resuming a finished run returns its metrics unchanged."""
+def open_run(cfg, run_dir: str | Path | None, resume: bool) -> tuple[Path, Path | None, dict | None]:
+    """The run folder of any task's run: (folder, last.ckpt to resume from or None, the metrics.json of
+    a run that already finished with this very config, or None). A folder holding a run is never
+    overwritten: it is resumed (``resume=True``) or refused."""
     # DDP re-launches this program once per extra process: they must write into the same folder
     run_dir = Path(run_dir or cfg.train.run_dir or (None if is_rank_zero() else os.environ.get(_RUN_DIR_ENV))
                    or f"runs/{cfg.recipe}-{time.strftime('%Y%m%d-%H%M%S')}")
@@ -102,17 +104,46 @@ def train_run(cfg: RunConfig, run_dir: str | Path | None = None, resume: bool = 
         raise FileNotFoundError(f"{run_dir} has no checkpoints/last.ckpt to resume from")
     if not resume and last.exists() and is_rank_zero():
         raise FileExistsError(f"{run_dir} already holds a run; resume it with --resume {run_dir} or choose another folder")
-    finished = _metrics_file(run_dir) if resume else None
-    if finished is not None and finished.get("selection", {}).get("epochs_run") == cfg.train.epochs:
+    # rank 0 decides (before it rewrites config.yaml); the processes it launches always train with it
+    finished = _metrics_file(run_dir) if resume and is_rank_zero() else None
+    if finished is not None and _saved_config(run_dir) != to_dict(cfg):
+        finished = None  # e.g. more epochs asked for: the run goes on
+    return run_dir, (last if resume else None), finished
+
+
+def _saved_config(run_dir: Path) -> dict | None:
+    try:
+        return yaml.safe_load((run_dir / "config.yaml").read_text())
+    except (OSError, yaml.YAMLError):
+        return None
+
+
+def save_config(cfg, run_dir: Path) -> None:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if is_rank_zero():
+        atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False))
+
+
+def save_results(run_dir: Path, out: dict, per_query) -> None:
+    """metrics.json (last, atomically: its presence marks a finished run) and test_per_query.csv."""
+    if per_query is not None:
+        per_query.write_csv(run_dir / "test_per_query.csv")
+    atomic_write_text(run_dir / "metrics.json", json.dumps(out, indent=2))
+
+
+def train_run(cfg: RunConfig, run_dir: str | Path | None = None, resume: bool = False, progress: bool = True) -> tuple[dict, Path]:
+    """Train (or, with resume=True, continue) the run, select on validation, test the selected weights;
+    returns (the metrics.json object, run folder). Resuming a finished run returns its metrics unchanged."""
+    run_dir, last, finished = open_run(cfg, run_dir, resume)
+    if finished is not None:
         return finished, run_dir  # a finished run: nothing to do, nothing changed
     validate(cfg)
     if not cfg.model.weights and cfg.model.backbone != "small_cnn":
         log.warning("%s trains from randomly initialised weights (model.weights is unset): the published "
                     "recipes start from ImageNet weights; expect far lower numbers", cfg.model.backbone)
     splits = build_splits(cfg)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, run_dir)
     if is_rank_zero():
-        atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False))
         splits.write_listing(run_dir)
     torch.manual_seed(cfg.train.seed)
     n_classes = int(splits.train.labels[:, 0].max()) + 1
@@ -122,9 +153,10 @@ def train_run(cfg: RunConfig, run_dir: str | Path | None = None, resume: bool = 
                          cfg.train.seed, cfg.data.num_workers)
     os.environ[_RUN_DIR_ENV] = str(run_dir)
     try:
-        result = fit(module, data, run_dir, epochs=cfg.train.epochs, eval_every=cfg.train.eval_every,
-                     resume=last if resume else None, accelerator=cfg.train.accelerator, devices=cfg.train.devices,
-                     strategy=cfg.train.strategy, precision=cfg.train.precision, progress=progress)
+        result = fit(module, data, run_dir, epochs=cfg.train.epochs, eval_every=cfg.train.eval_every, resume=last,
+                     accelerator=cfg.train.accelerator, devices=cfg.train.devices, strategy=cfg.train.strategy,
+                     precision=cfg.train.precision, progress=progress, patience=cfg.train.patience,
+                     time_limit=cfg.train.time_limit)
     finally:
         os.environ.pop(_RUN_DIR_ENV, None)
     is_zero = result.pop("is_global_zero")
@@ -133,17 +165,26 @@ def train_run(cfg: RunConfig, run_dir: str | Path | None = None, resume: bool = 
            "history": result["history"], "protocol": splits.describe(), "pretrained": bool(cfg.model.weights),
            "run_dir": str(run_dir)}
     if is_zero:
-        if per_query is not None:
-            per_query.write_csv(run_dir / "test_per_query.csv")
-        atomic_write_text(run_dir / "metrics.json", json.dumps(out, indent=2))
+        save_results(run_dir, out, per_query)
     return out, run_dir
 
 
-def load_run(run_dir: str | Path) -> RunConfig:
+def load_run(run_dir: str | Path, task: str | None = None):
+    """The config a run folder was trained with (``task``: refuse a run of another task)."""
     path = Path(run_dir) / "config.yaml"
     if not path.is_file():
         raise FileNotFoundError(f"{run_dir} has no config.yaml: not a rankopt run folder")
-    return from_dict(yaml.safe_load(path.read_text()))
+    try:
+        saved = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise ValueError(f"{path} is not valid YAML ({str(err).splitlines()[0]})") from None
+    if not isinstance(saved, dict):
+        raise ValueError(f"{path} does not hold a run config")
+    found = saved.get("task", "images")
+    if task is not None and found != task:
+        command = "rankopt recsys train" if found == "recsys" else "rankopt train"
+        raise ValueError(f"{run_dir} is a {found} run: use {command}")
+    return from_dict(saved)
 
 
 def embed_dataset(checkpoint: str | Path, dataset: str | None = None, root: str | None = None, split: str | None = None,
@@ -153,7 +194,7 @@ def embed_dataset(checkpoint: str | Path, dataset: str | None = None, root: str 
     checkpoint = Path(checkpoint)
     if not checkpoint.is_file():
         raise FileNotFoundError(f"checkpoint {checkpoint} does not exist")
-    cfg = load_run(checkpoint.parent.parent)
+    cfg = load_run(checkpoint.parent.parent, task="images")
     if dataset is not None:
         cfg.data.name = dataset
     if root is not None:

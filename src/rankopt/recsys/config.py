@@ -1,0 +1,141 @@
+"""The recommendation run's typed config: the same sections, recipes, ``--set`` overrides and
+validation as image runs (rankopt.train.config), with the fields of a recommender.
+
+Packaged recipes (``rankopt/recipes/recsys/``): one per dataset × model × loss of the README tables,
+named ``<dataset>-<model>-<variant>`` (e.g. ``ml-100k-lightgcn-item-ppr``); ``data.root`` names the
+dataset folder (``--data-dir``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+from rankopt.train.config import check_metrics, check_range
+
+__all__ = ["RecDataConfig", "RecModelConfig", "RecLossConfig", "RecOptimConfig", "RecTrainConfig", "RecRunConfig",
+           "MODELS", "LOSSES", "NEGATIVES"]
+
+MODELS = ("mf", "lightgcn", "lightgcnpp", "ngcf")
+LOSSES = ("bpr", "item-ndcg", "supndcg", "suprecall", "softmax")
+NEGATIVES = ("uniform", "ppr")
+
+
+@dataclass
+class RecDataConfig:
+    root: str | None = None  # the folder of interaction files (LightGCN, pairs, RecBole .inter, CSV)
+    rating_threshold: float | None = None  # keep interactions rated at least this (files with ratings only)
+    valid_ratio: float = 0.1  # data without a validation split: this share of each user's training items
+    protocol: str = "transductive"  # or inductive: held-out users served from context interactions
+    held_out: float = 0.1  # inductive: share of users held out
+    context: float = 0.5  # inductive: share of a held-out user's interactions given as context
+    batch_users: int = 256  # users per step (candidate losses)
+    batch_size: int = 2048  # triples per step (BPR)
+    bpr_sampling: str = "user"  # user (LightGCN-PyTorch) | interaction
+
+
+@dataclass
+class RecModelConfig:
+    name: str = "lightgcn"  # mf | lightgcn | lightgcnpp (LightGCN++, RecSys 2024) | ngcf
+    dim: int = 64
+    layers: int = 3  # message-passing layers (GNNs)
+    user_repr: str = "auto"  # id | items | auto (= items for the inductive protocol, else id)
+
+
+@dataclass
+class RecLossConfig:
+    name: str = "item-ndcg"  # bpr | item-ndcg | supndcg | suprecall | softmax
+    tau: float = 0.1  # item-ndcg: sigmoid temperature; softmax: softmax temperature
+    score: str = "cosine"  # candidate losses: cosine or dot (raw dot products; tau acts on their scale)
+    negatives: str = "uniform"  # candidate losses: uniform | ppr
+    n_neg: int = 50  # negatives per user and step
+    n_pos: int = 10  # positives sampled per user and step
+    ppr_m: int = 100  # PPR candidates kept per user
+    ppr_skip: int = 0  # the top PPR items left out first (likely unobserved positives)
+    ppr_mix: float = 0.5  # share of PPR negatives among the negatives; the rest uniform
+    ppr_restart: float = 0.15
+    recall_k: list = field(default_factory=lambda: [1, 5, 20])  # suprecall: the Recall@k terms
+
+
+@dataclass
+class RecOptimConfig:
+    lr: float | None = None  # Adam; None: 1e-3 for bpr (LightGCN's), 1e-2 for the candidate losses
+    weight_decay: float | None = None  # L2 on the layer-0 embeddings of a step; None: 1e-4 for bpr, 0 otherwise
+
+    def learning_rate(self, loss: str) -> float:
+        return self.lr if self.lr is not None else (1e-3 if loss == "bpr" else 1e-2)
+
+    def decay(self, loss: str) -> float:
+        return self.weight_decay if self.weight_decay is not None else (1e-4 if loss == "bpr" else 0.0)
+
+
+@dataclass
+class RecTrainConfig:
+    epochs: int = 10
+    seed: int = 0
+    eval_every: int = 1  # validate every this many epochs (and after the last)
+    patience: int = 0  # stop after this many validations without a better monitored value (0: never)
+    time_limit: float | None = None  # seconds of fitting (validation included); the epoch crossing it is the last
+    metrics: list = field(default_factory=lambda: ["recall@20", "ndcg@20"])  # any of recall, ndcg, p, hit, mrr, map @k
+    monitor: str = "ndcg@20"
+    refit: bool = False  # after selection, retrain on train + valid for the selected number of epochs
+    device: str = "cpu"  # cpu, cuda, cuda:1, ...
+    run_dir: str | None = None  # default: runs/<recipe or data folder>-<timestamp>
+
+
+@dataclass
+class RecRunConfig:
+    task: ClassVar[str] = "recsys"
+    recipe: str = "recsys"
+    data: RecDataConfig = field(default_factory=RecDataConfig)
+    model: RecModelConfig = field(default_factory=RecModelConfig)
+    loss: RecLossConfig = field(default_factory=RecLossConfig)
+    optim: RecOptimConfig = field(default_factory=RecOptimConfig)
+    train: RecTrainConfig = field(default_factory=RecTrainConfig)
+
+    @property
+    def users(self) -> str:
+        """The user representation in force."""
+        r = self.model.user_repr
+        return r if r != "auto" else ("items" if self.data.protocol == "inductive" else "id")
+
+    def validate(self) -> RecRunConfig:
+        d, m, lo, o, t = self.data, self.model, self.loss, self.optim, self.train
+        for value, allowed, key in ((m.name, MODELS, "model.name"), (lo.name, LOSSES, "loss.name"),
+                                    (lo.negatives, NEGATIVES, "loss.negatives"), (lo.score, ("cosine", "dot"), "loss.score"),
+                                    (d.protocol, ("transductive", "inductive"), "data.protocol"),
+                                    (m.user_repr, ("auto", "id", "items"), "model.user_repr"),
+                                    (d.bpr_sampling, ("user", "interaction"), "data.bpr_sampling")):
+            if value not in allowed:
+                raise ValueError(f"{key}={value!r} is not one of {', '.join(allowed)}")
+        if d.protocol == "inductive" and m.user_repr == "id":
+            raise ValueError("the inductive protocol serves users without a trained ID embedding: "
+                             "use model.user_repr=items (or auto)")
+        for key, value in (("model.dim", m.dim), ("model.layers", m.layers), ("train.epochs", t.epochs),
+                           ("train.eval_every", t.eval_every), ("data.batch_users", d.batch_users),
+                           ("data.batch_size", d.batch_size), ("loss.n_pos", lo.n_pos), ("loss.n_neg", lo.n_neg),
+                           ("loss.ppr_m", lo.ppr_m)):
+            check_range(key, value, 1)
+        check_range("loss.ppr_skip", lo.ppr_skip, 0)
+        check_range("train.patience", t.patience, 0)
+        check_range("loss.tau", lo.tau, 0, low_open=True)
+        check_range("optim.lr", o.lr, 0, low_open=True)
+        check_range("optim.weight_decay", o.weight_decay, 0)
+        check_range("train.time_limit", t.time_limit, 0, low_open=True)
+        check_range("data.valid_ratio", d.valid_ratio, 0, 1, high_open=True)
+        check_range("data.held_out", d.held_out, 0, 1, low_open=True, high_open=True)
+        check_range("data.context", d.context, 0, 1, low_open=True, high_open=True)
+        check_range("loss.ppr_mix", lo.ppr_mix, 0, 1)
+        check_range("loss.ppr_restart", lo.ppr_restart, 0, 1, low_open=True, high_open=True)
+        if not lo.recall_k or any(not isinstance(k, int) or k < 1 for k in lo.recall_k):
+            raise ValueError(f"loss.recall_k={lo.recall_k} must be a list of positive integers")
+        if lo.negatives == "ppr" and lo.name == "bpr":
+            raise ValueError("PPR negatives feed the candidate losses (item-ndcg, supndcg, suprecall, softmax), not bpr")
+        check_metrics(t.metrics, t.monitor)
+        from rankopt.metrics.names import parse_metrics
+
+        for spec in parse_metrics(list(t.metrics)):
+            if spec.kind not in ("recall", "ndcg@k", "p", "hit", "mrr@k", "map@k"):
+                raise ValueError(f"train.metrics: {spec.name} is not a recommendation metric "
+                                 "(recall, ndcg, p, hit, mrr, map at a cut-off, e.g. ndcg@20)")
+        return self
