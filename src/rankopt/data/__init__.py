@@ -11,31 +11,19 @@ from rankopt.data.base import Subset
 from rankopt.data.generic import available_splits, csv_images, image_folder
 from rankopt.data.retrieval_sets import cars196, cub200, dyml, gldv2, inaturalist, inshop, sop
 from rankopt.data.samplers import HierarchicalSampler, MPerClassSampler
+from rankopt.registry import Registry
 
-DATASETS = {
-    "fashion-mnist": lambda root=None, split="train", **kw: FashionMNIST(split, root, **kw),
-    "sop": sop,
-    "cub": cub200,
-    "inaturalist": inaturalist,
-    "inshop": inshop,
-    "dyml": dyml,
-    "cars196": cars196,
-    "gldv2": gldv2,
-    "image-folder": image_folder,
-    "csv": lambda root, split=None, **kw: csv_images(root, split, **kw),
-}
+DATASETS = Registry("dataset", normalize=lambda name: name.lower().replace("_", "-"))
+DATASETS.register("fashion-mnist", lambda root=None, split="train", **kw: FashionMNIST(split, root, **kw))
+for _name, _loader in (("sop", sop), ("cub", cub200), ("inaturalist", inaturalist), ("inshop", inshop), ("dyml", dyml),
+                       ("cars196", cars196), ("gldv2", gldv2), ("image-folder", image_folder)):
+    DATASETS.register(_name, _loader)
+DATASETS.register("csv", lambda root, split=None, **kw: csv_images(root, split, **kw))
 
 
 def create_dataset(name: str, root=None, split: str = "train", **kwargs):
     """The dataset registered under ``name``; an unknown name raises ValueError with the closest names."""
-    key = name.lower().replace("_", "-")
-    if key not in DATASETS:
-        import difflib
-
-        close = difflib.get_close_matches(key, DATASETS, n=3)
-        hint = f"; did you mean {', '.join(close)}?" if close else ""
-        raise ValueError(f"unknown dataset {name!r}{hint} Known: {', '.join(DATASETS)}")
-    return DATASETS[key](root=root, split=split, **kwargs)
+    return DATASETS.create(name, root=root, split=split, **kwargs)
 
 
 __all__ = [

@@ -6,10 +6,8 @@ All rank surrogates share one kernel (:mod:`rankopt.losses.rank_kernel`) that ne
 
 from __future__ import annotations
 
-from torch import nn
-
 from rankopt.losses.average_precision import SmoothAP, SupAP
-from rankopt.losses.base import RankingLoss
+from rankopt.losses.base import Loss, RankingLoss
 from rankopt.losses.blackbox import BlackBoxAP
 from rankopt.losses.calibration import Calibration
 from rankopt.losses.combined import HAPPIER, ROADMAP, WeightedLoss
@@ -21,35 +19,21 @@ from rankopt.losses.ndcg import SupNDCG
 from rankopt.losses.proxy import NormSoftmax
 from rankopt.losses.recall import SupRecall
 
-LOSSES: dict[str, type[nn.Module]] = {
-    "smoothap": SmoothAP,
-    "supap": SupAP,
-    "fastap": FastAP,
-    "blackboxap": BlackBoxAP,
-    "calibration": Calibration,
-    "roadmap": ROADMAP,
-    "suprecall": SupRecall,
-    "supndcg": SupNDCG,
-    "hap": HAP,
-    "normsoftmax": NormSoftmax,
-    "happier": HAPPIER,
-}
+from rankopt.registry import Registry
+
+# names as configs write them (case and '-'/'_' insensitive); each class declares what it needs
+LOSSES = Registry("loss", normalize=lambda name: name.lower().replace("-", "").replace("_", ""))
+for _cls in (SmoothAP, SupAP, FastAP, BlackBoxAP, Calibration, ROADMAP, SupRecall, SupNDCG, HAP, NormSoftmax, HAPPIER):
+    LOSSES.register(_cls.__name__, _cls)
 
 
-def create_loss(name: str, **kwargs) -> nn.Module:
+def create_loss(name: str, **kwargs) -> Loss:
     """The loss registered under ``name`` (case and '-'/'_' insensitive), built with ``kwargs``."""
-    key = name.lower().replace("-", "").replace("_", "")
-    if key not in LOSSES:
-        import difflib
-
-        close = difflib.get_close_matches(key, LOSSES, n=3)
-        hint = f"; did you mean {', '.join(close)}?" if close else ""
-        raise ValueError(f"unknown loss {name!r}{hint} Known: {', '.join(LOSSES)}")
-    return LOSSES[key](**kwargs)
+    return LOSSES.create(name, **kwargs)
 
 
 __all__ = [
-    "RankingLoss", "SmoothAP", "SupAP", "FastAP", "BlackBoxAP", "Calibration", "ROADMAP", "SupRecall",
+    "Loss", "RankingLoss", "SmoothAP", "SupAP", "FastAP", "BlackBoxAP", "Calibration", "ROADMAP", "SupRecall",
     "SupNDCG", "HAP", "NormSoftmax", "HAPPIER", "WeightedLoss", "CrossBatchMemory", "DistributedLoss",
     "all_gather_with_grad", "create_loss", "LOSSES",
 ]

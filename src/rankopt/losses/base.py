@@ -10,10 +10,23 @@ from rankopt.losses.binned_kernel import binned_lower_sums
 from rankopt.losses.rank_kernel import items_above_by_level, pair_sums
 from rankopt.losses.steps import Step
 
-__all__ = ["RankingLoss", "mean_over_queries"]
+__all__ = ["Loss", "RankingLoss", "mean_over_queries"]
 
 
-class RankingLoss(nn.Module):
+class Loss(nn.Module):
+    """What every rankopt loss declares about itself, read by the trainer instead of guessed:
+    ``hierarchical`` (accepts (B, L) labels with L > 1), ``needs_classes`` (built with the number of
+    training classes and the embedding dimension: class proxies), and its ``proxy_parameters()``
+    (their own optimizer group)."""
+
+    hierarchical = False
+    needs_classes = False
+
+    def proxy_parameters(self) -> list[nn.Parameter]:
+        return []
+
+
+class RankingLoss(Loss):
     """Base of the losses: ``loss(embeddings, labels, ref_embeddings=None, ref_labels=None) -> scalar``.
 
     Embeddings are L2-normalised by the model; similarities are dot products. With no reference set
@@ -26,8 +39,6 @@ class RankingLoss(nn.Module):
     the binned kernel of :mod:`rankopt.losses.binned_kernel`, O(items × band bins) per query instead of
     O(items × references), with the error bound stated there: for memory banks of tens of thousands.
     """
-
-    hierarchical = False  # whether (B, L) labels with L > 1 are accepted
 
     def __init__(self, include_self: bool = True, memory_budget: int = 64 << 20, bin_width: float | None = None) -> None:
         super().__init__()

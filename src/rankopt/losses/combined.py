@@ -12,6 +12,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from rankopt.losses.base import Loss
 from rankopt.losses.average_precision import SupAP
 from rankopt.losses.calibration import Calibration
 from rankopt.losses.hierarchical import HAP
@@ -20,7 +21,7 @@ from rankopt.losses.proxy import NormSoftmax
 __all__ = ["WeightedLoss", "ROADMAP", "HAPPIER"]
 
 
-class WeightedLoss(nn.Module):
+class WeightedLoss(Loss):
     """Σ_c w_c · loss_c(embeddings, labels, ref_embeddings, ref_labels)."""
 
     def __init__(self, losses: Sequence[nn.Module], weights: Sequence[float]) -> None:
@@ -33,7 +34,7 @@ class WeightedLoss(nn.Module):
     @property
     def hierarchical(self) -> bool:
         """Whether (B, L) labels can be given: only when every part accepts them."""
-        return all(getattr(loss, "hierarchical", False) for loss in self.losses)
+        return all(loss.hierarchical for loss in self.losses)
 
     def forward(self, embeddings, labels, ref_embeddings=None, ref_labels=None) -> torch.Tensor:
         total = 0.0
@@ -43,7 +44,7 @@ class WeightedLoss(nn.Module):
         return total
 
     def proxy_parameters(self) -> list[nn.Parameter]:
-        return [p for loss in self.losses if hasattr(loss, "proxy_parameters") for p in loss.proxy_parameters()]
+        return [p for loss in self.losses for p in loss.proxy_parameters()]
 
 
 class ROADMAP(WeightedLoss):
@@ -58,6 +59,7 @@ class ROADMAP(WeightedLoss):
 
 
 class HAPPIER(WeightedLoss):
+    needs_classes = True
     def __init__(self, num_classes: int, dim: int, tau: float = 0.01, delta: float = 0.05, rho: float = 100.0,
                  start: float = 0.5, offset: float | None = None, alpha: float = 1.0, temperature: float = 0.05,
                  weights: Sequence[float] = (0.9, 0.1), include_self: bool = True, bin_width: float | None = None) -> None:

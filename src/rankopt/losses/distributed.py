@@ -13,6 +13,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from rankopt.losses.base import Loss
+
 __all__ = ["all_gather_with_grad", "distributed_loss", "DistributedLoss"]
 
 
@@ -62,20 +64,20 @@ def distributed_loss(loss: nn.Module, embeddings, labels, ref_embeddings=None, r
     return loss(emb, lab, ref_embeddings, ref_labels, **extra)
 
 
-class DistributedLoss(nn.Module):
+class DistributedLoss(Loss):
     """Wraps any loss so that it ranks the global batch: embeddings (with gradients) and labels are
     gathered from every process before the loss; a reference set, if given, is gathered too."""
 
-    def __init__(self, loss: nn.Module) -> None:
+    def __init__(self, loss: Loss) -> None:
         super().__init__()
         self.loss = loss
 
     @property
     def hierarchical(self) -> bool:
-        return getattr(self.loss, "hierarchical", False)
+        return self.loss.hierarchical
 
     def proxy_parameters(self):
-        return self.loss.proxy_parameters() if hasattr(self.loss, "proxy_parameters") else []
+        return self.loss.proxy_parameters()
 
     def forward(self, embeddings, labels, ref_embeddings=None, ref_labels=None) -> torch.Tensor:
         return distributed_loss(self.loss, embeddings, labels, ref_embeddings, ref_labels)

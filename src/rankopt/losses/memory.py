@@ -17,11 +17,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from rankopt.losses.base import Loss
+
 __all__ = ["CrossBatchMemory"]
 
 
-class CrossBatchMemory(nn.Module):
-    def __init__(self, loss: nn.Module, size: int, start_step: int = 0, batch_weight: float = 0.0, unique: bool = False) -> None:
+class CrossBatchMemory(Loss):
+    def __init__(self, loss: Loss, size: int, start_step: int = 0, batch_weight: float = 0.0, unique: bool = False) -> None:
         super().__init__()
         if size < 1:
             raise ValueError(f"CrossBatchMemory: size must be >= 1; got {size}")
@@ -36,10 +38,10 @@ class CrossBatchMemory(nn.Module):
 
     @property
     def hierarchical(self) -> bool:
-        return getattr(self.loss, "hierarchical", False)
+        return self.loss.hierarchical
 
     def proxy_parameters(self):
-        return self.loss.proxy_parameters() if hasattr(self.loss, "proxy_parameters") else []
+        return self.loss.proxy_parameters()
 
     def reset(self) -> None:
         self.embeddings = torch.empty(0, device=self.position.device)

@@ -15,13 +15,15 @@ import math
 import torch
 from torch import nn
 
+from rankopt.losses.base import Loss
 from rankopt.losses.batch import check_loss_inputs
 
 __all__ = ["NormSoftmax"]
 
 
-class NormSoftmax(nn.Module):
+class NormSoftmax(Loss):
     hierarchical = True  # takes (B, L) labels and uses the finest column
+    needs_classes = True
 
     def __init__(self, num_classes: int, dim: int, temperature: float = 0.05) -> None:
         super().__init__()

@@ -11,6 +11,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from rankopt.registry import Registry
+
 __all__ = ["create_backbone", "BACKBONES", "SmallCNN", "load_weights"]
 
 
@@ -101,22 +103,33 @@ class _TimmTransformer(nn.Module):
         return tokens.transpose(1, 2).unsqueeze(2)
 
 
-BACKBONES = {
-    "small_cnn": lambda weights=None, in_channels=1: SmallCNN(in_channels),
-    "resnet18": lambda weights=None, in_channels=3: _TorchvisionResNet(18, weights),
-    "resnet34": lambda weights=None, in_channels=3: _TorchvisionResNet(34, weights),
-    "resnet50": lambda weights=None, in_channels=3: _TorchvisionResNet(50, weights),
-    "efficientnet_lite0": lambda weights=None, in_channels=3: _EfficientNetLite0(weights),
-    "deit_small": lambda weights=None, in_channels=3: _TimmTransformer("deit_small_patch16_224", weights),
-    "vit_base": lambda weights=None, in_channels=3: _TimmTransformer("vit_base_patch16_224", weights),
-}
+# metadata: pretrained (loads model.weights), channels (None: any in_channels; 3: RGB only),
+# class_token (a transformer: cls pooling applies)
+BACKBONES = Registry("backbone")
+BACKBONES.register("small_cnn", lambda weights=None, in_channels=1: SmallCNN(in_channels),
+                   pretrained=False, channels=None, class_token=False)
+for _depth in (18, 34, 50):
+    BACKBONES.register(f"resnet{_depth}", lambda weights=None, in_channels=3, d=_depth: _TorchvisionResNet(d, weights),
+                       pretrained=True, channels=3, class_token=False)
+BACKBONES.register("efficientnet_lite0", lambda weights=None, in_channels=3: _EfficientNetLite0(weights),
+                   pretrained=True, channels=3, class_token=False)
+BACKBONES.register("deit_small", lambda weights=None, in_channels=3: _TimmTransformer("deit_small_patch16_224", weights),
+                   pretrained=True, channels=3, class_token=True)
+BACKBONES.register("vit_base", lambda weights=None, in_channels=3: _TimmTransformer("vit_base_patch16_224", weights),
+                   pretrained=True, channels=3, class_token=True)
+
+
+def check_backbone(name: str, weights: str | None = None, in_channels: int = 3, pooling: str | None = None) -> None:
+    """What a backbone cannot take, from its registry metadata: weights, a channel count, cls pooling."""
+    meta = BACKBONES.entry(name).meta
+    if weights and not meta["pretrained"]:
+        raise ValueError(f"model.weights: {name} has no pretrained weights to load; leave model.weights unset")
+    if meta["channels"] is not None and in_channels != meta["channels"]:
+        raise ValueError(f"model.in_channels={in_channels}: {name} takes {meta['channels']}-channel (RGB) images")
+    if pooling == "cls" and not meta["class_token"]:
+        raise ValueError(f"pooling=cls takes a transformer's class token; {name} has none (use avg, max or gem)")
 
 
 def create_backbone(name: str, weights: str | None = None, in_channels: int = 3) -> nn.Module:
-    if name not in BACKBONES:
-        import difflib
-
-        close = difflib.get_close_matches(name, BACKBONES, n=3)
-        hint = f"; did you mean {', '.join(close)}?" if close else ""
-        raise ValueError(f"unknown backbone {name!r}{hint} Known: {', '.join(BACKBONES)}")
-    return BACKBONES[name](weights=weights, in_channels=in_channels)
+    check_backbone(name, weights, in_channels)
+    return BACKBONES.create(name, weights=weights, in_channels=in_channels)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from rankopt.models.backbones import create_backbone
+from rankopt.models.backbones import check_backbone, create_backbone
 from rankopt.models.pooling import create_pooling
 
 __all__ = ["EmbeddingModel", "create_model"]
@@ -47,6 +47,5 @@ class EmbeddingModel(nn.Module):
 def create_model(backbone: str = "small_cnn", dim: int = 128, pooling: str = "avg", layer_norm: bool = False,
                  freeze_bn: bool = False, weights: str | None = None, in_channels: int = 3) -> EmbeddingModel:
     """The model recipes build: e.g. create_model("resnet50", 512, "gem", weights="resnet50.pth")."""
-    if pooling == "cls" and not backbone.startswith("deit"):
-        raise ValueError(f"pooling=cls takes a transformer's class token; {backbone} has none (use avg, max or gem)")
+    check_backbone(backbone, weights, in_channels, pooling)
     return EmbeddingModel(create_backbone(backbone, weights, in_channels), dim, pooling, layer_norm, freeze_bn)

@@ -11,12 +11,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import ClassVar
 
+from rankopt.recsys.models import RECOMMENDERS
 from rankopt.train.config import check_metrics, check_range
 
 __all__ = ["RecDataConfig", "RecModelConfig", "RecLossConfig", "RecOptimConfig", "RecTrainConfig", "RecRunConfig",
            "MODELS", "LOSSES", "NEGATIVES"]
 
-MODELS = ("mf", "lightgcn", "lightgcnpp", "ngcf")
+MODELS = tuple(RECOMMENDERS.names())
 LOSSES = ("bpr", "item-ndcg", "supndcg", "suprecall", "softmax")
 NEGATIVES = ("uniform", "ppr")
 

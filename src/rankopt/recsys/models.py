@@ -24,8 +24,9 @@ from torch import nn
 
 from rankopt.recsys.data import Interactions
 from rankopt.recsys.graph import csr_pair, normalized_adjacency, sparse_matmul, user_item_mean
+from rankopt.registry import Registry
 
-__all__ = ["Recommender", "MF", "LightGCN", "LightGCNpp", "NGCF"]
+__all__ = ["Recommender", "MF", "LightGCN", "LightGCNpp", "NGCF", "RECOMMENDERS"]
 
 
 class Recommender(nn.Module):
@@ -143,3 +144,11 @@ class NGCF(Recommender):
             x = nn.functional.leaky_relu(w1(side + x) + w2(side * x), negative_slope=0.2)
             outs.append(nn.functional.normalize(x, dim=1))
         return torch.cat(outs, dim=1)
+
+
+# name → recommender class; ``graph``: whether it propagates over the interaction graph (has layers)
+RECOMMENDERS = Registry("recommender")
+RECOMMENDERS.register("mf", MF, graph=False)
+RECOMMENDERS.register("lightgcn", LightGCN, graph=True)
+RECOMMENDERS.register("lightgcnpp", LightGCNpp, graph=True)
+RECOMMENDERS.register("ngcf", NGCF, graph=True)

@@ -25,7 +25,7 @@ import torch
 
 from rankopt.recsys.config import RecRunConfig
 from rankopt.recsys.data import RecData, inductive_split, load_directory, ratio_split
-from rankopt.recsys.models import MF, NGCF, LightGCN, LightGCNpp, Recommender
+from rankopt.recsys.models import RECOMMENDERS, Recommender
 from rankopt.recsys.module import RecommendationData, RecommenderModule, known_items
 from rankopt.train.engine import fit
 from rankopt.train.run import load_run, open_run, save_config, save_results
@@ -50,11 +50,9 @@ def trainer_device(device: str) -> tuple[str, object]:
 
 def build_model(cfg: RecRunConfig, n_users: int, n_items: int, graph) -> Recommender:
     m = cfg.model
-    common = dict(dim=m.dim, user_repr=cfg.users)
-    if m.name == "mf":
-        return MF(n_users, n_items, graph, **common)
-    cls = {"lightgcn": LightGCN, "lightgcnpp": LightGCNpp, "ngcf": NGCF}[m.name]
-    return cls(n_users, n_items, graph, layers=m.layers, **common)
+    entry = RECOMMENDERS.entry(m.name)
+    layers = {"layers": m.layers} if entry.meta["graph"] else {}
+    return entry.factory(n_users, n_items, graph, dim=m.dim, user_repr=cfg.users, **layers)
 
 
 def load_data(cfg: RecRunConfig) -> RecData:

@@ -22,6 +22,7 @@ from typing import Any, ClassVar
 import yaml
 
 from rankopt import recipes
+from rankopt.registry import unknown
 from rankopt.train.module import OptimConfig
 
 __all__ = [
@@ -127,10 +128,7 @@ def _read_recipe(recipe: str, task: str = "images") -> tuple[str, dict]:
     else:
         names = recipe_names(task)
         if recipe not in names:
-            close = difflib.get_close_matches(recipe, names, n=3)
-            hint = f"; did you mean {', '.join(close)}?" if close else ""
-            known = ", ".join(names) if len(names) <= 16 else f"{', '.join(names[:8])}, ... ({len(names)} in all)"
-            raise ValueError(f"unknown recipe {recipe!r}{hint} Known: {known}")
+            raise unknown("recipe", recipe, names)
         name, text = recipe, recipes.read(recipe, task)
     try:
         data = yaml.safe_load(text) or {}
@@ -238,10 +236,12 @@ def _validate_images(cfg: RunConfig) -> RunConfig:
         if not 0 < value < 1:
             raise ValueError(f"{key}={value} must be between 0 and 1 (exclusive)")
     m = cfg.model
-    if m.backbone == "small_cnn" and m.weights:
-        raise ValueError("model.weights: small_cnn has no pretrained weights to load; leave model.weights unset")
-    if m.backbone != "small_cnn" and m.in_channels != 3:
-        raise ValueError(f"model.in_channels={m.in_channels}: {m.backbone} takes 3-channel (RGB) images")
+    from rankopt.models.backbones import check_backbone
+    from rankopt.models.pooling import POOLINGS
+
+    if m.pooling not in POOLINGS:
+        raise ValueError(f"model.pooling={m.pooling!r} is not one of {', '.join(POOLINGS)}")
+    check_backbone(m.backbone, m.weights, m.in_channels, m.pooling)
     if d.name == "fashion-mnist" and m.in_channels != 1:
         raise ValueError(f"model.in_channels={m.in_channels}: Fashion-MNIST images have 1 channel (use model.backbone=small_cnn)")
     for key, value in (("optim.lr_backbone", cfg.optim.lr_backbone), ("optim.lr_head", cfg.optim.lr_head),

@@ -16,9 +16,8 @@ from dataclasses import dataclass, field
 
 import lightning.pytorch as pl
 import torch
-from torch import nn
 
-from rankopt.losses import CrossBatchMemory
+from rankopt.losses import CrossBatchMemory, Loss
 from rankopt.losses.distributed import distributed_loss
 from rankopt.models import EmbeddingModel
 from rankopt.progress import progress_bar
@@ -102,10 +101,12 @@ class RetrievalModule(RunModule):
     """Training steps on a rank loss; validation and test through rankopt.metrics, evaluated by shards
     (each process ranks its own queries against the whole gathered gallery, every query counted once)."""
 
-    def __init__(self, model: EmbeddingModel, loss: nn.Module, optim: OptimConfig | None = None, seed: int = 0,
+    def __init__(self, model: EmbeddingModel, loss: Loss, optim: OptimConfig | None = None, seed: int = 0,
                  eval_metrics: tuple[str, ...] = ("hit@1", "map@r", "ap"), max_epochs: int = 1,
                  monitor: str = "map@r") -> None:
         super().__init__(seed=seed, monitor=monitor, max_epochs=max_epochs)
+        if not isinstance(loss, Loss):
+            raise TypeError(f"RetrievalModule trains a rankopt loss (rankopt.losses.Loss); got {type(loss).__name__}")
         self.model, self.loss = model, loss
         self.optim = optim or OptimConfig()
         self.eval_metrics = tuple(eval_metrics)
@@ -126,8 +127,7 @@ class RetrievalModule(RunModule):
     def training_step(self, batch, batch_idx):
         images, labels, index = batch
         embeddings = self.model(images)
-        flat_only = not getattr(self.loss, "hierarchical", False)
-        labels = labels[:, 0] if flat_only and labels.ndim == 2 else labels
+        labels = labels[:, 0] if not self.loss.hierarchical and labels.ndim == 2 else labels
         # a memory with one slot per training item (ROADMAP's) is told which items the batch holds
         extra = {"indices": index} if isinstance(self.loss, CrossBatchMemory) and self.loss.unique else {}
         if self.trainer is not None and self.trainer.world_size > 1:
@@ -194,7 +194,7 @@ class RetrievalModule(RunModule):
             {"params": groups["backbone"], "lr": o.lr_backbone, "name": "backbone"},
             {"params": groups["head"], "lr": o.lr_head, "name": "head"},
         ]
-        proxies = self.loss.proxy_parameters() if hasattr(self.loss, "proxy_parameters") else []
+        proxies = self.loss.proxy_parameters()
         if proxies:
             param_groups.append({"params": proxies, "lr": o.lr_proxies or o.lr_head, "name": "proxies"})
         if o.optimizer == "sgd":

@@ -15,8 +15,8 @@ from torch.utils.data import DataLoader
 
 from rankopt.atomic import atomic_write_text
 from rankopt.data import create_dataset
-from rankopt.losses import CrossBatchMemory, create_loss
-from rankopt.models import EmbeddingModel, create_model
+from rankopt.losses import LOSSES, CrossBatchMemory, create_loss
+from rankopt.models import BACKBONES, EmbeddingModel, create_model
 from rankopt.train.config import RunConfig, from_dict, to_dict, validate
 from rankopt.train.engine import RetrievalData, fit
 from rankopt.train.module import RetrievalModule
@@ -28,8 +28,6 @@ __all__ = ["build_splits", "build_model", "build_loss", "train_run", "load_run",
 
 log = logging.getLogger(__name__)
 _RUN_DIR_ENV = "RANKOPT_RUN_DIR"  # tells the processes DDP launches where rank 0 writes
-
-_NEEDS_CLASSES = ("happier", "normsoftmax")
 
 
 def _transforms(cfg: RunConfig, train: bool):
@@ -63,7 +61,7 @@ def build_model(cfg: RunConfig) -> EmbeddingModel:
 
 def build_loss(cfg: RunConfig, n_classes: int, n_train: int | None = None):
     options = dict(cfg.loss.options)
-    if cfg.loss.name.lower() in _NEEDS_CLASSES:
+    if LOSSES[cfg.loss.name].needs_classes:  # class proxies: sized from the training classes
         options.setdefault("num_classes", n_classes)
         options.setdefault("dim", cfg.model.dim)
     loss = create_loss(cfg.loss.name, **options)
@@ -138,7 +136,7 @@ def train_run(cfg: RunConfig, run_dir: str | Path | None = None, resume: bool = 
     if finished is not None:
         return finished, run_dir  # a finished run: nothing to do, nothing changed
     validate(cfg)
-    if not cfg.model.weights and cfg.model.backbone != "small_cnn":
+    if not cfg.model.weights and BACKBONES.entry(cfg.model.backbone).meta["pretrained"]:
         log.warning("%s trains from randomly initialised weights (model.weights is unset): the published "
                     "recipes start from ImageNet weights; expect far lower numbers", cfg.model.backbone)
     splits = build_splits(cfg)
