@@ -38,7 +38,8 @@ def test_losses_declare_what_they_need():
     assert not LOSSES["roadmap"].needs_classes
     assert LOSSES["hap"].hierarchical and not LOSSES["supap"].hierarchical
     happier = create_loss("happier", num_classes=7, dim=4)
-X
+    assert happier.hierarchical and len(happier.proxy_parameters()) == 1  # HAP and NormSoftmax; NormSoftmax's proxies
+    assert not create_loss("roadmap").hierarchical and create_loss("roadmap").proxy_parameters() == []
 
 
 @pytest.mark.parametrize("override,match", [("model.weights=/x.pth", "no pretrained weights"),
