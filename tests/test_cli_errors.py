@@ -26,6 +26,12 @@ def files(tmp_path):
     empty_ckpt = tmp_path / "run" / "checkpoints" / "empty.ckpt"
     empty_ckpt.parent.mkdir(parents=True)
     empty_ckpt.write_bytes(b"")
+    from miniatures import png
+
+    for c in ("a", "b", "c", "d"):
+        for i in range(3):
+            png(tmp_path / "imgs" / c / f"{i}.png")
+    (tmp_path / "imgs" / "c" / "2.png").write_bytes(b"")
     lgcn = tmp_path / "lgcn"  # LightGCN split files: no ratings
     lgcn.mkdir()
     (lgcn / "train.txt").write_text("".join(f"{u} {u % 5} {(u + 1) % 5} {(u + 2) % 5}\n" for u in range(10)))
@@ -47,6 +53,8 @@ CASES = [
     ("train bad override", ["train", "--set", "train.epochs=-1"], "at least 1"),
     ("train missing data", ["train", "--data-dir", "{d}/nothere", "--run-dir", "{d}/r1"], "Fashion-MNIST"),
     ("train unwritable run dir", ["train", "--run-dir", "{d}/ok.npz/run"], "cannot write"),
+    ("train empty image", ["train", "--set", "data.name=image-folder", "--set", "data.root={d}/imgs", "--set",
+                           "model.in_channels=3", "--run-dir", "{d}/r3"], "missing or empty, the first"),
     ("train resume nothing", ["train", "--resume", "{d}/nothere"], "config.yaml"),
     ("embed empty checkpoint", ["embed", "{d}/run/checkpoints/empty.ckpt", "-o", "{d}/e.npz"], "not a rankopt run folder"),
     ("embed missing checkpoint", ["embed", "{d}/none.ckpt", "-o", "{d}/e.npz"], "does not exist"),

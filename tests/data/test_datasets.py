@@ -202,6 +202,8 @@ def test_dyml_query_and_gallery_share_labels_when_id_sets_differ(tmp_path):
     (tmp_path / "bmk_fine").mkdir()
     (tmp_path / "bmk_fine/query.csv").write_text("fname, labels0.jpg\nq0.jpg, 7\nq1.jpg, 30\n")
     (tmp_path / "bmk_fine/gallery.csv").write_text("fname, labels0.jpg\ng0.jpg, 3\ng1.jpg, 7\ng2.jpg, 12\ng3.jpg, 30\n")
+    for name in ("query/q0", "query/q1", "gallery/g0", "gallery/g1", "gallery/g2", "gallery/g3"):
+        png(tmp_path / "bmk_fine" / f"{name}.jpg")
     q, g = dyml(tmp_path, "vehicle", "query"), dyml(tmp_path, "vehicle", "gallery")
     assert q.labels[0, 0] == g.labels[1, 0] and q.labels[1, 0] == g.labels[3, 0]
     assert len(set(g.labels[:, 0].tolist())) == 4
@@ -210,6 +212,8 @@ def test_dyml_query_and_gallery_share_labels_when_id_sets_differ(tmp_path):
 def test_sop_train_and_test_classes_never_collide(tmp_path):
     (tmp_path / "Ebay_train.txt").write_text("image_id class_id super_class_id path\n1 1 1 a/1.jpg\n2 2 1 a/2.jpg\n")
     (tmp_path / "Ebay_test.txt").write_text("image_id class_id super_class_id path\n3 3 2 b/3.jpg\n4 4 2 b/4.jpg\n")
+    for name in ("a/1", "a/2", "b/3", "b/4"):
+        png(tmp_path / f"{name}.jpg")
     train, test = sop(tmp_path, "train"), sop(tmp_path, "test")
     assert set(train.labels[:, 0].tolist()).isdisjoint(test.labels[:, 0].tolist())
     assert set(train.labels[:, 1].tolist()).isdisjoint(test.labels[:, 1].tolist())
@@ -235,3 +239,15 @@ def _plain_csv(tmp_path):
     png(tmp_path / "x.png")
     (tmp_path / "d.csv").write_text("path,label\nx.png,1\n")
     return tmp_path / "d.csv"
+
+
+def test_a_missing_or_empty_image_stops_before_training_naming_the_first(tmp_path):
+    from rankopt.data import BadImageError, image_folder
+
+    for c in ("a", "b"):
+        for i in range(2):
+            png(tmp_path / "tree" / c / f"{i}.png")
+    (tmp_path / "tree" / "b" / "1.png").write_bytes(b"")  # zero bytes: found at construction, not mid-epoch
+    with pytest.raises(BadImageError, match=r"1 image file\(s\) missing or empty, the first .*b/1.png"):
+        image_folder(tmp_path / "tree")
+    assert len(image_folder(tmp_path / "tree", on_bad_image="skip")) == 3

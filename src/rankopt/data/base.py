@@ -94,8 +94,11 @@ def _open_rgb(path: Path):
 class ImageList(Dataset):
     """Images on disk with hierarchical labels. Returns (image, labels (L,) int64, index).
 
-    on_bad_image="error" raises BadImageError naming the file when it is read; "skip" checks every
-    file once at construction, drops the unreadable ones and counts them in ``n_skipped``.
+    At construction every file is checked to exist and be non-empty (a stat each: cheap at millions),
+    so a missing or zero-byte image stops the run before training, not mid-epoch. on_bad_image="error"
+    raises BadImageError naming the first such file and how many there are (and, for a file that only
+    fails to decode, when it is read); "skip" decodes-checks every file once, drops the unreadable ones
+    and counts them in ``n_skipped``.
     """
 
     def __init__(
@@ -123,6 +126,20 @@ class ImageList(Dataset):
         self.n_skipped = 0
         if on_bad_image == "skip":
             self._drop_unreadable()
+        else:
+            self._check_present()
+
+    def _check_present(self) -> None:
+        bad = []
+        for p in self.paths:
+            try:
+                if p.stat().st_size == 0:
+                    bad.append(p)
+            except OSError:
+                bad.append(p)
+        if bad:
+            raise BadImageError(f"{self.name}: {len(bad)} image file(s) missing or empty, the first {bad[0]}; "
+                                "fix them or drop them with --skip-bad-images (data.skip_bad_images=true)")
 
     def _drop_unreadable(self) -> None:
         from PIL import Image
