@@ -55,6 +55,9 @@ CASES = [
     ("train unwritable run dir", ["train", "--run-dir", "{d}/ok.npz/run"], "cannot write"),
     ("train empty image", ["train", "--set", "data.name=image-folder", "--set", "data.root={d}/imgs", "--set",
                            "model.in_channels=3", "--run-dir", "{d}/r3"], "missing or empty, the first"),
+    ("train no gpu", ["train", "--set", "train.accelerator=gpu", "--run-dir", "{d}/r4"], "no CUDA device"),
+    ("train too many devices", ["train", "--set", "train.accelerator=cpu", "--set", "train.devices=[0, 9]",
+                                "--set", "train.epochs=1", "--set", "data.limit=64", "--run-dir", "{d}/r5"], ""),
     ("train resume nothing", ["train", "--resume", "{d}/nothere"], "config.yaml"),
     ("embed empty checkpoint", ["embed", "{d}/run/checkpoints/empty.ckpt", "-o", "{d}/e.npz"], "not a rankopt run folder"),
     ("embed missing checkpoint", ["embed", "{d}/none.ckpt", "-o", "{d}/e.npz"], "does not exist"),
@@ -83,6 +86,8 @@ CASES = [
 
 @pytest.mark.parametrize("name,argv,match", CASES, ids=[c[0] for c in CASES])
 def test_bad_input_is_one_line_and_exit_code_2(files, capsys, name, argv, match):
+    if name == "train no gpu" and torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
     if name.endswith("no cuda") and torch.cuda.device_count() > 7:
         pytest.skip("this machine has a cuda:7")
     rc = main([a.format(d=files) for a in argv])

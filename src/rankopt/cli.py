@@ -32,6 +32,12 @@ class CliError(Exception):
 # what a bad file, value, device or environment raises; anything else is a bug and keeps its traceback
 INPUT_ERRORS = (CliError, ValueError, TypeError, OSError, ImportError, RuntimeError, FloatingPointError, EOFError,
                 zipfile.BadZipFile)
+try:  # Lightning's word for a trainer setting this machine cannot honour (devices, strategy)
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
+
+    INPUT_ERRORS += (MisconfigurationException,)
+except ImportError:  # without the train extra there is no trainer to misconfigure
+    pass
 
 
 def one_line(err: BaseException) -> str:

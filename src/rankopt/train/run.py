@@ -75,6 +75,12 @@ def build_loss(cfg: RunConfig, n_classes: int, n_train: int | None = None):
 
 
 
+def check_accelerator(accelerator: str) -> None:
+    """A GPU asked for where there is none is an error before any work (Lightning's comes after loading)."""
+    if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
+        raise ValueError(f"train.accelerator={accelerator}: no CUDA device is available here (use cpu or auto)")
+
+
 def is_rank_zero() -> bool:
     """False in the extra processes a DDP launcher started (they compute, rank 0 reports)."""
     return int(os.environ.get("LOCAL_RANK", "0")) == 0 and int(os.environ.get("NODE_RANK", "0")) == 0
@@ -136,6 +142,7 @@ def train_run(cfg: RunConfig, run_dir: str | Path | None = None, resume: bool = 
     if finished is not None:
         return finished, run_dir  # a finished run: nothing to do, nothing changed
     validate(cfg)
+    check_accelerator(cfg.train.accelerator)
     if not cfg.model.weights and BACKBONES.entry(cfg.model.backbone).meta["pretrained"]:
         log.warning("%s trains from randomly initialised weights (model.weights is unset): the published "
                     "recipes start from ImageNet weights; expect far lower numbers", cfg.model.backbone)
