@@ -228,3 +228,20 @@ def test_prefix_path_equals_full_path_on_heavily_tied_scores(ties):
     b = evaluate(x, y, metrics=prefix + ["ap"], similarity="dot", ties=ties)  # "ap" forces the full path
     for n in prefix:
         assert a[n] == pytest.approx(b[n], abs=1e-12), n
+
+
+@pytest.mark.parametrize("tree", [True, False])
+def test_level_counts_over_several_query_chunks_equal_a_plain_count(tree):
+    """Per-level counts, computed in chunks of 7 queries (non-tree labels) or by label suffix (tree),
+    equal a plain loop; with queries_in_gallery each query's own item is not counted."""
+    from rankopt.relevance import level_counts, levels
+
+    g = torch.Generator().manual_seed(1)
+    fine = torch.randint(0, 12, (40,), generator=g)
+    coarse = fine // 4 if tree else torch.randint(0, 3, (40,), generator=g)  # not a tree: a fine label under several coarse
+    labels = torch.stack([fine, coarse], dim=1)
+    got = level_counts(labels, labels, queries_in_gallery=True, chunk_size=7)
+    lv = levels(labels, labels).to(torch.int64)
+    want = torch.stack([torch.bincount(row, minlength=3) for row in lv])
+    want[:, 2] -= 1  # the query itself
+    assert torch.equal(got, want)
