@@ -51,3 +51,25 @@ def test_cosine_normalises_a_separate_gallery():
     want_vals, want_idx = cos.topk(4, dim=1)
     assert torch.equal(idx, want_idx)
     torch.testing.assert_close(vals, want_vals)
+
+
+def test_mixed_precision_inputs_search_in_float32_and_name_what_is_wrong():
+    """float32 queries with a float64 gallery: both cast to one dtype (float32, the cheaper), scores
+    equal float64 brute force to float32 precision; errors name the argument at fault."""
+    from rankopt.search import check_query_gallery_labels, prepare_search
+
+    g = torch.Generator().manual_seed(2)
+    q, gal = torch.randn(5, 4, generator=g), torch.randn(9, 4, generator=g, dtype=torch.float64)
+    search = prepare_search(q, gal, similarity="dot")
+    scores = search.scores(0, 5)
+    assert scores.dtype == torch.float32
+    assert torch.allclose(scores.double(), q.double() @ gal.T, atol=1e-5)
+    assert prepare_search(q.double(), gal, similarity="dot").scores(0, 5).dtype == torch.float64
+    with pytest.raises(ValueError, match="backend"):
+        prepare_search(q, gal, backend="annoy")
+    bad = q.clone()
+    bad[1, 2] = float("nan")
+    with pytest.raises(ValueError, match="queries"):
+        prepare_search(bad, gal)
+    with pytest.raises(ValueError, match="query_labels has 4 rows but queries has 5"):
+        check_query_gallery_labels(search, torch.arange(4), torch.arange(9))
