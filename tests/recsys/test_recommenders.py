@@ -236,3 +236,35 @@ def test_recbole_metrics_at_several_cutoffs_match_a_plain_loop():
         assert got[name] == pytest.approx(np.mean(want[name]), abs=1e-12), name
         assert np.allclose(per_user[name], want[name], atol=1e-12), name
     assert per_user["user"].tolist() == np.unique(test.user).tolist()
+
+
+def test_user_subset_progress_and_cutoff_checks():
+    """users= restricts the mean to those users (equal to the mean of their per-user values); progress
+    is told (users done, users in all) after each block; a K beyond the catalogue names the metric."""
+    g = torch.Generator().manual_seed(7)
+    ue, ie = torch.randn(20, 4, generator=g), torch.randn(15, 4, generator=g)
+    rng = np.random.default_rng(8)
+    train = Interactions(rng.integers(0, 20, 80), rng.integers(0, 15, 80))
+    test = Interactions(np.arange(20), rng.integers(0, 15, 20))
+    calls = []
+    full, per_user = evaluate_recommender(ue, ie, test, train, ("ndcg@5",), chunk=6, per_user=True,
+                                          progress=lambda done, total: calls.append((done, total)))
+    assert calls == [(6, 20), (12, 20), (18, 20), (20, 20)]
+    some = np.array([3, 5, 11, 19, 40])  # 40 has no test item: left out
+    sub = evaluate_recommender(ue, ie, test, train, ("ndcg@5",), users=some)
+    assert sub["n_users"] == 4 and sub["ndcg@5"] == pytest.approx(per_user["ndcg@5"][[3, 5, 11, 19]].mean(), abs=1e-12)
+    assert full["n_users"] == 20
+    with pytest.raises(ValueError, match="ndcg@50: K=50 is larger than the 15 items"):
+        evaluate_recommender(ue, ie, test, train, ("ndcg@50",))
+
+
+def test_per_user_values_written_as_csv_read_back(tmp_path):
+    import csv
+
+    from rankopt.recsys.evaluation import PerUser
+
+    PerUser({"user": np.array([4, 9]), "ndcg@5": np.array([0.5, 1 / 3]), "recall@5": np.array([1.0, 0.0])}).write_csv(tmp_path / "u.csv")
+    rows = list(csv.reader((tmp_path / "u.csv").open()))
+    assert rows[0] == ["user", "ndcg@5", "recall@5"]
+    assert [int(r[0]) for r in rows[1:]] == [4, 9]
+    assert [float(r[1]) for r in rows[1:]] == pytest.approx([0.5, 1 / 3], abs=1e-10) and rows[2][2] == "0"
