@@ -77,3 +77,21 @@ def untimed(value):
     if isinstance(value, list):
         return [{k: v for k, v in h.items() if k != "seconds"} if isinstance(h, dict) else h for h in value]
     return value
+
+
+def kill_after_first_epoch(argv: list[str], run: Path, env: dict, timeout: float = 300) -> int:
+    """Start a training command writing into ``run`` and SIGKILL it the moment epoch 1's last.ckpt
+    appears (epoch 2 is then under way); returns its return code."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    last = run / "checkpoints" / "last.ckpt"
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    deadline = time.time() + timeout
+    while not last.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.002)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    return proc.returncode

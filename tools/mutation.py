@@ -104,7 +104,7 @@ def main() -> None:
         print(f"{len(names)} mutants in all; running {len(chosen)} ({time.time() - t0:.0f} s so far) ...", flush=True)
         mutmut("run", "--max-children", str(args.jobs), *chosen)
     status = dict(re.findall(r"^\s+(\S+): (.+)$", mutmut("results", "--all", "true"), flags=re.M))
-    print(f"\n| area | mutants | sampled | killed | survived | no test | score | 95% interval | target |")
+    print("\n| area | mutants | sampled | killed | survived | no test | score | 95% interval | target |")
     print("|---|---|---|---|---|---|---|---|---|")
     survivors = []
     for area, picked in sample.items():

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from rankopt import recipes
-from rankopt.atomic import atomic_write, atomic_write_text
+from rankopt.atomic import atomic_write
 from rankopt.progress import progress_bar
 from rankopt.metrics.evaluate import NO_POSITIVE, aggregate, evaluate_per_query
 from rankopt.metrics.ranking import TIES

@@ -6,13 +6,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
 
-from miniatures import untimed
+from miniatures import kill_after_first_epoch, untimed
 from rankopt.cli import main
 from rankopt.train.config import load_config
 
@@ -127,13 +126,7 @@ def test_sigkill_mid_epoch_then_resume_equals_uninterrupted(tmp_path):
     assert straight.returncode == 0, straight.stderr[-2000:]
     run = tmp_path / "killed"
     last = run / "checkpoints" / "last.ckpt"
-    proc = subprocess.Popen([rankopt, *args, "--run-dir", str(run)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-    deadline = time.time() + 300
-    while not last.exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.002)
-    os.kill(proc.pid, signal.SIGKILL)  # epoch 1 just saved: epoch 2 is under way
-    proc.wait()
-    assert proc.returncode == -signal.SIGKILL
+    assert kill_after_first_epoch([rankopt, *args, "--run-dir", str(run)], run, env) == -signal.SIGKILL
     assert torch.load(last, weights_only=False)["epoch"] == 0, "the kill came after epoch 2 ended"
     assert not (run / "metrics.json").exists()
     resumed = subprocess.run([rankopt, "recsys", "train", "--resume", str(run), "--json"], capture_output=True, text=True,

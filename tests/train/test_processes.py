@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +17,7 @@ from rankopt.metrics import evaluate
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_cli_train import write_idx  # noqa: E402
-from miniatures import untimed  # noqa: E402
+from miniatures import kill_after_first_epoch, untimed  # noqa: E402
 
 RANKOPT = str(Path(sys.executable).parent / "rankopt")
 
@@ -60,13 +59,7 @@ def test_sigkill_mid_epoch_then_resume_equals_uninterrupted(fashion, tmp_path):
 
     run = tmp_path / "killed"
     last = run / "checkpoints" / "last.ckpt"
-    proc = subprocess.Popen(_train_args(fashion, run, *args), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=_env())
-    deadline = time.time() + 300
-    while not last.exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.005)
-    os.kill(proc.pid, signal.SIGKILL)  # epoch 1 just saved: epoch 2 is under way
-    proc.wait()
-    assert proc.returncode == -signal.SIGKILL
+    assert kill_after_first_epoch(_train_args(fashion, run, *args), run, _env()) == -signal.SIGKILL
     assert torch.load(last, weights_only=False)["epoch"] == 0, "the kill came after epoch 2 ended"
     assert not (run / "metrics.json").exists()
 

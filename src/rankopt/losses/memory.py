@@ -15,7 +15,6 @@ overwrites, and the reference is every slot filled so far. The memory keeps the 
 from __future__ import annotations
 
 import torch
-from torch import nn
 
 from rankopt.losses.base import Loss
 

@@ -178,16 +178,16 @@ class RecommenderModule(RunModule):
     def evaluate_test(self, progress=None) -> tuple[dict, PerUser]:
         """Test metrics (and per-user values) of the current weights."""
         data = self.data
-        if self.cfg.data.protocol == "transductive":
-            metrics, per_user = evaluate_recommender(*self.model.embeddings(), data.test, known_items(data),
-                                                     self.metric_names, per_user=True, progress=progress)
-            return metrics, PerUser(per_user)
-        self.model.set_graph(Interactions.concat([data.train, data.context]))
+        inductive = self.cfg.data.protocol == "inductive"
+        if inductive:  # held-out users are served from their context edges, added to the graph for the test
+            self.model.set_graph(Interactions.concat([data.train, data.context]))
         try:
-            metrics, per_user = evaluate_recommender(*self.model.embeddings(), data.test, data.context,
-                                                     self.metric_names, per_user=True, progress=progress)
+            masked = data.context if inductive else known_items(data)
+            metrics, per_user = evaluate_recommender(*self.model.embeddings(), data.test, masked, self.metric_names,
+                                                     per_user=True, progress=progress)
         finally:
-            self.model.set_graph(data.train)
+            if inductive:
+                self.model.set_graph(data.train)
         return metrics, PerUser(per_user)
 
     def on_test_epoch_end(self) -> None:

@@ -16,17 +16,19 @@ carved from each user's training items (``data.valid_ratio``; 0: the last epoch 
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from rankopt.metrics.names import parse_metrics
 from rankopt.recsys.config import RecRunConfig
 from rankopt.recsys.data import RecData, inductive_split, load_directory, ratio_split
 from rankopt.recsys.models import RECOMMENDERS, Recommender
 from rankopt.recsys.module import RecommendationData, RecommenderModule, known_items
+from rankopt.train.checkpoint import read_model_weights
 from rankopt.train.engine import fit
 from rankopt.train.run import load_run, open_run, save_config, save_results
 
@@ -65,18 +67,16 @@ def load_data(cfg: RecRunConfig) -> RecData:
         data = dataclasses.replace(data, train=train, valid=valid)
     if d.protocol == "inductive":
         data = inductive_split(data, held_out=d.held_out, context=d.context, seed=cfg.train.seed)
-    from rankopt.metrics.names import parse_metrics
-
     for spec in parse_metrics(list(cfg.train.metrics)):  # before training, not at the first validation
         if spec.k is not None and spec.k > data.n_items:
             raise ValueError(f"train.metrics: {spec.name}: K={spec.k} is larger than the {data.n_items} items of {d.root}")
     return data
 
 
-def _module(cfg: RecRunConfig, data: RecData, graph) -> RecommenderModule:
-    """A fresh recommender on ``graph`` (data.train, or train + valid for a refit)."""
+def _module(cfg: RecRunConfig, data: RecData) -> RecommenderModule:
+    """A fresh recommender on the graph of data.train (train + valid for a refit)."""
     torch.manual_seed(cfg.train.seed)  # the same initial weights for the same seed
-    model = build_model(cfg, data.n_users, data.n_items, graph)
+    model = build_model(cfg, data.n_users, data.n_items, data.train)
     return RecommenderModule(model, cfg, data)
 
 
@@ -98,7 +98,7 @@ def train_recsys(cfg: RecRunConfig, run_dir: str | Path | None = None, resume: b
         return finished, run_dir
     data = load_data(cfg)
     save_config(cfg, run_dir)
-    module = _module(cfg, data, data.train)
+    module = _module(cfg, data)
     result = _fit(cfg, module, RecommendationData(cfg, data, data.train), run_dir, cfg.train.epochs, last, progress)
     selection, history = result["selection"], result["history"]
     refit = None
@@ -108,7 +108,7 @@ def train_recsys(cfg: RecRunConfig, run_dir: str | Path | None = None, resume: b
         refit_dir = run_dir / "refit"
         refit_last = refit_dir / "checkpoints" / "last.ckpt"
         both = dataclasses.replace(data, train=known)
-        again = _fit(cfg, _module(cfg, both, known), RecommendationData(cfg, both, known, validate=False), refit_dir,
+        again = _fit(cfg, _module(cfg, both), RecommendationData(cfg, both, known, validate=False), refit_dir,
                      epochs, refit_last if refit_last.is_file() else None, progress)
         result["test"], result["test_per_query"] = again["test"], again["test_per_query"]
         refit = {"on": "train+valid", "epochs": epochs, "checkpoint": os.path.relpath(refit_dir / again["selection"]["checkpoint"], run_dir)}
@@ -127,8 +127,6 @@ def train_recsys(cfg: RecRunConfig, run_dir: str | Path | None = None, resume: b
 
 def evaluate_run(run_dir: str | Path, device: str | None = None) -> dict:
     """Re-evaluate a finished recommendation run on its test split, with the checkpoint it was tested with."""
-    import json
-
     run_dir = Path(run_dir)
     cfg = load_run(run_dir, task="recsys")
     metrics_file = run_dir / "metrics.json"
@@ -141,15 +139,14 @@ def evaluate_run(run_dir: str | Path, device: str | None = None) -> dict:
         cfg.train.device = device
     trainer_device(cfg.train.device)
     data = load_data(cfg)
-    graph = known_items(data) if refit else data.train
-    if refit:
-        data = dataclasses.replace(data, train=graph)
-    module = _module(cfg, data, graph)
+    if refit:  # the refitted model was trained on (and serves from) train + valid
+        data = dataclasses.replace(data, train=known_items(data))
+    module = _module(cfg, data)
     try:
-        state = torch.load(checkpoint, map_location="cpu", weights_only=True)["state_dict"]
-        module.load_state_dict(state)
-    except Exception as err:  # noqa: BLE001 - truncated, empty or foreign files fail in many ways
-        raise ValueError(f"checkpoint {checkpoint} cannot be loaded: {str(err).splitlines()[0] if str(err) else type(err).__name__}") from None
+        module.model.load_state_dict(read_model_weights(checkpoint))
+    except RuntimeError as err:
+        raise ValueError(f"checkpoint {checkpoint} does not fit the model of its config.yaml ({cfg.model.name}): "
+                         f"{str(err).splitlines()[0]}") from None
     module.to(torch.device(cfg.train.device)).eval()
     with torch.no_grad():
         metrics, _ = module.evaluate_test()

@@ -17,6 +17,7 @@ from rankopt.atomic import atomic_write_text
 from rankopt.data import create_dataset
 from rankopt.losses import LOSSES, CrossBatchMemory, create_loss
 from rankopt.models import BACKBONES, EmbeddingModel, create_model
+from rankopt.train.checkpoint import read_model_weights
 from rankopt.train.config import RunConfig, from_dict, to_dict, validate
 from rankopt.train.engine import RetrievalData, fit
 from rankopt.train.module import RetrievalModule
@@ -205,11 +206,7 @@ def embed_dataset(checkpoint: str | Path, dataset: str | None = None, root: str 
     if root is not None:
         cfg.data.root = root
     model = build_model(cfg)
-    try:
-        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - truncated, empty or foreign files fail in many ways
-        raise ValueError(f"checkpoint {checkpoint} cannot be read: {str(err).splitlines()[0] if str(err) else type(err).__name__}") from None
-    weights = {k[len("model."):]: v for k, v in state.get("state_dict", {}).items() if k.startswith("model.")}
+    weights = read_model_weights(checkpoint)
     try:
         model.load_state_dict(weights)
     except RuntimeError as err:
