@@ -25,8 +25,9 @@ def test_json_is_one_object_with_requested_metrics(tmp_path, capsys):
     emb, labels = write(tmp_path / "e.npz", levels=2)
     assert main(["evaluate", str(tmp_path / "e.npz"), "--metrics", "ap,map@r,r@1,hap", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
-    assert set(out) == {"ap", "map@r", "r@1", "hap", "n_queries", "n_excluded"}
+    assert set(out) == {"ap", "map@r", "r@1", "hap", "n_queries", "n_excluded", "similarity", "ties"}
     want = evaluate(emb, labels, metrics=["ap", "map@r", "r@1", "hap"])
+    assert want.pop("similarity") == out["similarity"] == "cosine"
     for k in want:
         assert out[k] == pytest.approx(want[k])
 

@@ -119,7 +119,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.per_query:
         result.write_csv(args.per_query)
     if args.json:
-        print(json.dumps(summary))
+        print(json.dumps({**summary, "similarity": args.similarity, "ties": args.ties}))
     else:
         print(_table(summary, source, result.n_ranked, args))
     return 0
@@ -308,8 +308,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--gallery", metavar="G.npz", help="a separate gallery (In-Shop, DyML style); same keys as FILE")
     ev.add_argument(
         "--metrics",
-        help="comma-separated: ap, map@r, r-precision, hit@K (alias r@K: >= 1 relevant in the top K), recall@K "
-        "(relevant in top K / all relevant), p@K, mrr, ndcg, ndcg@K, hap, asi; binary metrics take /levelN "
+        help="comma-separated: ap, map@r, r-precision, hit@K (alias r@K, hr@K: >= 1 relevant in the top K), recall@K "
+        "(relevant in top K / all relevant), p@K (precision@K), mrr, mrr@K, map@K, ndcg, ndcg@K, hap, asi; "
+        "pytorch-metric-learning's names too (precision_at_1, mean_average_precision_at_r ...); binary metrics take /levelN "
         "(relevant = shares >= N label columns). Default: hit@1,hit@10,map@r,r-precision,ap,mrr,ndcg "
         "(+ hap, asi, ap/levelN on hierarchical labels)",
     )
@@ -326,7 +327,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--memory-budget", type=float, default=1024, metavar="MiB",
                     help="memory one block of queries may use")
     ev.add_argument("--json", action="store_true",
-                    help="print one JSON object: every metric, n_queries and n_excluded")
+                    help="print one JSON object: every metric, n_queries, n_excluded, similarity and ties")
     ev.add_argument("--per-query", metavar="OUT.csv", help="write one row per query (index, each metric)")
     ev.set_defaults(func=cmd_evaluate)
 

@@ -35,6 +35,7 @@ class Search:
     self_index: torch.Tensor | None  # (Q,) gallery index of each query, or None
     gallery_sqnorm: torch.Tensor | None = None  # (G,) for euclidean
     backend: str = "torch"
+    separate_gallery: bool = True  # False: the queries are the gallery (gallery=None)
     _faiss_index: Any = field(default=None, repr=False)
 
     @property
@@ -116,7 +117,7 @@ def prepare_search(
 
     query_index: with a separate gallery, the gallery index of each query when the queries are items
     of the gallery (a shard of it, in sharded evaluation); each is then removed from its own ranking
-    by index, as with gallery=None.
+    by index, as with gallery=None. "leading": the queries are the gallery's first rows (checked).
     """
     check_choice(similarity, SIMILARITIES, "similarity")
     check_choice(backend, BACKENDS, "backend")
@@ -132,6 +133,13 @@ def prepare_search(
         q = _normalise(q, "queries" if gallery is not None else "embeddings")
         g = q if gallery is None else _normalise(g, "gallery")
     self_index = torch.arange(q.shape[0], device=dev) if gallery is None else None
+    if isinstance(query_index, str) and query_index == "leading":  # the first Q gallery rows are the queries
+        if g.shape[0] < q.shape[0] or not torch.equal(g[: q.shape[0]], q):
+            raise ValueError(
+                "ref_includes_query=True but the first rows of the gallery are not the queries: put the "
+                f"{q.shape[0]} queries first in the gallery, in the same order (or pass gallery=None)"
+            )
+        query_index = torch.arange(q.shape[0], device=dev)
     if query_index is not None:
         if gallery is None:
             raise ValueError("query_index goes with a separate gallery; without one each query is removed already")
@@ -143,7 +151,7 @@ def prepare_search(
     sqnorm = (g * g).sum(dim=1) if similarity == "euclidean" else None
     if similarity != "cosine":
         _check_score_range(q, g, sqnorm)
-    return Search(q, g, similarity, self_index, sqnorm, backend)
+    return Search(q, g, similarity, self_index, sqnorm, backend, separate_gallery=gallery is not None)
 
 
 def _check_score_range(q: torch.Tensor, g: torch.Tensor, sqnorm: torch.Tensor | None) -> None:
@@ -207,7 +215,7 @@ def knn(
 
 def check_query_gallery_labels(search: Search, query_labels: Any, gallery_labels: Any | None) -> tuple[torch.Tensor, torch.Tensor]:
     """Labels for a prepared search: int64 (Q, L) and (G, L) on the search device."""
-    if search.gallery is search.queries:
+    if not search.separate_gallery:
         if gallery_labels is not None:
             raise ValueError("gallery_labels was given without gallery embeddings")
         ql = check_labels(query_labels, "labels")

@@ -1,4 +1,6 @@
-"""Rank losses: one signature ``loss(embeddings, labels, ref_embeddings=None, ref_labels=None)``.
+"""Rank losses: one signature ``loss(embeddings, labels, ref_embeddings=None, ref_labels=None)``, also
+called the pytorch-metric-learning way (``ref_emb=``; see :class:`Loss`). Embeddings that are not unit-norm
+are L2-normalised by the loss unless ``normalize=False``.
 
 All rank surrogates share one kernel (:mod:`rankopt.losses.rank_kernel`) that never builds a
 (B, N, N) tensor. ``create_loss(name, **kwargs)`` builds one from the names used in configs.

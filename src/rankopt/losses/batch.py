@@ -9,7 +9,7 @@ import torch
 from rankopt.relevance import levels as pair_levels
 from rankopt.validation import check_same_length
 
-__all__ = ["RankBatch", "prepare_batch", "check_loss_inputs"]
+__all__ = ["RankBatch", "prepare_batch", "check_loss_inputs", "unit_norm"]
 
 
 def check_loss_inputs(
@@ -40,6 +40,18 @@ def check_loss_inputs(
     if embeddings.dtype != torch.float64:
         embeddings = embeddings.float()
     return embeddings, labels.to(torch.int64)
+
+
+UNIT_NORM_TOLERANCE = 1e-3
+
+
+def unit_norm(x: torch.Tensor) -> torch.Tensor:
+    """x itself when every row's norm is within UNIT_NORM_TOLERANCE of 1 (a model that normalises keeps
+    its exact gradients), else every row L2-normalised (a zero row stays zero: it ranks at score 0)."""
+    norms = x.detach().norm(dim=1)
+    if bool(((norms - 1).abs() <= UNIT_NORM_TOLERANCE).all()):
+        return x
+    return torch.nn.functional.normalize(x, dim=1)
 
 
 @dataclass
@@ -74,16 +86,22 @@ def prepare_batch(
     name: str,
     hierarchical: bool,
     include_self: bool,
+    normalize: bool = True,
 ) -> RankBatch:
     """Scores emb · refᵀ in fp32 and pair levels. Without a reference set the batch is its own, and
-    with include_self=False each query's own entry is ignored."""
+    with include_self=False each query's own entry is ignored. normalize: L2-normalise embeddings
+    and references that are not unit-norm already."""
     emb, lab = check_loss_inputs(embeddings, labels, name, hierarchical)
+    if normalize:
+        emb = unit_norm(emb)
     if (ref_embeddings is None) != (ref_labels is None):
         raise ValueError(f"{name}: give both ref_embeddings and ref_labels, or neither")
     if ref_embeddings is None:
         ref, ref_lab = emb, lab
     else:
         ref, ref_lab = check_loss_inputs(ref_embeddings, ref_labels, f"{name} (reference set)", hierarchical)
+        if normalize:
+            ref = unit_norm(ref)
         if ref.shape[1] != emb.shape[1]:
             raise ValueError(f"{name}: ref_embeddings have dimension {ref.shape[1]} but embeddings have {emb.shape[1]}")
         if ref_lab.shape[1] != lab.shape[1]:

@@ -43,8 +43,11 @@ class _BlackBoxRank(torch.autograd.Function):
 
 
 class BlackBoxAP(RankingLoss):
-    def __init__(self, lambda_: float = 4.0, margin: float = 0.02, include_self: bool = True) -> None:
-        super().__init__(include_self)  # ranks by a sort of (B, N) scores: no rank kernel, no memory budget
+    """1 − AP of exact ranks with the blackbox gradient (λ = lambda_, margin on negatives).
+    Embeddings not unit-norm are L2-normalised first (normalize=False: raw dot products)."""
+
+    def __init__(self, lambda_: float = 4.0, margin: float = 0.02, include_self: bool = True, normalize: bool = True) -> None:
+        super().__init__(include_self, normalize=normalize)  # ranks by a sort of (B, N) scores: no rank kernel, no memory budget
         self.lambda_ = lambda_
         self.margin = margin
 

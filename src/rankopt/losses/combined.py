@@ -36,7 +36,7 @@ class WeightedLoss(Loss):
         """Whether (B, L) labels can be given: only when every part accepts them."""
         return all(loss.hierarchical for loss in self.losses)
 
-    def forward(self, embeddings, labels, ref_embeddings=None, ref_labels=None) -> torch.Tensor:
+    def compute_loss(self, embeddings, labels, ref_embeddings, ref_labels) -> torch.Tensor:
         total = 0.0
         for w, loss in zip(self.weights, self.losses):
             if w:
@@ -48,23 +48,29 @@ class WeightedLoss(Loss):
 
 
 class ROADMAP(WeightedLoss):
+    """SupAP + Calibration. Embeddings not unit-norm are L2-normalised first (normalize=False: raw dot products)."""
+
     def __init__(self, tau: float = 0.01, delta: float = 0.05, rho: float = 100.0, start: float = 0.5,
                  offset: float | None = None, pos_margin: float = 0.9, neg_margin: float = 0.6,
-                 weights: Sequence[float] = (1.0, 1.0), include_self: bool = True, bin_width: float | None = None) -> None:
+                 weights: Sequence[float] = (1.0, 1.0), include_self: bool = True, bin_width: float | None = None,
+                 normalize: bool = True) -> None:
         super().__init__(
-            [SupAP(tau, delta, rho, start, offset, include_self=include_self, bin_width=bin_width),
-             Calibration(pos_margin, neg_margin)],
+            [SupAP(tau, delta, rho, start, offset, include_self=include_self, bin_width=bin_width, normalize=normalize),
+             Calibration(pos_margin, neg_margin, normalize=normalize)],
             weights,
         )
 
 
 class HAPPIER(WeightedLoss):
+    """HAP + NormSoftmax. Embeddings not unit-norm are L2-normalised first (normalize=False: raw dot products). (NormSoftmax always normalises.)"""
+
     needs_classes = True
     def __init__(self, num_classes: int, dim: int, tau: float = 0.01, delta: float = 0.05, rho: float = 100.0,
                  start: float = 0.5, offset: float | None = None, alpha: float = 1.0, temperature: float = 0.05,
-                 weights: Sequence[float] = (0.9, 0.1), include_self: bool = True, bin_width: float | None = None) -> None:
+                 weights: Sequence[float] = (0.9, 0.1), include_self: bool = True, bin_width: float | None = None,
+                 normalize: bool = True) -> None:
         super().__init__(
-            [HAP(tau, delta, rho, start, offset, alpha, include_self=include_self, bin_width=bin_width),
+            [HAP(tau, delta, rho, start, offset, alpha, include_self=include_self, bin_width=bin_width, normalize=normalize),
              NormSoftmax(num_classes, dim, temperature)],
             weights,
         )

@@ -79,5 +79,5 @@ class DistributedLoss(Loss):
     def proxy_parameters(self):
         return self.loss.proxy_parameters()
 
-    def forward(self, embeddings, labels, ref_embeddings=None, ref_labels=None) -> torch.Tensor:
+    def compute_loss(self, embeddings, labels, ref_embeddings, ref_labels) -> torch.Tensor:
         return distributed_loss(self.loss, embeddings, labels, ref_embeddings, ref_labels)

@@ -75,7 +75,7 @@ class CrossBatchMemory(Loss):
         self.embeddings[idx] = embeddings.detach().to(self.embeddings.dtype)
         self.labels[idx] = lab.to(torch.int64)
 
-    def forward(self, embeddings, labels, ref_embeddings=None, ref_labels=None, *, indices=None) -> torch.Tensor:
+    def compute_loss(self, embeddings, labels, ref_embeddings, ref_labels, *, indices=None) -> torch.Tensor:
         if ref_embeddings is not None or ref_labels is not None:
             raise ValueError("CrossBatchMemory supplies the reference set itself; do not pass ref_embeddings")
         if not isinstance(labels, torch.Tensor) or torch.is_floating_point(labels):

@@ -36,7 +36,7 @@ class NormSoftmax(Loss):
     def proxy_parameters(self) -> list[nn.Parameter]:
         return [self.proxies]
 
-    def forward(self, embeddings, labels, ref_embeddings=None, ref_labels=None) -> torch.Tensor:
+    def compute_loss(self, embeddings, labels, ref_embeddings, ref_labels) -> torch.Tensor:
         emb, lab = check_loss_inputs(embeddings, labels, "NormSoftmax", hierarchical=True)
         if emb.shape[1] != self.dim:
             raise ValueError(f"NormSoftmax: embeddings have dimension {emb.shape[1]} but the proxies have {self.dim}")

@@ -9,6 +9,7 @@ full-ranking memory of a block is bounded by ``memory_budget``; nothing of size 
 from __future__ import annotations
 
 import logging
+import warnings
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
@@ -80,14 +81,23 @@ def evaluate_per_query(
     memory_budget: int = 1 << 30,
     hap_alpha: float = 1.0,
     query_index: Any | None = None,
+    ref_includes_query: bool = False,
     progress: Callable[[int, int], None] | None = None,
 ) -> PerQueryResult:
     """Every requested metric for every query. Arguments as :func:`evaluate`; ``query_index`` (with a
     gallery): each query's own row in the gallery, removed from its ranking by index (a shard of a
     leave-one-out evaluation). ``progress(done, total)`` is called after every block of queries."""
     check_choice(ties, TIES, "ties")
+    if ref_includes_query:
+        if gallery is None:
+            raise ValueError("ref_includes_query=True needs the gallery (reference) whose first rows are the queries")
+        if query_index is not None:
+            raise ValueError("give ref_includes_query or query_index, not both")
+        query_index = "leading"
     search = prepare_search(queries, gallery, similarity=similarity, device=device, backend=backend,
                             query_index=query_index)
+    if gallery is not None and query_index is None:
+        _warn_if_gallery_is_queries(search)
     q_labels, g_labels = check_query_gallery_labels(search, query_labels, gallery_labels)
     n_levels = q_labels.shape[1]
     specs = parse_metrics(default_metrics(n_levels) if metrics is None else metrics)
@@ -131,12 +141,16 @@ def evaluate(
     backend: str = "torch",
     memory_budget: int = 1 << 30,
     hap_alpha: float = 1.0,
-) -> dict[str, float]:
+    ref_includes_query: bool = False,
+) -> dict[str, float | int | str]:
     """Mean ranking metrics of queries against a gallery.
 
     queries: (Q, d) float embeddings; query_labels: (Q,) or (Q, L) int, column 0 the finest level.
     gallery / gallery_labels: the items to rank; None means the queries are the gallery, each query
-    then removed from its own ranking by index.
+    then removed from its own ranking by index. ref_includes_query=True (pytorch-metric-learning's
+    argument): the first Q gallery rows are the queries (checked), each removed from its own ranking
+    — so ``evaluate(q, ql, q, ql, ref_includes_query=True)`` equals ``evaluate(q, ql)``. A gallery
+    equal to the queries without it warns: every query would retrieve itself first.
     metrics: names (see :mod:`rankopt.metrics.names`) or a comma-separated string; None picks
     hit@1, hit@10, map@r, r-precision, ap, mrr, ndcg (+ hap, asi and per-level AP on hierarchies).
     ties: "expected" (exact expectation over random orders of tied scores; results never depend on
@@ -149,14 +163,16 @@ def evaluate(
 
     Returns each metric under the name it was requested with, plus ``n_queries`` and
     ``n_excluded``: the queries left out of at least one metric's mean (a metric that left out a
-    different number adds ``n_excluded/<metric>``).
+    different number adds ``n_excluded/<metric>``), and ``similarity``, the score that ranked them
+    (pytorch-metric-learning ranks by L2 distance on the raw embeddings: similarity="euclidean").
     """
     check_choice(no_positive, NO_POSITIVE, "no_positive")
     result = evaluate_per_query(
         queries, query_labels, gallery, gallery_labels, metrics=metrics, ties=ties, similarity=similarity,
         device=device, backend=backend, memory_budget=memory_budget, hap_alpha=hap_alpha,
+        ref_includes_query=ref_includes_query,
     )
-    return aggregate(result, no_positive)
+    return {**aggregate(result, no_positive), "similarity": similarity}
 
 
 def aggregate(result: PerQueryResult, no_positive: str = "exclude") -> dict[str, float]:
@@ -193,6 +209,16 @@ def aggregate(result: PerQueryResult, no_positive: str = "exclude") -> dict[str,
     else:
         out["n_excluded"] = 0
     return out
+
+
+def _warn_if_gallery_is_queries(search: Search) -> None:
+    q, g = search.queries, search.gallery
+    if q.shape == g.shape and (q.data_ptr() == g.data_ptr() or torch.equal(q, g)):
+        warnings.warn(
+            "the gallery equals the queries but was passed as a separate gallery: every query will retrieve "
+            "itself at rank 1. Pass gallery=None (or ref_includes_query=True) to remove each query from its "
+            "own ranking", UserWarning, stacklevel=4,
+        )
 
 
 def _check_specs(specs: list[MetricSpec], n_levels: int, search: Search) -> None:

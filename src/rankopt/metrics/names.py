@@ -3,7 +3,12 @@
 Names: ``ap``, ``map@r``, ``r-precision``, ``hit@k`` (alias ``r@k``: the metric-learning "Recall@K"),
 ``recall@k`` (hits in the top k / all relevant), ``p@k``, ``mrr``, ``mrr@k`` (0 when the first relevant
 item is below k), ``map@k`` (RecBole's MAP@K: Σ_{p ≤ k} P@p·rel(p) / min(k, R)), ``ndcg``, ``ndcg@k``,
-``hap``, ``asi``. A binary metric may name its relevance level: ``ap/level1`` counts as relevant every item
+``hap``, ``asi``. Peers' names are accepted and keep the name as the result key: ``hr@k`` (RecBole) =
+``hit@k``, ``precision@k`` = ``p@k``, and pytorch-metric-learning's ``precision_at_1`` (= hit@1),
+``r_precision``, ``mean_average_precision_at_r``, ``mean_average_precision`` (= ap: PML's with k=None)
+and ``mean_reciprocal_rank`` (= mrr). ``r@k`` is metric learning's Recall@K (= hit@k); where a reader
+may take it for recall@k — score matrices of recommenders — it is refused as ambiguous
+(``ambiguous_r=True``). A binary metric may name its relevance level: ``ap/level1`` counts as relevant every item
 sharing at least one label column with the query (on a fine→coarse hierarchy: the coarsest label);
 without it the level is L, the same finest label.
 """
@@ -43,8 +48,18 @@ KINDS: dict[str, Kind] = {
     "hap": Kind(takes_k=False, binary=False, full_list=True),
     "asi": Kind(takes_k=False, binary=False, full_list=False),
 }
-_ALIASES = {"r": "hit", "hit": "hit", "recall": "recall", "p": "p", "ndcg": "ndcg@k", "mrr": "mrr@k", "map": "map@k"}
-_EXAMPLES = ["ap", "map@r", "r-precision", "hit@1", "r@1", "recall@10", "p@10", "mrr", "mrr@10", "map@10", "ndcg", "ndcg@10", "hap", "asi"]
+_ALIASES = {"r": "hit", "hit": "hit", "hr": "hit", "recall": "recall", "p": "p", "precision": "p", "ndcg": "ndcg@k",
+            "mrr": "mrr@k", "map": "map@k"}
+# pytorch-metric-learning's AccuracyCalculator names: (kind, k)
+_PML_NAMES = {
+    "precision_at_1": ("hit", 1),
+    "r_precision": ("r-precision", None),
+    "mean_average_precision_at_r": ("map@r", None),
+    "mean_average_precision": ("ap", None),
+    "mean_reciprocal_rank": ("mrr", None),
+}
+_EXAMPLES = ["ap", "map@r", "r-precision", "hit@1", "r@1", "hr@10", "recall@10", "p@10", "precision@10", "mrr", "mrr@10",
+             "map@10", "ndcg", "ndcg@10", "hap", "asi", *_PML_NAMES]
 
 
 @dataclass(frozen=True)
@@ -96,9 +111,13 @@ class MetricSpec:
 _PATTERN = re.compile(r"^(?P<base>[a-z\-]+)(?:@(?P<k>[^/]+))?(?:/level(?P<level>\d+))?$")
 
 
-def parse_metric(name: str) -> MetricSpec:
-    """Parse one metric name; an unknown name raises ValueError with the closest valid names."""
+def parse_metric(name: str, ambiguous_r: bool = False) -> MetricSpec:
+    """Parse one metric name; an unknown name raises ValueError with the closest valid names.
+    ambiguous_r: refuse ``r@k``, naming its two readings."""
     text = name.strip().lower()
+    if text in _PML_NAMES:
+        kind, k = _PML_NAMES[text]
+        return MetricSpec(name, kind, k)
     match = _PATTERN.match(text)
     kind, k = None, None
     if match:
@@ -110,6 +129,12 @@ def parse_metric(name: str) -> MetricSpec:
         elif k_text is not None and base in _ALIASES:
             if not k_text.isdigit() or int(k_text) < 1:
                 raise ValueError(f"metric {name!r}: k must be a positive integer, got {k_text!r}")
+            if base == "r" and ambiguous_r:
+                raise ValueError(
+                    f"metric {name!r} is ambiguous here: write hit@{k_text} (1 when at least one relevant item is in "
+                    f"the top {k_text}: metric learning's Recall@K, RecBole's Hit) or recall@{k_text} (relevant items "
+                    f"in the top {k_text} / all relevant: RecBole's and LightGCN's Recall)"
+                )
             kind, k = _ALIASES[base], int(k_text)
         if kind is not None:
             level = int(level_text) if level_text is not None else None
@@ -123,10 +148,10 @@ def parse_metric(name: str) -> MetricSpec:
     raise ValueError(f"unknown metric {name!r}{hint} Known: {', '.join(_EXAMPLES)} (k any positive integer)")
 
 
-def parse_metrics(names: str | list[str] | tuple[str, ...]) -> list[MetricSpec]:
+def parse_metrics(names: str | list[str] | tuple[str, ...], ambiguous_r: bool = False) -> list[MetricSpec]:
     if isinstance(names, str):
         names = [n for n in names.split(",") if n.strip()]
-    specs = [parse_metric(n) for n in names]
+    specs = [parse_metric(n, ambiguous_r) for n in names]
     if not specs:
         raise ValueError("no metric requested")
     seen: set[str] = set()
