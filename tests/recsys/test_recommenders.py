@@ -90,7 +90,7 @@ def test_metrics_follow_lightgcn_conventions():
     rng = np.random.default_rng(4)
     train = Interactions(rng.integers(0, nu, 300), rng.integers(0, ni, 300))
     test = Interactions(rng.integers(0, nu, 80), rng.integers(0, ni, 80))
-    got = evaluate_recommender(ue, ie, test, train, (f"recall@{k}", f"ndcg@{k}"), chunk=7)
+    got = evaluate_recommender((ue, ie), test, train, (f"recall@{k}", f"ndcg@{k}"), chunk=7)
     recalls, ndcgs, norms = [], [], []
     for u in np.unique(test.user):
         r, n, rn = lightgcn_reference(ue[u] @ ie.T, set(test.item[test.user == u].tolist()), set(train.item[train.user == u].tolist()), k)
@@ -118,10 +118,10 @@ def test_bpr_training_on_ml100k_improves_ndcg():
     torch.manual_seed(0)
     model = LightGCN(data.n_users, data.n_items, data.train, dim=32, layers=2)
     with torch.no_grad():
-        before = evaluate_recommender(*model.embeddings(), data.valid, data.train)["ndcg@20"]
+        before = evaluate_recommender(model.embeddings(), data.valid, data.train)["ndcg@20"]
     losses = train_bpr(model, data.train, data.n_items, epochs=3, batch_size=2048, lr=5e-3)
     with torch.no_grad():
-        after = evaluate_recommender(*model.embeddings(), data.valid, data.train)["ndcg@20"]
+        after = evaluate_recommender(model.embeddings(), data.valid, data.train)["ndcg@20"]
     assert losses[-1] < losses[0] and after > before + 0.02
 
 
@@ -216,7 +216,7 @@ def test_recbole_metrics_at_several_cutoffs_match_a_plain_loop():
     train = Interactions(rng.integers(0, nu, 200), rng.integers(0, ni, 200))
     test = Interactions(rng.integers(0, nu, 60), rng.integers(0, ni, 60))
     names = metrics_at([3, 10])
-    got, per_user = evaluate_recommender(ue, ie, test, train, names, chunk=6, per_user=True)
+    got, per_user = evaluate_recommender((ue, ie), test, train, names, chunk=6, per_user=True)
     want = {n: [] for n in names}
     for u in np.unique(test.user):
         target = set(test.item[test.user == u].tolist())
@@ -247,15 +247,15 @@ def test_user_subset_progress_and_cutoff_checks():
     train = Interactions(rng.integers(0, 20, 80), rng.integers(0, 15, 80))
     test = Interactions(np.arange(20), rng.integers(0, 15, 20))
     calls = []
-    full, per_user = evaluate_recommender(ue, ie, test, train, ("ndcg@5",), chunk=6, per_user=True,
+    full, per_user = evaluate_recommender((ue, ie), test, train, ("ndcg@5",), chunk=6, per_user=True,
                                           progress=lambda done, total: calls.append((done, total)))
     assert calls == [(6, 20), (12, 20), (18, 20), (20, 20)]
     some = np.array([3, 5, 11, 19, 40])  # 40 has no test item: left out
-    sub = evaluate_recommender(ue, ie, test, train, ("ndcg@5",), users=some)
+    sub = evaluate_recommender((ue, ie), test, train, ("ndcg@5",), users=some)
     assert sub["n_users"] == 4 and sub["ndcg@5"] == pytest.approx(per_user["ndcg@5"][[3, 5, 11, 19]].mean(), abs=1e-12)
     assert full["n_users"] == 20
     with pytest.raises(ValueError, match="ndcg@50: K=50 is larger than the 15 items"):
-        evaluate_recommender(ue, ie, test, train, ("ndcg@50",))
+        evaluate_recommender((ue, ie), test, train, ("ndcg@50",))
 
 
 def test_per_user_values_written_as_csv_read_back(tmp_path):

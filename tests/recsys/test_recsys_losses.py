@@ -190,5 +190,5 @@ def test_masked_items_rank_below_every_real_item():
     items = torch.tensor([[3.0, 0], [2.5, 0], [2.0, 0], [1.5, 0], [1.0, 0], [-1.0, 0]])
     train = Interactions(np.zeros(4, dtype=np.int64), np.array([0, 1, 2, 3]))
     test = Interactions(np.zeros(1, dtype=np.int64), np.array([5]))
-    out = evaluate_recommender(users, items, test, train, ("recall@2", "ndcg@2"))
+    out = evaluate_recommender((users, items), test, train, ("recall@2", "ndcg@2"))
     assert out["recall@2"] == 1.0 and out["ndcg@2"] == pytest.approx(1 / math.log2(3))

@@ -255,19 +255,25 @@ def _rank_block(
 
 
 def _ranked_prefix(search: Search, start: int, stop: int, depth: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Scores and gallery indices of the leading positions of each query's ranking, long enough that
-    the tie group holding position ``depth`` is complete (a tie straddling the cut is followed)."""
-    n = search.n_ranked
+    """Scores and gallery indices of the leading positions of each query's ranking (see ranked_prefix)."""
     if search.backend == "faiss":
-        top, s = (lambda k: search.topk(start, stop, k)), None
-    else:  # the scores once, then top-k of them as deep as needed
-        s = search.scores(start, stop)
-        top = lambda k: torch.topk(s, k, dim=1, largest=True, sorted=True)  # noqa: E731
+        return ranked_prefix(lambda k: search.topk(start, stop, k), search.n_ranked, depth)
+    return ranked_prefix(None, search.n_ranked, depth, search.scores(start, stop))
+
+
+def ranked_prefix(top: Callable[[int], tuple[torch.Tensor, torch.Tensor]] | None, n: int, depth: int,
+                  scores: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The leading positions of each row's ranking — values and indices, sorted decreasing — long
+    enough that the tie group holding position ``depth`` is complete (a tie straddling the cut is
+    followed). ``top(k)`` gives the k best of each row; None: top-k of ``scores`` (Q, n), which also
+    tells how deep a tie reaches."""
+    if top is None:
+        top = lambda k: torch.topk(scores, k, dim=1, largest=True, sorted=True)  # noqa: E731
     k = min(n, depth + 16)
     while True:
         v, i = top(k)
         if k == n or bool((v[:, k - 1] < v[:, depth - 1]).all()):
             return v, i
         # deeper: at least past every item tied with position depth (known when the scores are at hand)
-        need = int((s >= v[:, depth - 1 : depth]).sum(dim=1).max()) + 1 if s is not None else 0
+        need = int((scores >= v[:, depth - 1 : depth]).sum(dim=1).max()) + 1 if scores is not None else 0
         k = min(n, max(need, 2 * k))

@@ -6,9 +6,14 @@ counted), and each metric of rankopt.metrics is computed on binary relevance (th
 min(K, test items) — exactly LightGCN's code —, and RecBole's ``p@K``, ``hit@K``, ``mrr@K``,
 ``map@K``. Each ``recall@K`` also gives ``recall_norm@K`` = hits / min(K, test items), the other
 denominator found in papers. Users without test items are left out and counted.
+
+The scores come from the model's embeddings (dot product), from any function of a block of user ids,
+or from a (users × items) matrix you already have.
 """
 
 from __future__ import annotations
+
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -16,11 +21,15 @@ import torch
 from rankopt.metrics import rank_metrics
 from rankopt.metrics.names import parse_metrics
 from rankopt.recsys.data import Interactions
+from rankopt.validation import as_tensor
 
-__all__ = ["evaluate_recommender", "DEFAULT_METRICS", "metrics_at", "PerUser"]
+__all__ = ["evaluate_recommender", "DEFAULT_METRICS", "DEFAULT_KS", "metrics_at", "PerUser"]
 
 FAMILIES = ("recall", "ndcg", "p", "hit", "mrr", "map")
-DEFAULT_METRICS = ("recall@20", "ndcg@20")
+DEFAULT_METRICS = ("recall@20", "ndcg@20")  # what training validates on
+DEFAULT_KS = (10, 20, 50)  # evaluate_recommender without metrics: every family at each (those <= the catalogue)
+
+Scorer = Callable[[torch.Tensor], Any]
 
 
 def metrics_at(ks: list[int] | tuple[int, ...]) -> list[str]:
@@ -28,19 +37,29 @@ def metrics_at(ks: list[int] | tuple[int, ...]) -> list[str]:
     return [f"{family}@{k}" for k in ks for family in FAMILIES]
 
 
-def evaluate_recommender(user_emb: torch.Tensor, item_emb: torch.Tensor, test: Interactions, masked: Interactions,
-                         metrics: list[str] | tuple[str, ...] = DEFAULT_METRICS, users: np.ndarray | None = None,
-                         chunk: int = 1024, per_user: bool = False, progress=None):
-    """Mean of each metric over the test users (``users``: restrict to these; default: all with test
-    items). ``masked``: interactions whose items are removed from each user's ranking (the known ones).
-    With ``per_user=True`` returns (means, {"user": ids, metric: values}) in increasing user id.
-    ``progress(done, total)`` is called after each block of users."""
-    n_items = item_emb.shape[0]
-    specs = parse_metrics(list(metrics))
+def evaluate_recommender(scores: Any, test: Any, masked: Any | None = None,
+                         metrics: list[str] | tuple[str, ...] | None = None, *, ks: list[int] | tuple[int, ...] | None = None,
+                         users: np.ndarray | None = None, chunk: int = 1024, per_user: bool = False, progress=None):
+    """Mean of each metric over the test users.
+
+    scores: ``(user_emb, item_emb)`` (scored by dot product), a function of a (b,) tensor of user ids
+    returning their (b, items) scores, or a (users × items) score matrix (numpy or torch).
+    test / masked: :class:`Interactions`, or a pair of arrays (user ids, item ids); ``masked`` items are
+    removed from each user's ranking (the known ones; one that is also a test item stays rankable).
+    metrics: names (``recall@20``, ``ndcg@10``, ``hr@10``, ``mrr@10`` ...); None: every family at each
+    ``ks`` (default 10, 20, 50, those within the catalogue). ``users``: restrict to these (default: all
+    with test items). With ``per_user=True`` returns (means, {"user": ids, metric: values}) in
+    increasing user id. ``progress(done, total)`` is called after each block of users.
+    """
+    score_block, n_items = _scorer(scores)
+    test, masked = _interactions(test, "test"), None if masked is None else _interactions(masked, "masked")
+    if metrics is None:
+        cutoffs = DEFAULT_KS if ks is None else tuple(ks)
+        metrics = metrics_at([k for k in cutoffs if n_items is None or k <= n_items] if ks is None else cutoffs)
+    elif ks is not None:
+        raise ValueError("give metrics or ks, not both")
+    specs = parse_metrics(list(metrics), ambiguous_r=True)
     names = [s.name for s in specs]
-    for s in specs:
-        if s.k is not None and s.k > n_items:
-            raise ValueError(f"metric {s.name}: K={s.k} is larger than the {n_items} items")
     test_users = np.unique(test.user) if users is None else np.intersect1d(np.asarray(users), np.unique(test.user))
     if len(test_users) == 0:
         raise ValueError("no test user has a test item")
@@ -49,21 +68,17 @@ def evaluate_recommender(user_emb: torch.Tensor, item_emb: torch.Tensor, test: I
     with torch.no_grad():
         for start in range(0, len(test_users), chunk):
             block = test_users[start : start + chunk]
-            dev = lambda a: torch.from_numpy(a).to(item_emb.device)  # noqa: E731
-            scores = (user_emb[dev(block)] @ item_emb.T).double()  # (b, n_items)
-            relevance = torch.zeros(scores.shape, dtype=torch.int64, device=scores.device)
+            block_scores = score_block(torch.from_numpy(block))
+            _check_cutoffs(specs, block_scores.shape[1])
+            dev = lambda a: torch.from_numpy(a).to(block_scores.device)  # noqa: E731
+            relevance = torch.zeros(block_scores.shape, dtype=torch.int64, device=block_scores.device)
             inside = np.isin(test.user, block)  # block is sorted (np.unique), so rows come from searchsorted
-            rows = dev(np.searchsorted(block, test.user[inside]))
-            relevance[rows, dev(test.item[inside])] = 1
-            inside = np.isin(masked.user, block)
-            rows = dev(np.searchsorted(block, masked.user[inside]))
-            cols = dev(masked.item[inside])
-            keep = relevance[rows, cols] == 0  # an item in both train and test stays rankable
-            scores[rows[keep], cols[keep]] = float("-inf")
-            # -inf rows sort last; rank_metrics needs finite scores, so put them below every real score
-            floor = scores[torch.isfinite(scores)].min() - 1.0
-            scores = torch.where(torch.isfinite(scores), scores, floor)
-            out = rank_metrics(scores, relevance, names, n_levels=1)
+            relevance[dev(np.searchsorted(block, test.user[inside])), dev(test.item[inside])] = 1
+            known = torch.zeros(block_scores.shape, dtype=torch.bool, device=block_scores.device)
+            if masked is not None:
+                inside = np.isin(masked.user, block)
+                known[dev(np.searchsorted(block, masked.user[inside])), dev(masked.item[inside])] = True
+            out = rank_metrics(block_scores, relevance, names, mask=known & (relevance == 0), n_levels=1)
             for n in names:
                 values[n].append(out[n].cpu().numpy())
             n_test = relevance.sum(dim=1).double()
@@ -78,6 +93,51 @@ def evaluate_recommender(user_emb: torch.Tensor, item_emb: torch.Tensor, test: I
     if per_user:
         return result, {"user": test_users, **columns}
     return result
+
+
+def _scorer(scores: Any) -> tuple[Scorer, int | None]:
+    """A function from a block of user ids to their (b, items) float64 scores, and the item count if known."""
+    if isinstance(scores, (tuple, list)) and len(scores) == 2:
+        user_emb, item_emb = (as_tensor(e, "embeddings") for e in scores)
+        if user_emb.ndim != 2 or item_emb.ndim != 2 or user_emb.shape[1] != item_emb.shape[1]:
+            raise ValueError(f"(user_emb, item_emb) must be (users, d) and (items, d); got {tuple(user_emb.shape)}, "
+                             f"{tuple(item_emb.shape)}")
+        return (lambda u: (user_emb[u.to(user_emb.device)] @ item_emb.T).double()), item_emb.shape[0]
+    if callable(scores):
+        def call(u: torch.Tensor) -> torch.Tensor:
+            out = as_tensor(scores(u), "the score function's output")
+            if out.ndim != 2 or out.shape[0] != len(u):
+                raise ValueError(f"the score function returned shape {tuple(out.shape)} for {len(u)} users; "
+                                 "expected (users, items)")
+            return out.double()
+        return call, None
+    matrix = as_tensor(scores, "scores")
+    if matrix.ndim != 2:
+        raise ValueError(f"scores must be (user_emb, item_emb), a function of user ids, or a (users, items) matrix; "
+                         f"got shape {tuple(matrix.shape)}")
+
+    def rows(u: torch.Tensor) -> torch.Tensor:
+        if int(u.max()) >= matrix.shape[0]:
+            raise ValueError(f"user {int(u.max())} has a test item but the score matrix has {matrix.shape[0]} rows")
+        return matrix[u.to(matrix.device)].double()
+    return rows, matrix.shape[1]
+
+
+def _interactions(x: Any, name: str) -> Interactions:
+    if isinstance(x, Interactions):
+        return x
+    if isinstance(x, (tuple, list)) and len(x) == 2:
+        user, item = (np.asarray(a, dtype=np.int64) for a in x)
+        if user.shape != item.shape or user.ndim != 1:
+            raise ValueError(f"{name}: user and item ids must be two 1-D arrays of one length")
+        return Interactions(user, item)
+    raise TypeError(f"{name} must be Interactions or a pair of arrays (user ids, item ids); got {type(x).__name__}")
+
+
+def _check_cutoffs(specs, n_items: int) -> None:
+    for s in specs:
+        if s.k is not None and s.k > n_items:
+            raise ValueError(f"metric {s.name}: K={s.k} is larger than the {n_items} items")
 
 
 class PerUser:

@@ -167,7 +167,7 @@ class RecommenderModule(RunModule):
 
     def on_validation_epoch_end(self) -> None:
         with self._bar("ranking valid") as bar:
-            self.valid_metrics = evaluate_recommender(*self.model.embeddings(), self.data.valid, self.data.train,
+            self.valid_metrics = evaluate_recommender(self.model.embeddings(), self.data.valid, self.data.train,
                                                       self.metric_names, progress=bar)
         entry = self._entry()
         for k, v in self.valid_metrics.items():
@@ -183,7 +183,7 @@ class RecommenderModule(RunModule):
             self.model.set_graph(Interactions.concat([data.train, data.context]))
         try:
             masked = data.context if inductive else known_items(data)
-            metrics, per_user = evaluate_recommender(*self.model.embeddings(), data.test, masked, self.metric_names,
+            metrics, per_user = evaluate_recommender(self.model.embeddings(), data.test, masked, self.metric_names,
                                                      per_user=True, progress=progress)
         finally:
             if inductive:
