@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 
 import lightning.pytorch as pl
 import torch
+from torch import nn
 
 from rankopt.losses import CrossBatchMemory, Loss
 from rankopt.losses.distributed import distributed_loss
-from rankopt.models import EmbeddingModel
 from rankopt.progress import progress_bar
 from rankopt.train.shards import evaluate_shards
 
@@ -99,16 +99,27 @@ class RunModule(pl.LightningModule):
 
 class RetrievalModule(RunModule):
     """Training steps on a rank loss; validation and test through rankopt.metrics, evaluated by shards
-    (each process ranks its own queries against the whole gathered gallery, every query counted once)."""
+    (each process ranks its own queries against the whole gathered gallery, every query counted once).
 
-    def __init__(self, model: EmbeddingModel, loss: Loss, optim: OptimConfig | None = None, seed: int = 0,
+    model: a rankopt :class:`EmbeddingModel` (backbone and head at their own learning rates, the
+    backbone frozen for ``warmup_frozen_epochs``), or any ``nn.Module`` mapping a batch of inputs to
+    (B, d) embeddings: its parameters train as one group at ``lr_head`` (a ``parameter_groups()``
+    method returning {"backbone": [...], "head": [...]} gives it the two rates)."""
+
+    def __init__(self, model: nn.Module, loss: Loss, optim: OptimConfig | None = None, seed: int = 0,
                  eval_metrics: tuple[str, ...] = ("hit@1", "map@r", "ap"), max_epochs: int = 1,
                  monitor: str = "map@r") -> None:
         super().__init__(seed=seed, monitor=monitor, max_epochs=max_epochs)
         if not isinstance(loss, Loss):
             raise TypeError(f"RetrievalModule trains a rankopt loss (rankopt.losses.Loss); got {type(loss).__name__}")
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"RetrievalModule trains an nn.Module returning embeddings; got {type(model).__name__}")
         self.model, self.loss = model, loss
         self.optim = optim or OptimConfig()
+        if self.optim.warmup_frozen_epochs and not isinstance(getattr(model, "backbone", None), nn.Module):
+            raise ValueError(f"optim.warmup_frozen_epochs={self.optim.warmup_frozen_epochs} freezes the model's backbone, "
+                             f"but {type(model).__name__} has no .backbone module")
+        self._dim = getattr(model, "dim", None)  # else learnt from the first embeddings seen
         self.eval_metrics = tuple(eval_metrics)
         self._outputs: dict[int, list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]] = {}
 
@@ -118,15 +129,25 @@ class RetrievalModule(RunModule):
     # training ---------------------------------------------------------------------------------
     def on_train_epoch_start(self) -> None:
         super().on_train_epoch_start()
+        if not self.optim.warmup_frozen_epochs:
+            return
         frozen = self.current_epoch < self.optim.warmup_frozen_epochs
         for p in self.model.backbone.parameters():
             p.requires_grad_(not frozen)
-        if frozen is False and self.model.freeze_bn:
+        if frozen is False and getattr(self.model, "freeze_bn", False):
             self.model.train()  # re-applies the BatchNorm freeze after unfreezing
+
+    def _embed(self, images: torch.Tensor) -> torch.Tensor:
+        embeddings = self.model(images)
+        if not isinstance(embeddings, torch.Tensor) or embeddings.ndim != 2:
+            raise ValueError(f"the model must return (B, d) embeddings; {type(self.model).__name__} returned "
+                             f"{tuple(embeddings.shape) if isinstance(embeddings, torch.Tensor) else type(embeddings).__name__}")
+        self._dim = embeddings.shape[1]
+        return embeddings
 
     def training_step(self, batch, batch_idx):
         images, labels, index = batch
-        embeddings = self.model(images)
+        embeddings = self._embed(images)
         labels = labels[:, 0] if not self.loss.hierarchical and labels.ndim == 2 else labels
         # a memory with one slot per training item (ROADMAP's) is told which items the batch holds
         extra = {"indices": index} if isinstance(self.loss, CrossBatchMemory) and self.loss.unique else {}
@@ -144,7 +165,7 @@ class RetrievalModule(RunModule):
     def _collect(self, batch, dataloader_idx: int) -> None:
         images, labels, index = batch
         self._outputs.setdefault(dataloader_idx, []).append(
-            (self.model(images).float().cpu(), labels.cpu(), index.cpu().to(torch.int64)))
+            (self._embed(images).float().cpu(), labels.cpu(), index.cpu().to(torch.int64)))
 
     def validation_step(self, batch, batch_idx, dataloader_idx: int = 0):
         self._collect(batch, dataloader_idx)
@@ -158,7 +179,9 @@ class RetrievalModule(RunModule):
         for idx, ds in enumerate(evalset.parts):
             out = self._outputs.get(idx, [])
             # a process whose shard is empty still joins the gathers
-            emb = torch.cat([o[0] for o in out]) if out else torch.empty(0, self.model.dim)
+            if not out and self._dim is None:
+                raise RuntimeError("this process embedded no item and the model has no .dim: cannot join the gather")
+            emb = torch.cat([o[0] for o in out]) if out else torch.empty(0, self._dim)
             lab = torch.cat([o[1] for o in out]) if out else torch.empty(0, ds.labels.shape[1], dtype=torch.int64)
             index = torch.cat([o[2] for o in out]) if out else torch.empty(0, dtype=torch.int64)
             parts.append((emb, lab if lab.ndim == 2 else lab.unsqueeze(1), index, len(ds)))
@@ -189,11 +212,14 @@ class RetrievalModule(RunModule):
     # optimisation ----------------------------------------------------------------------------
     def configure_optimizers(self):
         o = self.optim
-        groups = self.model.parameter_groups()
-        param_groups = [
-            {"params": groups["backbone"], "lr": o.lr_backbone, "name": "backbone"},
-            {"params": groups["head"], "lr": o.lr_head, "name": "head"},
-        ]
+        if hasattr(self.model, "parameter_groups"):
+            groups = self.model.parameter_groups()
+            param_groups = [
+                {"params": groups["backbone"], "lr": o.lr_backbone, "name": "backbone"},
+                {"params": groups["head"], "lr": o.lr_head, "name": "head"},
+            ]
+        else:
+            param_groups = [{"params": list(self.model.parameters()), "lr": o.lr_head, "name": "model"}]
         proxies = self.loss.proxy_parameters()
         if proxies:
             param_groups.append({"params": proxies, "lr": o.lr_proxies or o.lr_head, "name": "proxies"})
