@@ -73,6 +73,7 @@ CASES = [
      "not a recommendation metric"),
     ("recsys monitor not measured", ["recsys", "train", "{d}/lgcn", "--k", "10", "--set", "train.monitor=ndcg@20"], "not among"),
     ("recsys bad cut-off", ["recsys", "train", "{d}/lgcn", "--k", "0"], "positive cut-offs"),
+    ("recsys ambiguous r@k", ["recsys", "train", "{d}/lgcn", "--set", "train.metrics=[r@20,ndcg@20]"], "ambiguous"),
     ("recsys K beyond catalogue", ["recsys", "train", "{d}/lgcn", "--epochs", "1", "--k", "50", "--run-dir", "{d}/rk"], "K=50"),
     ("recsys threshold without ratings", ["recsys", "train", "{d}/lgcn", "--rating-threshold", "4", "--run-dir", "{d}/r2"],
      "no ratings"),

@@ -135,7 +135,7 @@ class RecRunConfig:
         check_metrics(t.metrics, t.monitor)
         from rankopt.metrics.names import parse_metrics
 
-        for spec in parse_metrics(list(t.metrics)):
+        for spec in parse_metrics(list(t.metrics), ambiguous_r=True):  # r@k: hit or recall? refused before any work
             if spec.kind not in ("recall", "ndcg@k", "p", "hit", "mrr@k", "map@k"):
                 raise ValueError(f"train.metrics: {spec.name} is not a recommendation metric "
                                  "(recall, ndcg, p, hit, mrr, map at a cut-off, e.g. ndcg@20)")
