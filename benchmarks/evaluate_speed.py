@@ -7,6 +7,8 @@ times, each in its own process so that peak memory is its own:
   (b) rankopt.evaluate on the same three metrics
   (c) rankopt.evaluate on everything: ap, map@r, hit@1/10/100/1000, ndcg, hap, asi
   (d) a bare chunked matmul over the same data: the floor any exact method pays
+  (e) rankopt.evaluate with no metrics named: the default set hit@1, hit@10, map@r, r-precision,
+      ap, mrr, ndcg (fine labels), what `rankopt evaluate emb.npz` computes
 
 Usage: python benchmarks/evaluate_speed.py [--device cuda] [--n 60502] [--cases a,b,c,d]
 Prints a markdown table with the ratios.
@@ -30,6 +32,7 @@ CASES = {
     "b": "rankopt: map@r, p@1, r-precision",
     "c": "rankopt: ap, map@r, hit@1/10/100/1000, ndcg, hap, asi",
     "d": "bare chunked matmul (floor)",
+    "e": "rankopt: the default set (hit@1, hit@10, map@r, r-precision, ap, mrr, ndcg)",
 }
 
 
@@ -71,6 +74,11 @@ def run_case(case: str, n: int, device: str, dim: int = 512) -> dict:
         )
         out = calc.get_accuracy(x, labels[:, 0])
         values = {"map@r": out["mean_average_precision_at_r"], "p@1": out["precision_at_1"], "r-precision": out["r_precision"]}
+    elif case == "e":
+        from rankopt.metrics import evaluate
+
+        out = evaluate(x, labels[:, :1], device=dev)
+        values = {k: v for k, v in out.items() if not k.startswith("n_") and k != "similarity"}
     elif case in ("b", "c"):
         from rankopt.metrics import evaluate
 
@@ -102,7 +110,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--n", type=int, default=60502)
     parser.add_argument("--dim", type=int, default=512)
-    parser.add_argument("--cases", default="d,b,a,c")
+    parser.add_argument("--cases", default="d,b,e,a,c")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -125,7 +133,7 @@ def main() -> None:
     mem_col = "peak GPU memory" if gpu else "peak RSS (of which the run)"
     print(f"| case | what | time (s) | speed-up over (a) | time / floor (d) | {mem_col} |")
     print("|---|---|---|---|---|---|")
-    for case in "abcd":
+    for case in "abcde":
         if case not in results:
             continue
         r = results[case]
@@ -134,7 +142,7 @@ def main() -> None:
         mem = f"{r['peak_gpu'] / 2**30:.2f} GB" if gpu else f"{r['peak_rss'] / 2**30:.2f} GB ({r['extra_rss'] / 2**30:.2f} GB)"
         print(f"| ({case}) | {CASES[case]} | {r['seconds']:.2f} | {va:.2f}× | {vd:.2f}× | {mem} |")
     print()
-    for case in "abc":
+    for case in "abce":
         if case in results:
             vals = ", ".join(f"{k} {v:.4f}" for k, v in results[case]["values"].items())
             print(f"({case}) {vals}")

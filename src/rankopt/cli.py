@@ -81,6 +81,48 @@ def load_npz(path: str | Path, what: str = "file") -> tuple[np.ndarray, np.ndarr
         raise CliError(f"{what} {p} is not a readable .npz file ({err})") from None
 
 
+def load_npz_rows(path: str | Path, world: int, rank: int, what: str = "file") -> tuple[np.ndarray, np.ndarray]:
+    """This process's contiguous shard of the rows of ``embeddings`` and ``labels`` in an npz file,
+    reading only those rows (the arrays are read from the archive by offset, never whole)."""
+    from rankopt.metrics.distributed import shard_bounds
+
+    load_npz_header(path, what)  # the checks and messages of load_npz, without reading the arrays
+    out = []
+    with zipfile.ZipFile(path) as archive:
+        shapes = []
+        for key in ("embeddings", "labels"):
+            with archive.open(f"{key}.npy") as f:
+                version = np.lib.format.read_magic(f)
+                read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+                shape, fortran, dtype = read_header(f)
+                if fortran or dtype.hasobject or not shape:
+                    raise CliError(f"{what} {path}: '{key}' must be a C-ordered numeric array")
+                shapes.append(shape)
+                start, stop = shard_bounds(shape[0], world, rank)
+                row = int(np.prod(shape[1:], dtype=np.int64)) * dtype.itemsize
+                f.seek(start * row, 1)
+                data = f.read((stop - start) * row)
+                out.append(np.frombuffer(data, dtype=dtype).reshape((stop - start, *shape[1:])))
+        if shapes[0][0] != shapes[1][0]:
+            raise CliError(f"{what} {path}: {shapes[0][0]} embeddings but {shapes[1][0]} labels")
+    return out[0], out[1]
+
+
+def load_npz_header(path: str | Path, what: str) -> None:
+    p = Path(path)
+    if not p.is_file() or p.stat().st_size == 0:
+        load_npz(p, what)  # raises the message naming the problem
+    try:
+        with zipfile.ZipFile(p) as archive:
+            names = archive.namelist()
+    except zipfile.BadZipFile as err:
+        raise CliError(f"{what} {p} is not a readable .npz file ({err})") from None
+    missing = [k for k in ("embeddings", "labels") if f"{k}.npy" not in names]
+    if missing:
+        raise CliError(f"{what} {p} has no array {', '.join(repr(m) for m in missing)}; expected 'embeddings' (N, d) "
+                       "float and 'labels' (N,) or (N, L) int")
+
+
 def load_example(name: str) -> tuple[np.ndarray, np.ndarray]:
     if name not in EXAMPLES:
         raise CliError(f"unknown example {name!r}; available: {', '.join(EXAMPLES)}")
@@ -94,6 +136,8 @@ def _metric_list(text: str | None) -> list[str] | None:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    if args.distributed:
+        return _evaluate_distributed(args)
     if args.example and args.file:
         raise CliError("give either FILE or --example, not both")
     if args.example:
@@ -122,6 +166,54 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         print(json.dumps({**summary, "similarity": args.similarity, "ties": args.ties}))
     else:
         print(_table(summary, source, result.n_ranked, args))
+    return 0
+
+
+def _evaluate_distributed(args: argparse.Namespace) -> int:
+    """One process of ``torchrun ... -m rankopt evaluate FILE --distributed``: reads its shard of the
+    gallery rows (and of the queries), evaluates exactly with the others, rank 0 prints."""
+    import os
+
+    import torch
+    import torch.distributed as dist
+
+    from rankopt.metrics.distributed import evaluate_distributed
+
+    if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
+        raise CliError("--distributed runs under torchrun: torchrun --nproc-per-node N -m rankopt evaluate FILE --distributed")
+    if args.example or not args.file:
+        raise CliError("--distributed evaluates a FILE.npz (each process reads its own rows of it)")
+    if args.backend != "torch":
+        raise CliError("--distributed ranks with the torch backend only")
+    device = args.device or "cpu"
+    if device.startswith("cuda"):
+        device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
+        torch.cuda.set_device(device)
+    dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
+    try:
+        world, rank = dist.get_world_size(), dist.get_rank()
+        if args.per_query and rank == 0:
+            check_writable(args.per_query, "--per-query")
+        emb, labels = load_npz_rows(args.file, world, rank)
+        queries = query_labels = None
+        if args.gallery:
+            queries, query_labels = emb, labels
+            emb, labels = load_npz_rows(args.gallery, world, rank, "gallery file")
+        with progress_bar("ranking queries", enabled=None if rank == 0 else False) as bar:
+            summary, result = evaluate_distributed(
+                emb, labels, queries, query_labels, metrics=_metric_list(args.metrics), ties=args.ties,
+                no_positive=args.no_positive, similarity=args.similarity, device=device,
+                memory_budget=int(args.memory_budget * (1 << 20)), per_query=True, progress=bar,
+            )
+        if rank == 0:
+            if args.per_query:
+                result.write_csv(args.per_query)
+            if args.json:
+                print(json.dumps({**summary, "similarity": args.similarity, "ties": args.ties}))
+            else:
+                print(_table(summary, f"{args.file} ({world} processes)", result.n_ranked, args))
+    finally:
+        dist.destroy_process_group()
     return 0
 
 
@@ -329,6 +421,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--json", action="store_true",
                     help="print one JSON object: every metric, n_queries, n_excluded, similarity and ties")
     ev.add_argument("--per-query", metavar="OUT.csv", help="write one row per query (index, each metric)")
+    ev.add_argument("--distributed", action="store_true",
+                    help="under torchrun: each process reads its shard of the gallery rows and the processes "
+                    "evaluate exactly together (gloo on CPU, NCCL with --device cuda); the output equals one process's")
     ev.set_defaults(func=cmd_evaluate)
 
     tr = sub.add_parser(

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["levels", "gathered_levels", "is_tree", "level_counts", "pop_relevance"]
+__all__ = ["levels", "gathered_levels", "is_tree", "level_counts", "pop_relevance", "LabelGroups"]
 
 
 def levels(query_labels: torch.Tensor, item_labels: torch.Tensor) -> torch.Tensor:
@@ -107,3 +107,24 @@ def pop_relevance(counts: torch.Tensor, alpha: float = 1.0, include_query: bool 
     weights = (torch.arange(n_cols + 1, dtype=torch.float64, device=counts.device) / n_cols) ** alpha
     weights[0] = 0.0
     return torch.where(n > 0, weights / n.clamp_min(1), torch.zeros_like(n))
+
+
+class LabelGroups:
+    """Gallery items grouped by one label column, to list for each query the items sharing its label
+    without comparing it to the whole gallery. On a tree (:func:`is_tree`) the coarsest column's group
+    is exactly the set of items at level >= 1."""
+
+    def __init__(self, column: torch.Tensor) -> None:
+        self.order = torch.argsort(column, stable=True)
+        self.labels, self.sizes = torch.unique_consecutive(column[self.order], return_counts=True)
+        self.starts = torch.cumsum(self.sizes, 0) - self.sizes
+
+    def members(self, labels: torch.Tensor) -> torch.Tensor:
+        """(Q, M) gallery indices of the items whose label equals each query's (Q,), in gallery order,
+        padded with -1; M = the largest group asked for (at least 1)."""
+        pos = torch.searchsorted(self.labels, labels).clamp(max=len(self.labels) - 1)
+        size = torch.where(self.labels[pos] == labels, self.sizes[pos], torch.zeros_like(pos))
+        width = max(1, int(size.max())) if len(size) else 1
+        offsets = torch.arange(width, device=labels.device)
+        slot = (self.starts[pos].unsqueeze(1) + offsets).clamp(max=len(self.order) - 1)
+        return torch.where(offsets < size.unsqueeze(1), self.order[slot], torch.full_like(slot, -1))

@@ -1,9 +1,12 @@
 """``evaluate``: embeddings and labels in, ranking metrics out, streamed in query chunks.
 
-For each block of queries the gallery is scored (``rankopt.search``), ranked to the depth the
-requested metrics read (a top-k when they read a prefix, a full sort for AP, MRR, NDCG and H-AP),
-turned into a :class:`Ranking` with its tie groups, and every metric is computed on it. The
-full-ranking memory of a block is bounded by ``memory_budget``; nothing of size Q × G is kept.
+For each block of queries the gallery is scored (``rankopt.search``) and turned into a
+:class:`Ranking` of the items that carry relevance, with their tie groups; every metric is computed on
+it. Metrics that read a prefix take a top-k that follows ties across the cut. Whole-list metrics (AP,
+MRR, NDCG, H-AP) sort no row: a relevant item's position is the count of items scored above it and
+tied with it — on a label tree the relevant items are listed by label, and the counts cost 2P passes
+over the row (P relevant items) or a binary search per item when P is large. The memory of a block is
+bounded by ``memory_budget``; nothing of size Q × G is kept.
 """
 
 from __future__ import annotations
@@ -17,8 +20,8 @@ import numpy as np
 import torch
 
 from rankopt.metrics.names import KINDS, MetricSpec, parse_metrics
-from rankopt.metrics.ranking import TIES, Ranking, ranking_from_prefix, ranking_from_scores
-from rankopt.relevance import gathered_levels, level_counts, levels
+from rankopt.metrics.ranking import TIES, Ranking, ranking_from_kept, ranking_from_prefix, ranking_from_scores
+from rankopt.relevance import LabelGroups, gathered_levels, is_tree, level_counts, levels
 from rankopt.search import Search, check_query_gallery_labels, prepare_search, rows_per_chunk
 from rankopt.validation import check_choice
 
@@ -27,7 +30,7 @@ __all__ = ["evaluate", "evaluate_per_query", "PerQueryResult", "default_metrics"
 log = logging.getLogger(__name__)
 
 NO_POSITIVE = ("exclude", "zero", "error")
-_FULL_BYTES_PER_CELL = 32  # scores, levels, masked scores, sorted values and sort indices
+_FULL_BYTES_PER_CELL = 32  # scores, levels, masked scores, and the placements of each score among the kept ones
 _PREFIX_BYTES_PER_CELL = 12  # scores + top-k
 
 
@@ -101,7 +104,7 @@ def evaluate_per_query(
     q_labels, g_labels = check_query_gallery_labels(search, query_labels, gallery_labels)
     n_levels = q_labels.shape[1]
     specs = parse_metrics(default_metrics(n_levels) if metrics is None else metrics)
-    _check_specs(specs, n_levels, search)
+    check_specs(specs, n_levels, search.n_ranked, search.backend)
     if search.n_ranked < 1:
         raise ValueError("the gallery has a single item, which is the query itself: nothing to rank")
 
@@ -109,6 +112,10 @@ def evaluate_per_query(
     full = any(KINDS[s.kind].full_list for s in specs)
     per_cell = _FULL_BYTES_PER_CELL if full else _PREFIX_BYTES_PER_CELL
     step = rows_per_chunk(memory_budget, search.n_gallery, per_cell)
+    groups = None
+    if full and search.backend == "torch" and is_tree(torch.cat([q_labels, g_labels])):
+        # the items a query ranks with level >= 1 are those of its coarsest label: listed, not searched for
+        groups = LabelGroups(g_labels[:, -1])
     n_q = search.n_queries
     values = {s.name: np.empty(n_q, dtype=np.float64) for s in specs}
     log.debug("evaluating %d queries against %d items in chunks of %d", n_q, search.n_gallery, step)
@@ -116,7 +123,7 @@ def evaluate_per_query(
         stop = min(start + step, n_q)
         c = counts[start:stop]
         depth = max(int(s.depth(c, n_levels, search.n_ranked).max()) for s in specs)
-        ranking = _rank_block(search, q_labels, g_labels, start, stop, depth, c, ties)
+        ranking = _rank_block(search, q_labels, g_labels, start, stop, depth, c, ties, groups)
         for s in specs:
             values[s.name][start:stop] = s.compute(ranking, hap_alpha).cpu().numpy()
         if progress is not None:
@@ -221,15 +228,17 @@ def _warn_if_gallery_is_queries(search: Search) -> None:
         )
 
 
-def _check_specs(specs: list[MetricSpec], n_levels: int, search: Search) -> None:
+def check_specs(specs: list[MetricSpec], n_levels: int, n_ranked: int, backend: str = "torch") -> None:
+    """Refuse, by name, a metric the evaluation cannot give: a level or k beyond the data, or a
+    whole-list metric on the faiss backend."""
     for s in specs:
         if s.level is not None and s.level > n_levels:
             raise ValueError(f"metric {s.name!r}: level {s.level} but the labels have {n_levels} column(s)")
-        if s.k is not None and s.k > search.n_ranked:
+        if s.k is not None and s.k > n_ranked:
             raise ValueError(
-                f"metric {s.name!r}: k={s.k} is larger than the {search.n_ranked} items each query ranks"
+                f"metric {s.name!r}: k={s.k} is larger than the {n_ranked} items each query ranks"
             )
-        if search.backend == "faiss" and KINDS[s.kind].full_list:
+        if backend == "faiss" and KINDS[s.kind].full_list:
             raise ValueError(
                 f"metric {s.name!r} needs the full ranking, which the faiss backend does not produce; "
                 "use backend='torch' (exact, chunked) or top-k metrics (hit@k, p@k, recall@k, map@r, "
@@ -239,12 +248,22 @@ def _check_specs(specs: list[MetricSpec], n_levels: int, search: Search) -> None
 
 def _rank_block(
     search: Search, q_labels: torch.Tensor, g_labels: torch.Tensor, start: int, stop: int, depth: int,
-    counts: torch.Tensor, ties: str,
+    counts: torch.Tensor, ties: str, groups: LabelGroups | None = None,
 ) -> Ranking:
-    """The Ranking of queries[start:stop], deep enough for ``depth`` positions."""
+    """The Ranking of queries[start:stop], deep enough for ``depth`` positions. ``groups``: the gallery
+    grouped by its coarsest label, on a label tree — the relevant items are then gathered by label."""
     n_levels = q_labels.shape[1]
     if search.backend == "torch" and 4 * depth >= search.n_ranked:
         scores = search.scores(start, stop)
+        if groups is not None:
+            members = groups.members(q_labels[start:stop, -1].contiguous())  # (Qc, M), -1 padded
+            valid = members >= 0
+            if search.self_index is not None:
+                valid &= members != search.self_index[start:stop].unsqueeze(1)
+            safe = members.clamp_min(0)
+            values = scores.gather(1, safe).masked_fill(~valid, float("-inf"))
+            lv = gathered_levels(q_labels[start:stop], g_labels, safe) * valid
+            return ranking_from_kept(scores, values, lv, counts, n_levels, search.n_ranked, ties)
         lv = levels(q_labels[start:stop], g_labels)  # (Qc, G)
         if search.self_index is not None:
             lv[torch.arange(stop - start, device=lv.device), search.self_index[start:stop]] = 0

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["TIES", "Ranking", "ranking_from_scores", "ranking_from_prefix", "log_comb", "harmonic_sums"]
+__all__ = ["TIES", "Ranking", "ranking_from_scores", "ranking_from_prefix", "ranking_from_kept", "count_above_and_tied", "log_comb", "harmonic_sums"]
 
 TIES = ("expected", "pessimistic", "optimistic")
 
@@ -126,17 +126,63 @@ def ranking_from_scores(
     ties: str = "expected",
 ) -> Ranking:
     """Ranking over whole rows. scores: (Q, G), excluded items (the query itself) at -inf;
-    levels: (Q, G) of every item. Costs one sort of each row; the rest is O(kept items)."""
-    n_cols = scores.shape[1]
+    levels: (Q, G) of every item. A top-k picks the items of level >= 1; see :func:`ranking_from_kept`."""
     keep = levels > 0
     n_keep = max(1, int(keep.sum(dim=1).max()))
     masked = torch.where(keep, scores, torch.full_like(scores, float("-inf")))
     kept_values, kept_index = torch.topk(masked, n_keep, dim=1, largest=True, sorted=True)
-    kept_levels = levels.gather(1, kept_index).to(torch.int64) * (kept_values > float("-inf"))
-    ascending = torch.sort(scores, dim=1).values
-    above = n_cols - torch.searchsorted(ascending, kept_values, right=True)
-    above_or_tied = n_cols - torch.searchsorted(ascending, kept_values, right=False)
-    return _finish(kept_levels, above, above_or_tied - above, counts, n_levels, n_ranked, ties)
+    return ranking_from_kept(scores, kept_values, levels.gather(1, kept_index), counts, n_levels, n_ranked, ties)
+
+
+def ranking_from_kept(
+    scores: torch.Tensor, kept_values: torch.Tensor, kept_levels: torch.Tensor, counts: torch.Tensor,
+    n_levels: int, n_ranked: int, ties: str = "expected",
+) -> Ranking:
+    """Ranking over whole rows from the items that carry relevance: their scores (Q, M) and levels,
+    in any order, -inf (or level 0) in unused slots. Costs O(G·kept) or O(G·log kept) per row to
+    count the items above and tied with each kept item — no sort of the rows."""
+    kept_values, order = torch.sort(kept_values, dim=1, descending=True, stable=True)
+    kept_levels = kept_levels.gather(1, order).to(torch.int64) * (kept_values > float("-inf"))
+    above, tied = count_above_and_tied(scores, kept_values)
+    return _finish(kept_levels, above, tied, counts, n_levels, n_ranked, ties)
+
+
+LINEAR_COUNT_MAX = 16  # up to this many kept values per row, compare against each; beyond, binary search
+_CACHE_BYTES = 4 << 20  # a block of scores re-read 2M times: this size stays in a CPU's cache
+
+
+def count_above_and_tied(scores: torch.Tensor, kept_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """For each kept value u (Q, M), sorted decreasing: how many of its row's scores (Q, G) are > u
+    and how many == u, without sorting the rows. Few kept values: count #{s > u} and #{s ≥ u} by
+    comparison, 2M passes over the row. Many: place every score among the kept values by binary
+    search, O(G·log M), and count the placements — with u ascending (u_0 ≤ … ≤ u_{M−1}),
+    P(s) = #{u < s} and P'(s) = #{u ≤ s} give #{s ≤ u_j} = #{s : P(s) ≤ j} and #{s < u_j} = #{s : P'(s) ≤ j}.
+    """
+    q, g = scores.shape
+    m = kept_values.shape[1]
+    scores = scores.contiguous()
+    if m <= LINEAR_COUNT_MAX:
+        above = torch.empty(q, m, dtype=torch.int64, device=scores.device)
+        at_least = torch.empty(q, m, dtype=torch.int64, device=scores.device)
+        # rows a few at a time, so that the 2M passes read a block that stays in cache
+        rows = max(1, _CACHE_BYTES // (g * scores.element_size())) if scores.device.type == "cpu" else q
+        hit = torch.empty(min(rows, q), g, dtype=torch.bool, device=scores.device)
+        for r in range(0, q, rows):
+            block, flags = scores[r : r + rows], hit[: min(rows, q - r)]
+            for j in range(m):
+                u = kept_values[r : r + rows, j : j + 1]
+                above[r : r + rows, j] = torch.gt(block, u, out=flags).sum(dim=1, dtype=torch.int32)
+                at_least[r : r + rows, j] = torch.ge(block, u, out=flags).sum(dim=1, dtype=torch.int32)
+        return above, at_least - above
+    ascending = kept_values.flip(1).contiguous()
+    ones = torch.ones(1, dtype=torch.int64, device=scores.device).expand(q, g)
+    at_most = []
+    for right in (False, True):
+        placed = torch.searchsorted(ascending, scores, right=right)  # (Q, G) in 0..M
+        hist = torch.zeros(q, m + 1, dtype=torch.int64, device=scores.device).scatter_add_(1, placed, ones)
+        at_most.append(hist.cumsum(dim=1)[:, :m])  # [j]: scores placed at <= j
+    below_or_tied, below = at_most
+    return (g - below_or_tied).flip(1), (below_or_tied - below).flip(1)
 
 
 def ranking_from_prefix(
