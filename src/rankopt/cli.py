@@ -101,8 +101,10 @@ def load_npz_rows(path: str | Path, world: int, rank: int, what: str = "file") -
                 start, stop = shard_bounds(shape[0], world, rank)
                 row = int(np.prod(shape[1:], dtype=np.int64)) * dtype.itemsize
                 f.seek(start * row, 1)
-                data = f.read((stop - start) * row)
-                out.append(np.frombuffer(data, dtype=dtype).reshape((stop - start, *shape[1:])))
+                rows = np.empty((stop - start, *shape[1:]), dtype=dtype)
+                if f.readinto(memoryview(rows).cast("B")) != rows.nbytes:
+                    raise CliError(f"{what} {path}: '{key}' is shorter than its header says")
+                out.append(rows)
         if shapes[0][0] != shapes[1][0]:
             raise CliError(f"{what} {path}: {shapes[0][0]} embeddings but {shapes[1][0]} labels")
     return out[0], out[1]

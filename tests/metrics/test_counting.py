@@ -21,11 +21,12 @@ def plain_counts(scores, kept):
     return torch.tensor(above), torch.tensor(tied)
 
 
-@pytest.mark.parametrize("linear_max", [0, 16])  # 0: every row by binary search; 16: by comparison
+@pytest.mark.parametrize("linear_max", [0, 32])  # 0: every row by binary search; 32: by comparison
 @pytest.mark.parametrize("seed", range(4))
 def test_counts_equal_a_plain_count_with_ties_and_minus_infinity(monkeypatch, linear_max, seed):
     monkeypatch.setattr(ranking_module, "LINEAR_COUNT_MAX", linear_max)
     monkeypatch.setattr(ranking_module, "_CACHE_BYTES", 64)  # several row blocks even on tiny rows
+    monkeypatch.setattr(ranking_module, "_PLACEMENT_BYTES", 16 * 80)
     g = torch.Generator().manual_seed(seed)
     scores = torch.randint(-3, 4, (7, 40), generator=g).double()  # ties everywhere
     scores[torch.rand(7, 40, generator=g) < 0.1] = float("-inf")  # removed items (the query itself)

@@ -147,34 +147,49 @@ def ranking_from_kept(
     return _finish(kept_levels, above, tied, counts, n_levels, n_ranked, ties)
 
 
-LINEAR_COUNT_MAX = 16  # up to this many kept values per row, compare against each; beyond, binary search
+LINEAR_COUNT_MAX = 32  # up to this many kept values per row, compare against each; beyond, binary search
 _CACHE_BYTES = 4 << 20  # a block of scores re-read 2M times: this size stays in a CPU's cache
+_PLACEMENT_BYTES = 64 << 20  # the binary-search placements of one block of rows (two int64 per score)
 
 
 def count_above_and_tied(scores: torch.Tensor, kept_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """For each kept value u (Q, M), sorted decreasing: how many of its row's scores (Q, G) are > u
     and how many == u, without sorting the rows. Few kept values: count #{s > u} and #{s ≥ u} by
-    comparison, 2M passes over the row. Many: place every score among the kept values by binary
-    search, O(G·log M), and count the placements — with u ascending (u_0 ≤ … ≤ u_{M−1}),
-    P(s) = #{u < s} and P'(s) = #{u ≤ s} give #{s ≤ u_j} = #{s : P(s) ≤ j} and #{s < u_j} = #{s : P'(s) ≤ j}.
+    comparison, 2M passes over a cache-sized block of rows. Many: place every score among the kept
+    values by binary search, O(G·log M), and count the placements — with u ascending
+    (u_0 ≤ … ≤ u_{M−1}), P(s) = #{u < s} and P'(s) = #{u ≤ s} give #{s ≤ u_j} = #{s : P(s) ≤ j}
+    and #{s < u_j} = #{s : P'(s) ≤ j}. Either way the extra memory is a small block of rows.
     """
     q, g = scores.shape
     m = kept_values.shape[1]
     scores = scores.contiguous()
-    if m <= LINEAR_COUNT_MAX:
-        above = torch.empty(q, m, dtype=torch.int64, device=scores.device)
-        at_least = torch.empty(q, m, dtype=torch.int64, device=scores.device)
-        # rows a few at a time, so that the 2M passes read a block that stays in cache
-        rows = max(1, _CACHE_BYTES // (g * scores.element_size())) if scores.device.type == "cpu" else q
-        hit = torch.empty(min(rows, q), g, dtype=torch.bool, device=scores.device)
-        for r in range(0, q, rows):
-            block, flags = scores[r : r + rows], hit[: min(rows, q - r)]
-            for j in range(m):
-                u = kept_values[r : r + rows, j : j + 1]
-                above[r : r + rows, j] = torch.gt(block, u, out=flags).sum(dim=1, dtype=torch.int32)
-                at_least[r : r + rows, j] = torch.ge(block, u, out=flags).sum(dim=1, dtype=torch.int32)
-        return above, at_least - above
-    ascending = kept_values.flip(1).contiguous()
+    above = torch.empty(q, m, dtype=torch.int64, device=scores.device)
+    tied = torch.empty(q, m, dtype=torch.int64, device=scores.device)
+    linear = m <= LINEAR_COUNT_MAX
+    budget = _CACHE_BYTES // scores.element_size() if linear else _PLACEMENT_BYTES // 16
+    rows = max(1, budget // max(1, g)) if scores.device.type == "cpu" or not linear else q
+    for r in range(0, q, rows):
+        block, kept = scores[r : r + rows], kept_values[r : r + rows]
+        a, t = (_count_by_comparison if linear else _count_by_search)(block, kept)
+        above[r : r + rows], tied[r : r + rows] = a, t
+    return above, tied
+
+
+def _count_by_comparison(scores: torch.Tensor, kept: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    hit = torch.empty(scores.shape, dtype=torch.bool, device=scores.device)
+    above = torch.empty(kept.shape, dtype=torch.int64, device=scores.device)
+    at_least = torch.empty(kept.shape, dtype=torch.int64, device=scores.device)
+    for j in range(kept.shape[1]):
+        u = kept[:, j : j + 1]
+        above[:, j] = torch.gt(scores, u, out=hit).sum(dim=1, dtype=torch.int32)
+        at_least[:, j] = torch.ge(scores, u, out=hit).sum(dim=1, dtype=torch.int32)
+    return above, at_least - above
+
+
+def _count_by_search(scores: torch.Tensor, kept: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    q, g = scores.shape
+    m = kept.shape[1]
+    ascending = kept.flip(1).contiguous()
     ones = torch.ones(1, dtype=torch.int64, device=scores.device).expand(q, g)
     at_most = []
     for right in (False, True):
