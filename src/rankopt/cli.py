@@ -219,6 +219,26 @@ def _evaluate_distributed(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    try:
+        from rankopt.report import compare, report
+    except ImportError as err:
+        raise CliError(f"rankopt report needs matplotlib and Jinja2: pip install 'rankopt[report]' ({err})") from None
+    output = args.output or ("compare.html" if len(args.paths) > 1 else "report.html")
+    check_writable(output, "-o")
+    if len(args.paths) > 1:
+        if args.gallery:
+            raise CliError("--gallery goes with one embeddings file, not a comparison")
+        _, summary = compare(args.paths, output=output, seed=args.seed)
+    else:
+        _, summary = report(args.paths[0], gallery=args.gallery, output=output, seed=args.seed)
+    if args.json:
+        print(json.dumps({**summary, "output": str(output)}))
+    else:
+        print(f"wrote {output}")
+    return 0
+
+
 def _table(summary: dict, source: str, n_ranked: int, args: argparse.Namespace) -> str:
     metric_items = [(k, v) for k, v in summary.items() if not k.startswith("n_")]
     width = max(len(k) for k, _ in metric_items + [("metric", 0)])
@@ -427,6 +447,25 @@ def build_parser() -> argparse.ArgumentParser:
                     help="under torchrun: each process reads its shard of the gallery rows and the processes "
                     "evaluate exactly together (gloo on CPU, NCCL with --device cuda); the output equals one process's")
     ev.set_defaults(func=cmd_evaluate)
+
+    rp = sub.add_parser(
+        "report",
+        help="one self-contained HTML page of a run folder or embeddings .npz, or a comparison of runs",
+        description=(
+            "With one PATH (a run folder of rankopt train or rankopt recsys train, or an embeddings .npz): the "
+            "metrics with 95%% bootstrap intervals, per-query AP, precision-recall and hit@k curves, a retrieval "
+            "gallery (sampled and worst queries), training curves; for recommendation the metrics at every "
+            "cut-off and NDCG by user activity. With several run folders tested on the same queries: the runs "
+            "side by side with paired bootstrap intervals and randomisation-test p-values of every difference. "
+            "The page makes no network request and opens from disk."
+        ),
+    )
+    rp.add_argument("paths", nargs="+", metavar="PATH", help="run folder(s) or one embeddings .npz")
+    rp.add_argument("-o", "--output", help="the HTML file (default report.html, or compare.html for several runs)")
+    rp.add_argument("--gallery", metavar="G.npz", help="a separate gallery for an embeddings .npz")
+    rp.add_argument("--seed", type=int, default=0, help="seed of the bootstrap, the tests and the sampled queries")
+    rp.add_argument("--json", action="store_true", help="last line: the numbers of the page as one JSON object")
+    rp.set_defaults(func=cmd_report)
 
     tr = sub.add_parser(
         "train",

@@ -43,7 +43,8 @@ def _transforms(cfg: RunConfig, train: bool):
     return T.Compose([T.Resize(int(round(size * 8 / 7))), T.CenterCrop(size), *norm])
 
 
-def _dataset(cfg: RunConfig, split: str | None, train: bool):
+def load_split(cfg: RunConfig, split: str | None, train: bool):
+    """The dataset split of a run's config, with its training or evaluation transforms."""
     kwargs = dict(cfg.data.options)
     if cfg.data.name != "fashion-mnist" and cfg.data.skip_bad_images:
         kwargs["on_bad_image"] = "skip"
@@ -52,7 +53,7 @@ def _dataset(cfg: RunConfig, split: str | None, train: bool):
 
 def build_splits(cfg: RunConfig) -> Splits:
     """The training set, the selection (valid) and test evaluations of the run's protocol."""
-    return protocol_splits(cfg.data, lambda split, train: _dataset(cfg, split, train))
+    return protocol_splits(cfg.data, lambda split, train: load_split(cfg, split, train))
 
 
 def build_model(cfg: RunConfig) -> EmbeddingModel:
@@ -215,7 +216,7 @@ def embed_dataset(checkpoint: str | Path, dataset: str | None = None, root: str 
     model.eval()
     if split is None:
         split = test_splits(cfg.data)[0]
-    ds = _dataset(cfg, split, train=False)
+    ds = load_split(cfg, split, train=False)
     embeddings, labels = [], []
     with torch.no_grad():
         for images, lab, _ in DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=cfg.data.num_workers):

@@ -1,0 +1,84 @@
+"""The report's plots, drawn with matplotlib (Agg) and inlined as SVG text; thumbnails as PNG data URIs."""
+
+from __future__ import annotations
+
+import base64
+import io
+import re
+
+import numpy as np
+
+__all__ = ["svg", "histogram", "lines", "bars", "thumbnail"]
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display, no network: files only
+    import matplotlib.pyplot as plt
+
+    plt.rcParams.update({"svg.fonttype": "none", "font.size": 9, "axes.spines.top": False, "axes.spines.right": False})
+    return plt
+
+
+def svg(fig) -> str:
+    """The figure as inline SVG markup (no XML prologue, no external reference), then closed."""
+    buf = io.StringIO()
+    fig.savefig(buf, format="svg", bbox_inches="tight")
+    _plt().close(fig)
+    text = buf.getvalue()
+    return re.sub(r"^.*?(<svg)", r"\1", text, count=1, flags=re.S)
+
+
+def histogram(values: np.ndarray, xlabel: str, bins: int = 20):
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(4.2, 2.6))
+    v = values[~np.isnan(values)]
+    ax.hist(v, bins=bins, range=(0, 1), color="#4c72b0", edgecolor="white")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("queries")
+    return fig
+
+
+def lines(series: dict[str, tuple], xlabel: str, ylabel: str, *, logx: bool = False, mark_x: float | None = None,
+          mark_label: str = ""):
+    """One line per name: (x, y)."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(4.2, 2.6))
+    for name, (x, y) in series.items():
+        ax.plot(x, y, marker="o" if len(x) < 30 else None, markersize=3, label=name)
+    if logx:
+        ax.set_xscale("log")
+    if mark_x is not None:
+        ax.axvline(mark_x, color="#c44e52", linestyle="--", linewidth=1, label=mark_label)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if len(series) > 1 or mark_x is not None:
+        ax.legend(frameon=False, fontsize=7)
+    return fig
+
+
+def bars(labels: list[str], values: list[float], ylabel: str, errors: list[tuple[float, float]] | None = None):
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(4.2, 2.6))
+    x = np.arange(len(labels))
+    yerr = None
+    if errors is not None:
+        yerr = np.array([[v - lo for v, (lo, _) in zip(values, errors)], [hi - v for v, (_, hi) in zip(values, errors)]])
+    ax.bar(x, values, color="#55a868", yerr=yerr, capsize=3)
+    ax.set_xticks(x, labels, rotation=20, ha="right")
+    ax.set_ylabel(ylabel)
+    return fig
+
+
+def thumbnail(image) -> str:
+    """A dataset image (tensor (C, H, W) or (H, W), any range) as a PNG data URI, min-max scaled."""
+    plt = _plt()
+    a = np.asarray(image.detach().cpu() if hasattr(image, "detach") else image, dtype=np.float32)
+    if a.ndim == 3:
+        a = a[0] if a.shape[0] == 1 else np.transpose(a[:3], (1, 2, 0))
+    lo, hi = float(a.min()), float(a.max())
+    a = (a - lo) / (hi - lo) if hi > lo else np.zeros_like(a)
+    buf = io.BytesIO()
+    plt.imsave(buf, a, cmap="gray" if a.ndim == 2 else None, format="png")
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
