@@ -49,6 +49,7 @@ def _worker(rank, world, init_file, cases, out_file):
     dist.destroy_process_group()
 
 
+@pytest.mark.processes
 def test_three_processes_equal_one():
     flat, hier = data(), data(levels=2, seed=1)
     gallery, gallery_labels = data(n=100, levels=2, seed=2)
@@ -87,6 +88,7 @@ def test_shard_bounds_cover_every_row_once():
             assert max(b - a for a, b in bounds) - min(b - a for a, b in bounds) <= 1
 
 
+@pytest.mark.processes
 def test_torchrun_command_prints_the_single_process_json(tmp_path):
     x, labels = data(n=90, levels=2, seed=5)
     np.savez(tmp_path / "emb.npz", embeddings=x.numpy(), labels=labels.numpy())

@@ -15,6 +15,7 @@ import pytest
 from rankopt.cli import main
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "train"))
+sys.path.insert(0, str(Path(__file__).parents[1] / "recsys"))
 from test_processes import _fashion  # noqa: E402
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -154,4 +155,20 @@ def test_report_of_embeddings_and_of_a_recommendation_run(browser, tmp_path):
     page.close()
 
 
-sys.path.insert(0, str(Path(__file__).parents[1] / "recsys"))
+
+
+
+def test_a_run_whose_images_are_gone_still_reports_its_numbers(runs, tmp_path):
+    import yaml
+
+    moved = tmp_path / "moved"
+    shutil.copytree(runs[0], moved)
+    cfg = yaml.safe_load((moved / "config.yaml").read_text())
+    cfg["data"]["root"] = str(tmp_path / "no-such-folder")
+    (moved / "config.yaml").write_text(yaml.safe_dump(cfg))
+    out = tmp_path / "r.html"
+    assert main(["report", str(moved), "-o", str(out)]) == 0
+    html = out.read_text()
+    assert "No curves or gallery: the test images are not here" in html and 'id="gallery"' not in html
+    recorded = json.loads((moved / "metrics.json").read_text())["test"]
+    assert f">{recorded['map@r']:.4f}<" in html

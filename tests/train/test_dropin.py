@@ -63,6 +63,7 @@ USER_SCRIPT = textwrap.dedent('''
 ''')
 
 
+@pytest.mark.processes
 @pytest.mark.parametrize("with_index", [True, False])
 def test_retrieval_metrics_under_two_process_ddp_counts_each_item_once(tmp_path, with_index):
     script = tmp_path / "user_script.py"

@@ -20,6 +20,7 @@ from test_cli_train import write_idx  # noqa: E402
 from miniatures import kill_after_first_epoch, untimed  # noqa: E402
 
 RANKOPT = str(Path(sys.executable).parent / "rankopt")
+pytestmark = pytest.mark.processes
 
 
 def _fashion(root: Path, n_train: int, n_test: int) -> Path:

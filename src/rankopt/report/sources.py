@@ -40,6 +40,7 @@ class Source:
     retrieval: RetrievalView | None = None
     user_activity: np.ndarray | None = None  # recommendation: training interactions of each query_ids user
     config: dict = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)  # what the page could not show, and why
 
 
 def load_source(path: str | Path, gallery: str | Path | None = None, *, with_rankings: bool = True) -> Source:
@@ -88,38 +89,45 @@ def read_per_query(path: Path, id_column: str) -> tuple[np.ndarray, dict[str, np
 def _image_run(p: Path, cfg, with_rankings: bool) -> Source:
     out = _read_json(p / "metrics.json")
     ids, per_query = read_per_query(p / "test_per_query.csv", "query")
-    view = None
+    view, notes = None, []
     if with_rankings:
+        from rankopt.data.base import DatasetNotFoundError
         from rankopt.train.protocol import test_splits
         from rankopt.train.run import embed_dataset, load_split
 
         checkpoint = p / "checkpoints" / "best.ckpt"
         q_split, g_split = test_splits(cfg.data)
-        q, ql = embed_dataset(checkpoint, split=q_split)
-        g = gl = None
-        if g_split is not None:
-            g, gl = embed_dataset(checkpoint, split=g_split)
-        view = RetrievalView(q, _two_d(ql), g, None if gl is None else _two_d(gl), load_split(cfg, q_split, train=False),
-                             None if g_split is None else load_split(cfg, g_split, train=False))
-        if len(q) != len(ids):
-            raise ValueError(f"{p}: {len(ids)} per-query rows but the test split has {len(q)} queries now")
+        try:
+            q, ql = embed_dataset(checkpoint, split=q_split)
+            g = gl = None
+            if g_split is not None:
+                g, gl = embed_dataset(checkpoint, split=g_split)
+            view = RetrievalView(q, _two_d(ql), g, None if gl is None else _two_d(gl), load_split(cfg, q_split, train=False),
+                                 None if g_split is None else load_split(cfg, g_split, train=False))
+        except DatasetNotFoundError as err:  # the numbers are in the run folder; the pictures need the images
+            notes.append(f"No curves or gallery: the test images are not here ({' '.join(str(err).split())})")
+        if view is not None and len(view.queries) != len(ids):
+            raise ValueError(f"{p}: {len(ids)} per-query rows but the test split has {len(view.queries)} queries now")
     return Source("retrieval", f"{cfg.data.name} · {cfg.loss.name} · {cfg.model.backbone}", p, _means(out["test"]),
-                  per_query, ids, out.get("history", []), out.get("selection"), view, config=_config_dict(p))
+                  per_query, ids, out.get("history", []), out.get("selection"), view, config=_config_dict(p), notes=notes)
 
 
 def _recsys_run(p: Path, cfg, with_rankings: bool) -> Source:
     out = _read_json(p / "metrics.json")
     ids, per_user = read_per_query(p / "test_per_query.csv", "user")
-    activity = None
+    activity, notes = None, []
     if with_rankings:
         from rankopt.recsys.run import load_data
 
-        data = load_data(cfg)
-        counts = np.bincount(data.train.user, minlength=data.n_users)
-        activity = counts[ids]
+        try:
+            data = load_data(cfg)
+        except (FileNotFoundError, ValueError) as err:  # the per-user numbers are in the run folder
+            notes.append(f"No NDCG by user activity: the training interactions could not be read ({' '.join(str(err).split())})")
+        else:
+            activity = np.bincount(data.train.user, minlength=data.n_users)[ids]
     return Source("recommendation", f"{Path(str(cfg.data.root)).name} · {cfg.model.name} · {cfg.loss.name}", p,
                   _means(out["test"]), per_user, ids, out.get("history", []), out.get("selection"),
-                  user_activity=activity, config=_config_dict(p))
+                  user_activity=activity, config=_config_dict(p), notes=notes)
 
 
 def _embeddings(p: Path, gallery: str | Path | None) -> Source:
