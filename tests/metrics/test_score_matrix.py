@@ -3,6 +3,7 @@ RecBole way (history masked with -inf, sparse or bool relevance), checked agains
 definitions written as a plain loop."""
 
 import math
+import pathlib
 import warnings
 
 import numpy as np
@@ -158,3 +159,53 @@ def test_evaluate_recommender_takes_a_matrix_a_function_or_embeddings():
         evaluate_recommender(lambda users: ue @ ie.T, test)
     with pytest.raises(ValueError, match="rows"):
         evaluate_recommender((ue @ ie.T)[:10], test)
+
+
+def _small():
+    g = torch.Generator().manual_seed(9)
+    ue, ie = torch.randn(10, 5, generator=g), torch.randn(70, 5, generator=g)
+    return ue, ie, (np.array([0, 1, 2, 9]), np.array([3, 4, 5, 6]))
+
+
+@pytest.mark.parametrize("call,error,match", [
+    (lambda ue, ie, t: evaluate_recommender((ue, ie), (t[0], t[1][:-1])), ValueError,
+     "test: user and item ids must be two 1-D arrays of one length"),
+    (lambda ue, ie, t: evaluate_recommender((ue, ie), {"user": t[0]}), TypeError,
+     r"test must be Interactions or a pair of arrays \(user ids, item ids\); got dict"),
+    (lambda ue, ie, t: evaluate_recommender((ue, ie), t, (t[0], t[1][:2])), ValueError, "masked: user and item ids"),
+    (lambda ue, ie, t: evaluate_recommender((ue, ie[:, :3]), t), ValueError, r"\(users, d\) and \(items, d\); got \(10, 5\), \(70, 3\)"),
+    (lambda ue, ie, t: evaluate_recommender(lambda u: (ue @ ie.T)[:, :5].T, t), ValueError, r"for 4 users; expected \(users, items\)$"),
+    (lambda ue, ie, t: evaluate_recommender(np.array([["a"] * 70] * 10), t), TypeError, "scores holds strings"),
+    (lambda ue, ie, t: evaluate_recommender((ue @ ie.T)[:9], t), ValueError, "user 9 has a test item but the score matrix has 9 rows"),
+    (lambda ue, ie, t: evaluate_recommender((ue, ie), t, metrics=["ndcg@5"], ks=[5]), ValueError, "^give metrics or ks, not both$"),
+    (lambda ue, ie, t: evaluate_recommender((ue, ie), t, users=np.array([5, 6])), ValueError, "no test user has a test item"),
+])
+def test_evaluate_recommender_names_bad_input(call, error, match):
+    ue, ie, test = _small()
+    with pytest.raises(error, match=match):
+        call(ue, ie, test)
+
+
+def test_rank_metrics_names_a_cutoff_beyond_the_row_and_warns_at_the_callers_line():
+    rng = np.random.default_rng(10)
+    s, r = rng.normal(size=(4, 20)), rng.integers(0, 3, size=(4, 20))
+    with pytest.raises(ValueError, match=r"metric 'hit@21': k=21 is larger than the 20 items per row"):
+        rank_metrics(s, r > 0, ["hit@21"])
+    with pytest.warns(UserWarning) as caught:
+        rank_metrics(s, r, ["recall@5"])
+    import rankopt
+
+    package = pathlib.Path(rankopt.__file__).parent
+    assert not pathlib.Path(caught[0].filename).is_relative_to(package)  # it points at the caller, not into rankopt
+
+
+def test_ranking_from_scores_defaults_to_expected_ties():
+    from rankopt.metrics.ranking import ranking_from_scores
+
+    scores = torch.tensor([[1.0, 1.0, 1.0, 0.0]])
+    levels = torch.tensor([[0, 1, 0, 1]])
+    counts = torch.tensor([[2, 2]])
+    default = ranking_from_scores(scores, levels, counts, 1, 4)
+    expected = ranking_from_scores(scores, levels, counts, 1, 4, "expected")
+    assert torch.equal(default.start, expected.start) and torch.equal(default.size, expected.size)
+    assert int(default.size[0, 0]) == 3  # the tied group of three, not split by a tie policy

@@ -56,3 +56,85 @@ def test_one_process_shard_evaluation_reports_what_each_query_ranked():
     _, alone = evaluate_shards(q, ql, torch.arange(12), 12, metrics=["ap"], per_query=True)
     assert with_gallery.n_ranked == 9 == evaluate_per_query(q, ql, gal, gl, metrics=["ap"]).n_ranked
     assert alone.n_ranked == 11
+
+
+@pytest.mark.parametrize("overrides,match", [
+    (["optim.lr_proxies=-1"], r"^optim\.lr_proxies=-1(\.0)? must be positive$"),
+    (["train.metrics=[]"], "train.metrics is empty: name at least the monitored metric"),
+])
+def test_config_errors_name_their_key(overrides, match):
+    with pytest.raises(ValueError, match=match):
+        load_config(overrides=overrides)
+
+
+def test_an_unknown_recipe_is_called_a_recipe():
+    with pytest.raises(ValueError, match=r"unknown recipe 'fashion-mnistt'; did you mean fashion-mnist"):
+        load_config("fashion-mnistt")
+
+
+def test_sampler_choice_is_named():
+    from rankopt.train import RetrievalData
+
+    with pytest.raises(ValueError, match=r"sampler='random' is not m_per_class or hierarchical"):
+        RetrievalData([], None, None, batch_size=8, m=2, sampler="random")
+
+
+def test_a_model_returning_no_tensor_is_named():
+    import torch
+    from torch import nn
+
+    from rankopt.losses import ROADMAP
+    from rankopt.train import RetrievalModule
+
+    class Pair(nn.Module):
+        def forward(self, x):
+            return x, x
+
+    module = RetrievalModule(Pair(), ROADMAP())
+    with pytest.raises(ValueError, match="Pair returned tuple"):
+        module._embed(torch.zeros(2, 3))
+
+
+def test_the_epoch_loss_is_the_weighted_mean_of_the_steps():
+    import torch
+
+    from rankopt.train.module import RunModule
+
+    module = RunModule()
+    module.on_train_epoch_start()
+    module.record_loss(torch.tensor(1.0), weight=1)
+    module.record_loss(torch.tensor(4.0), weight=3)
+    assert module.history[-1]["loss"] == pytest.approx((1 * 1 + 4 * 3) / 4)
+
+
+def test_pretrained_backbones_see_imagenet_normalised_images():
+    from torchvision import transforms as T
+
+    from rankopt.train.run import _transforms
+
+    cfg = load_config("roadmap-sop-resnet50", ["data.root=/nowhere"])
+    for train in (True, False):
+        [norm] = [t for t in _transforms(cfg, train).transforms if isinstance(t, T.Normalize)]
+        assert list(norm.mean) == [0.485, 0.456, 0.406] and list(norm.std) == [0.229, 0.224, 0.225]
+
+
+def test_unique_memory_without_the_training_size_is_named():
+    from rankopt.train.run import build_loss
+
+    cfg = load_config(overrides=["loss.memory_unique=true"])
+    with pytest.raises(ValueError, match="^loss.memory_unique needs the number of training items$"):
+        build_loss(cfg, n_classes=10, n_train=None)
+
+
+def test_a_recsys_run_is_refused_where_an_image_run_is_expected(tmp_path):
+    from rankopt.train.run import load_run
+
+    (tmp_path / "config.yaml").write_text("task: recsys\n")
+    with pytest.raises(ValueError, match="is a recsys run: use rankopt recsys train"):
+        load_run(tmp_path, task="images")
+
+
+def test_without_a_process_group_this_is_rank_0_of_1():
+    from rankopt.train.shards import world
+
+    assert world() == (0, 1)
