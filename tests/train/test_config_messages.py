@@ -138,3 +138,14 @@ def test_without_a_process_group_this_is_rank_0_of_1():
     from rankopt.train.shards import world
 
     assert world() == (0, 1)
+
+
+@pytest.mark.parametrize("fraction", [0.01, 0.99])
+def test_carving_that_leaves_a_side_empty_is_refused(fraction):
+    import numpy as np
+
+    from rankopt.train.protocol import carve
+
+    labels = np.array([0, 0, 1, 1, 2, 2])
+    with pytest.raises(ValueError, match="leaves one side empty"):
+        carve(labels, fraction, "images", seed=0)  # by classes, at least one class stays on each side
