@@ -84,7 +84,7 @@ def load_npz(path: str | Path, what: str = "file") -> tuple[np.ndarray, np.ndarr
 def load_npz_rows(path: str | Path, world: int, rank: int, what: str = "file") -> tuple[np.ndarray, np.ndarray]:
     """This process's contiguous shard of the rows of ``embeddings`` and ``labels`` in an npz file,
     reading only those rows (the arrays are read from the archive by offset, never whole)."""
-    from rankopt.metrics.distributed import shard_bounds
+    from rankopt.collectives import shard_bounds
 
     load_npz_header(path, what)  # the checks and messages of load_npz, without reading the arrays
     out = []

@@ -17,7 +17,8 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from rankopt.metrics import evaluate
-from rankopt.metrics.distributed import evaluate_distributed, shard_bounds
+from rankopt.collectives import shard_bounds
+from rankopt.metrics.distributed import evaluate_distributed
 
 METRICS = ["ap", "mrr", "ndcg", "hit@1", "hit@5", "map@r", "r-precision", "recall@4", "p@3", "mrr@3", "map@4"]
 HIER = METRICS + ["hap", "asi", "ap/level1"]

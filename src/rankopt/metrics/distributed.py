@@ -22,21 +22,15 @@ import torch.distributed as dist
 
 from rankopt.metrics.evaluate import NO_POSITIVE, PerQueryResult, aggregate, check_specs, default_metrics
 from rankopt.metrics.names import parse_metrics
-from rankopt.metrics.ranking import TIES, _finish, count_above_and_tied
-from rankopt.relevance import LabelGroups, gathered_levels, is_tree, level_counts
+from rankopt.collectives import all_sizes, gather_in_order
+from rankopt.metrics.ranking import TIES, ranking_from_kept
+from rankopt.relevance import LabelGroups, is_tree, level_counts
 from rankopt.search import prepare_search, rows_per_chunk
 from rankopt.validation import check_choice, check_labels, check_same_length
 
-__all__ = ["evaluate_distributed", "shard_bounds"]
+__all__ = ["evaluate_distributed"]
 
 _BYTES_PER_CELL = 12  # scores and one row of comparison flags
-
-
-def shard_bounds(n: int, world: int, rank: int) -> tuple[int, int]:
-    """[start, stop) of process ``rank``'s contiguous shard of n rows (shards differ by at most one)."""
-    base, extra = divmod(n, world)
-    start = rank * base + min(rank, extra)
-    return start, start + base + (1 if rank < extra else 0)
 
 
 def evaluate_distributed(
@@ -59,7 +53,7 @@ def evaluate_distributed(
     default process group, equal to :func:`rankopt.metrics.evaluate` on the whole.
 
     gallery / gallery_labels: this process's contiguous shard of rows, shards in rank order (see
-    :func:`shard_bounds`). queries / query_labels: this process's shard of a separate query set, or
+    :func:`rankopt.collectives.shard_bounds`). queries / query_labels: this process's shard of a separate query set, or
     None for leave-one-out (every gallery item a query, removed from its own ranking). Every process
     returns the same result; other arguments as :func:`~rankopt.metrics.evaluate`.
     """
@@ -67,13 +61,13 @@ def evaluate_distributed(
     check_choice(no_positive, NO_POSITIVE, "no_positive")
     if not (dist.is_available() and dist.is_initialized()):
         raise RuntimeError("evaluate_distributed needs a torch.distributed process group (launch with torchrun)")
-    world, rank = dist.get_world_size(), dist.get_rank()
+    rank = dist.get_rank()
     shard = prepare_search(gallery, similarity=similarity, device=device)  # this shard, normalised if cosine
     g_emb = shard.queries  # prepared as a leave-one-out search: its rows, moved and normalised
     dev = g_emb.device
     g_lab_local = check_labels(gallery_labels, "gallery_labels").to(dev)
     check_same_length(g_emb, g_lab_local, "gallery", "gallery_labels")
-    g_offsets, g_lab = _gather_rows(g_lab_local, world)
+    g_offsets, g_lab = _gather_rows(g_lab_local)
     g_start, g_stop = g_offsets[rank], g_offsets[rank + 1]
     if queries is None:
         if query_labels is not None:
@@ -85,7 +79,7 @@ def evaluate_distributed(
             raise ValueError(f"queries have dimension {q_local.shape[1]} but the gallery has {g_emb.shape[1]}")
         q_lab_local = check_labels(query_labels, "query_labels").to(dev)
         check_same_length(q_local, q_lab_local, "queries", "query_labels")
-        q_offsets, q_lab = _gather_rows(q_lab_local, world)
+        q_offsets, q_lab = _gather_rows(q_lab_local)
     if q_lab.shape[1] != g_lab.shape[1]:
         raise ValueError(f"query labels have {q_lab.shape[1]} columns but gallery labels have {g_lab.shape[1]}")
     n_q, n_g, n_levels = q_offsets[-1], g_offsets[-1], g_lab.shape[1]
@@ -114,24 +108,15 @@ def evaluate_distributed(
         if leave_one_out:  # each query's own row, where this process holds it
             mine = (own >= g_start) & (own < g_stop)
             scores[mine.nonzero().squeeze(1), own[mine] - g_start] = float("-inf")
-        members = groups.members(q_lab[start:stop, -1].contiguous())  # (Qb, M) global gallery indices
-        valid = members >= 0
-        if leave_one_out:
-            valid &= members != own.unsqueeze(1)
-        here = valid & (members >= g_start) & (members < g_stop)
-        local = (members - g_start).clamp(0, max(0, g_stop - g_start - 1))
-        kept = torch.where(here, scores.gather(1, local) if scores.shape[1] else torch.zeros_like(local, dtype=scores.dtype),
-                           torch.zeros((), dtype=scores.dtype, device=dev))
-        dist.all_reduce(kept)  # each score from the one process holding the item
-        kept = kept.masked_fill(~valid, float("-inf"))
-        lv = gathered_levels(q_lab[start:stop], g_lab, members.clamp_min(0)) * valid
-        kept, order = torch.sort(kept, dim=1, descending=True, stable=True)
-        kept_levels = lv.gather(1, order).to(torch.int64) * (kept > float("-inf"))
-        above, tied = count_above_and_tied(scores, kept) if scores.shape[1] else (
-            torch.zeros_like(kept_levels), torch.zeros_like(kept_levels))
-        both = torch.stack([above, tied])
-        dist.all_reduce(both)
-        ranking = _finish(kept_levels, both[0], both[1], counts[start:stop], n_levels, n_ranked, ties)
+        index, valid, lv = groups.relevant(q_lab[start:stop], g_lab, exclude=own if leave_one_out else None)
+        here = valid & (index >= g_start) & (index < g_stop)
+        local = (index - g_start).clamp(0, max(0, g_stop - g_start - 1))
+        gathered = scores.gather(1, local) if scores.shape[1] else torch.zeros(local.shape, dtype=scores.dtype, device=dev)
+        # each relevant score from the one process holding the item, zero elsewhere: the sum is that score exactly
+        kept = torch.where(here, gathered, torch.zeros((), dtype=scores.dtype, device=dev))
+        dist.all_reduce(kept)
+        ranking = ranking_from_kept(scores, kept.masked_fill(~valid, float("-inf")), lv, counts[start:stop],
+                                    n_levels, n_ranked, ties, combine=_summed_over_processes)
         for s in specs:
             values[s.name][start:stop] = s.compute(ranking, hap_alpha).cpu()
         if progress is not None:
@@ -144,21 +129,20 @@ def evaluate_distributed(
     return (summary, result) if per_query else summary
 
 
-def _gather_rows(local: torch.Tensor, world: int) -> tuple[list[int], torch.Tensor]:
+def _gather_rows(local: torch.Tensor) -> tuple[list[int], torch.Tensor]:
     """Row offsets of every process's shard and the concatenation of the shards (small tensors: labels)."""
-    dev = local.device if dist.get_backend() != "nccl" else torch.device("cuda", torch.cuda.current_device())
-    sizes = [torch.zeros(1, dtype=torch.int64, device=dev) for _ in range(world)]
-    dist.all_gather(sizes, torch.tensor([local.shape[0]], device=dev))
-    sizes = [int(s) for s in sizes]
-    width = max(sizes)
-    padded = torch.zeros((width, *local.shape[1:]), dtype=local.dtype, device=dev)
-    padded[: local.shape[0]] = local.to(dev)
-    parts = [torch.empty_like(padded) for _ in range(world)]
-    dist.all_gather(parts, padded)
     offsets = [0]
-    for s in sizes:
-        offsets.append(offsets[-1] + s)
-    return offsets, torch.cat([p[:s] for p, s in zip(parts, sizes)]).to(local.device)
+    for n in all_sizes(local.shape[0], local):
+        offsets.append(offsets[-1] + n)
+    start = offsets[dist.get_rank()]
+    index = torch.arange(start, start + local.shape[0], device=local.device)
+    return offsets, gather_in_order(local, index, offsets[-1])
+
+
+def _summed_over_processes(above: torch.Tensor, tied: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    both = torch.stack([above, tied])
+    dist.all_reduce(both)
+    return both[0], both[1]
 
 
 def _rows_from_owners(local: torch.Tensor, offset: int, start: int, stop: int) -> torch.Tensor:

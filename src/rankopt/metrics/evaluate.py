@@ -256,13 +256,9 @@ def _rank_block(
     if search.backend == "torch" and 4 * depth >= search.n_ranked:
         scores = search.scores(start, stop)
         if groups is not None:
-            members = groups.members(q_labels[start:stop, -1].contiguous())  # (Qc, M), -1 padded
-            valid = members >= 0
-            if search.self_index is not None:
-                valid &= members != search.self_index[start:stop].unsqueeze(1)
-            safe = members.clamp_min(0)
-            values = scores.gather(1, safe).masked_fill(~valid, float("-inf"))
-            lv = gathered_levels(q_labels[start:stop], g_labels, safe) * valid
+            own = None if search.self_index is None else search.self_index[start:stop]
+            index, valid, lv = groups.relevant(q_labels[start:stop], g_labels, exclude=own)
+            values = scores.gather(1, index).masked_fill(~valid, float("-inf"))
             return ranking_from_kept(scores, values, lv, counts, n_levels, search.n_ranked, ties)
         lv = levels(q_labels[start:stop], g_labels)  # (Qc, G)
         if search.self_index is not None:

@@ -18,6 +18,7 @@ Positions are 0-based; a group occupies positions start .. start + size - 1.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 
@@ -137,13 +138,17 @@ def ranking_from_scores(
 def ranking_from_kept(
     scores: torch.Tensor, kept_values: torch.Tensor, kept_levels: torch.Tensor, counts: torch.Tensor,
     n_levels: int, n_ranked: int, ties: str = "expected",
+    combine: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]] | None = None,
 ) -> Ranking:
     """Ranking over whole rows from the items that carry relevance: their scores (Q, M) and levels,
     in any order, -inf (or level 0) in unused slots. Costs O(G·kept) or O(G·log kept) per row to
-    count the items above and tied with each kept item — no sort of the rows."""
+    count the items above and tied with each kept item — no sort of the rows. ``scores`` may be a
+    part of each row (a gallery shard): ``combine(above, tied)`` then sums the parts' counts."""
     kept_values, order = torch.sort(kept_values, dim=1, descending=True, stable=True)
     kept_levels = kept_levels.gather(1, order).to(torch.int64) * (kept_values > float("-inf"))
     above, tied = count_above_and_tied(scores, kept_values)
+    if combine is not None:
+        above, tied = combine(above, tied)
     return _finish(kept_levels, above, tied, counts, n_levels, n_ranked, ties)
 
 

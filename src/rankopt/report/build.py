@@ -124,8 +124,13 @@ def _ranked(view, rows: np.ndarray, depth: int | None):
 
 def _levels(view, rows: np.ndarray, order: np.ndarray) -> np.ndarray:
     """Shared label columns of each ranked item with its query: (rows, depth)."""
+    import torch
+
+    from rankopt.relevance import gathered_levels
+
     g_lab = view.query_labels if view.gallery_labels is None else view.gallery_labels
-    return (g_lab[order] == view.query_labels[rows][:, None, :]).sum(axis=2)
+    return gathered_levels(torch.from_numpy(view.query_labels[rows]), torch.from_numpy(g_lab),
+                           torch.from_numpy(order)).numpy()
 
 
 def _retrieval_figures(src: Source, seed: int) -> list[tuple[str, str, str]]:

@@ -11,25 +11,17 @@ everything runs locally.
 
 from __future__ import annotations
 
-import math
 from typing import Sequence
 
 import numpy as np
 import torch
-import torch.distributed as dist
 from torch.utils.data import Sampler
 
+from rankopt.collectives import gather_in_order, shard_bounds, world
 from rankopt.metrics.evaluate import PerQueryResult, aggregate, evaluate_per_query
 from rankopt.metrics.names import parse_metrics
 
 __all__ = ["ShardSampler", "gather_in_order", "evaluate_shards", "world"]
-
-
-def world() -> tuple[int, int]:
-    """(rank, world size) of this process; (0, 1) without a process group."""
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
 
 
 class ShardSampler(Sampler[int]):
@@ -38,52 +30,13 @@ class ShardSampler(Sampler[int]):
     def __init__(self, n: int, num_replicas: int = 1, rank: int = 0) -> None:
         if not 0 <= rank < num_replicas:
             raise ValueError(f"rank {rank} is outside 0..{num_replicas - 1}")
-        self.indices = np.array_split(np.arange(n), num_replicas)[rank].tolist()
+        self.indices = list(range(*shard_bounds(n, num_replicas, rank)))
 
     def __iter__(self):
         return iter(self.indices)
 
     def __len__(self) -> int:
         return len(self.indices)
-
-
-def _comm_device(tensor: torch.Tensor) -> torch.device:
-    if dist.get_backend() == "nccl":
-        return torch.device("cuda", torch.cuda.current_device())
-    return tensor.device
-
-
-def gather_in_order(values: torch.Tensor, index: torch.Tensor, total: int) -> torch.Tensor:
-    """Rows held by every process (``values[i]`` is item ``index[i]``) put together in item order:
-    (total, ...) on every process. Each item must be held exactly once."""
-    rank, size = world()
-    if size == 1:
-        parts_values, parts_index = [values], [index]
-    else:
-        dev = _comm_device(values)
-        width = math.ceil(total / size)  # shards differ by at most one row: pad to the widest, mark padding -1
-        if values.shape[0] > width:
-            raise ValueError(f"process {rank} holds {values.shape[0]} rows; shards of {total} items hold at most {width}")
-        padded = torch.zeros((width, *values.shape[1:]), dtype=values.dtype, device=dev)
-        padded[: values.shape[0]] = values.to(dev)
-        padded_index = torch.full((width,), -1, dtype=torch.int64, device=dev)
-        padded_index[: index.shape[0]] = index.to(dev)
-        parts_values = [torch.empty_like(padded) for _ in range(size)]
-        parts_index = [torch.empty_like(padded_index) for _ in range(size)]
-        dist.all_gather(parts_values, padded)
-        dist.all_gather(parts_index, padded_index)
-    all_values = torch.cat(parts_values).to(values.device)
-    all_index = torch.cat(parts_index).to(values.device)
-    keep = all_index >= 0
-    all_values, all_index = all_values[keep], all_index[keep]
-    counts = torch.bincount(all_index, minlength=total) if len(all_index) else torch.zeros(total, dtype=torch.int64)
-    if len(counts) != total or bool((counts != 1).any()):
-        missing = int((counts[:total] == 0).sum())
-        raise ValueError(f"gathered shards do not cover the {total} items exactly once ({missing} missing, "
-                         f"{int((counts > 1).sum())} repeated)")
-    out = torch.empty((total, *values.shape[1:]), dtype=values.dtype, device=values.device)
-    out[all_index] = all_values
-    return out
 
 
 def evaluate_shards(
