@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import gzip
+import struct
 from pathlib import Path
 
+import numpy as np
 from PIL import Image
 
 
@@ -95,3 +98,22 @@ def kill_after_first_epoch(argv: list[str], run: Path, env: dict, timeout: float
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     return proc.returncode
+
+
+def write_idx(path: Path, array: np.ndarray) -> None:
+    """A gzipped IDX file of uint8 values (Fashion-MNIST's format)."""
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(struct.pack(">I", d) for d in array.shape)
+    with gzip.open(path, "wb") as f:
+        f.write(header + array.astype(np.uint8).tobytes())
+
+
+def write_fashion(root: Path, n_train: int, n_test: int) -> Path:
+    """A tiny Fashion-MNIST in IDX format: 10 class prototypes plus noise, labels cycling 0..9."""
+    rng = np.random.default_rng(0)
+    protos = rng.integers(0, 255, size=(10, 28, 28))
+    for split, n in (("train", n_train), ("t10k", n_test)):
+        labels = np.arange(n) % 10
+        images = np.clip(protos[labels] * 0.6 + rng.integers(0, 100, size=(n, 28, 28)), 0, 255)
+        write_idx(root / f"{split}-images-idx3-ubyte.gz", images)
+        write_idx(root / f"{split}-labels-idx1-ubyte.gz", labels)
+    return root

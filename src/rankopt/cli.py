@@ -399,6 +399,118 @@ def _version() -> str:
         return "unknown (not installed)"
 
 
+def _ood_options(items: list[str] | None) -> dict:
+    """--option DETECTOR.KEY=VALUE (repeatable; VALUE read as YAML) → {detector: {key: value}}."""
+    import yaml
+
+    out: dict = {}
+    for item in items or []:
+        key, sep, raw = item.partition("=")
+        det, dot, opt = key.partition(".")
+        if not sep or not dot or not det or not opt:
+            raise CliError(f"--option {item!r}: expected DETECTOR.KEY=VALUE, e.g. heat_gmm.epochs=10")
+        try:
+            out.setdefault(det.strip().lower().replace("-", "_"), {})[opt.strip()] = yaml.safe_load(raw)
+        except yaml.YAMLError as err:
+            raise CliError(f"--option {item!r}: the value is not valid YAML ({str(err).splitlines()[0]})") from None
+    return out
+
+
+def _ood_table(out: dict, title: str) -> str:
+    results = out["detectors"]
+    sets = list(out["n_ood"])
+    width = max([len("detector")] + [len(n) for n in results])
+    cols = [s[:9] for s in sets]
+    head = f"{'detector'.ljust(width)}  AUROC  FPR95-ID  FPR95-OOD  AUPR-In  | AUROC per set: " + "  ".join(c.rjust(8) for c in cols)
+    lines = [title, f"ID train {out['n_id_train']}, ID test {out['n_id_test']}; OOD: "
+             + ", ".join(f"{k} {v}" for k, v in out["n_ood"].items()), "", head, "-" * len(head)]
+    for name, r in results.items():
+        m = r["mean"]
+        lines.append(f"{name.ljust(width)}  {m['auroc']:.3f}  {m['fpr95_id']:8.3f}  {m['fpr95_ood']:9.3f}  {m['aupr_in']:7.3f}  | "
+                     + " " * 15 + "  ".join(f"{r['per_ood'][s]['auroc']:8.3f}" for s in sets))
+    lines += ["", "means over the OOD sets; FPR95-ID: OOD accepted when 95% of ID is (HEAT, most papers); "
+              "FPR95-OOD: ID flagged when 95% of OOD is (OpenOOD, pytorch-ood)"]
+    lines += [f"skipped {k}: {v}" for k, v in out.get("skipped", {}).items()]
+    return "\n".join(lines)
+
+
+def cmd_ood(args: argparse.Namespace) -> int:
+    try:
+        from rankopt.ood import run as ood_run
+    except ImportError as err:
+        raise CliError(f"rankopt ood needs the train extra: pip install 'rankopt[train]' ({err})") from None
+    target = list(args.target or [])
+    if target[:1] == ["score"]:
+        return _ood_score(target[1:], args)
+    detectors, sets = _metric_list(args.detectors), _metric_list(args.ood)
+    options = _ood_options(args.option)
+
+    def progress(label, unit):
+        return progress_bar(label, enabled=None if not args.json else False, unit=unit)
+
+    if args.features or args.id_test or args.ood_features:
+        if target:
+            raise CliError("give either RUN_DIR or --features/--id-test/--ood-features, not both")
+        if not (args.features and args.id_test and args.ood_features):
+            raise CliError("features you bring need all three: --features ID_TRAIN.npz --id-test ID_TEST.npz --ood-features A.npz[,B.npz]")
+        if sets is not None or args.backbone:
+            raise CliError("--ood and --backbone go with a run folder; with --features the OOD sets are --ood-features")
+        out_dir = Path(args.output or ".")
+        check_writable(out_dir / "ood.json", "-o")
+        out = ood_run.ood_feature_files(args.features, args.id_test, _metric_list(args.ood_features), out_dir, detectors,
+                                        options, progress)
+        title = f"rankopt ood — features {args.features} (written to {out_dir})"
+    else:
+        if len(target) != 1:
+            raise CliError("expected one RUN_DIR (or: rankopt ood score DETECTOR new.npz, or --features ...)")
+        run_dir = Path(target[0])
+        if not run_dir.is_dir():
+            raise CliError(f"run folder {run_dir} does not exist")
+        if args.output:
+            raise CliError("-o goes with --features; a run's results are written into its folder")
+        check_writable(run_dir / "ood.json", "RUN_DIR")
+        _load_train_modules()
+        out = ood_run.ood_run_folder(run_dir, sets, detectors, args.backbone, options, args.seed, progress)
+        title = f"rankopt ood — {run_dir} (features: {out['backbone']})"
+    print(json.dumps(out) if args.json else _ood_table(out, title))
+    return 0
+
+
+def _ood_score(rest: list[str], args: argparse.Namespace) -> int:
+    """rankopt ood score DETECTOR new.npz: DETECTOR a saved .pt, or a run folder / output folder with --detector."""
+    from rankopt.ood import load_detector, load_features
+
+    if len(rest) != 2:
+        raise CliError("usage: rankopt ood score DETECTOR.pt|RUN_DIR new.npz [--detector NAME] [-o scores.npy]")
+    where, features = Path(rest[0]), rest[1]
+    if where.is_dir():
+        name = (args.detectors or "heat").split(",")[0].strip()
+        folder = where / ("ood_detectors" if not args.backbone else f"ood-{args.backbone}_detectors")
+        where = folder / f"{name}.pt"
+        if not where.is_file():
+            found = sorted(p.stem for p in folder.glob("*.pt"))
+            raise CliError(f"no fitted detector {name!r} in {folder}" + (f"; found {', '.join(found)}" if found
+                           else ": run rankopt ood on it first"))
+    detector = load_detector(where)
+    scores = detector.score(load_features(features, "features to score"))
+    meta_path = where.with_suffix(".json")
+    threshold = json.loads(meta_path.read_text()).get("threshold_95_id") if meta_path.is_file() else None
+    flagged = None if threshold is None else int((scores > threshold).sum())
+    if args.output:
+        out = check_writable(args.output, "-o")
+        atomic_write(out, lambda f: np.save(f, scores))
+    summary = {"detector": detector.name, "n": int(len(scores)), "threshold_95_id": threshold, "n_flagged": flagged,
+               **({"output": str(args.output)} if args.output else {})}
+    if args.json:
+        print(json.dumps({**summary, **({} if args.output else {"scores": scores.tolist()})}))
+    else:
+        if not args.output:
+            print("\n".join(f"{v:.6g}" for v in scores))
+        note = "" if threshold is None else f"; {flagged} above the threshold that accepts 95% of the ID test set ({threshold:.6g})"
+        print(f"{detector.name}: {len(scores)} scores (larger = more OOD){note}", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rankopt", description="Train and evaluate models directly on ranking metrics."
@@ -499,6 +611,37 @@ def build_parser() -> argparse.ArgumentParser:
     em.add_argument("--split", help="which split to embed (default: the run's test queries)")
     em.add_argument("-o", "--output", required=True, metavar="OUT.npz", help="where to write embeddings and labels")
     em.set_defaults(func=cmd_embed)
+
+    od = sub.add_parser(
+        "ood",
+        help="out-of-distribution detection in a trained model's feature space (HEAT and 17 baselines)",
+        description=(
+            "rankopt ood RUN_DIR: features of the run's selected checkpoint (or --backbone efficientnet_lite0, frozen "
+            "ImageNet weights) for its training split (ID train), its test split (ID test) and offline OOD sets; every "
+            "detector fitted on ID train; AUROC, AUPR-In/Out and FPR at 95%% TPR in both conventions per OOD set; "
+            "writes RUN_DIR/ood.json, ood_scores.npz and the fitted detectors (ood_detectors/). "
+            "rankopt ood --features ID_TRAIN.npz --id-test ID_TEST.npz --ood-features A.npz,B.npz: the same on "
+            "features you bring ('features' (N, d), optional 'std_features', 'logits', 'labels', 'head_weight', 'head_bias'). "
+            "rankopt ood score DETECTOR.pt|RUN_DIR NEW.npz: score new features with a fitted detector."
+        ),
+    )
+    od.add_argument("target", nargs="*", metavar="RUN_DIR | score DETECTOR NEW.npz")
+    od.add_argument("--ood", metavar="SET[,SET...]", help="OOD sets: mnist, digits, textures, faces, noise, heldout "
+                    "(the Fashion-MNIST classes a run did not train on); default: all that apply")
+    od.add_argument("--detectors", metavar="NAME[,NAME...]",
+                    help="msp, maxlogit, energy, gen, mahalanobis, rmd, knn, vim, react, ash, scale, gmm, gmm_std, "
+                    "heat_gmm, heat_gmm_std, heat_el, heat (default: all); with score: the one to use (default heat)")
+    od.add_argument("--option", action="append", metavar="DETECTOR.KEY=VALUE",
+                    help="a detector's option, e.g. heat_gmm.epochs=10, knn.k=100, heat.beta=inf (repeatable)")
+    od.add_argument("--backbone", metavar="NAME", help="features of a frozen packaged backbone (efficientnet_lite0) "
+                    "instead of the run's model; results go to ood-NAME.json")
+    od.add_argument("--features", metavar="ID_TRAIN.npz", help="ID training features you bring")
+    od.add_argument("--id-test", metavar="ID_TEST.npz", help="ID test features you bring")
+    od.add_argument("--ood-features", metavar="A.npz[,B.npz]", help="OOD features you bring (named by file stem)")
+    od.add_argument("-o", "--output", help="with --features: the output folder (default .); with score: scores.npy")
+    od.add_argument("--seed", type=int, default=0, help="seed of the sampled OOD sets (textures, noise)")
+    od.add_argument("--json", action="store_true", help="last line: ood.json as one JSON object")
+    od.set_defaults(func=cmd_ood)
 
     from rankopt.recsys.config import LOSSES, MODELS, NEGATIVES
 

@@ -9,7 +9,7 @@ __all__ = ["progress_bar"]
 
 
 @contextlib.contextmanager
-def progress_bar(label: str, enabled: bool | None = None):
+def progress_bar(label: str, enabled: bool | None = None, unit: str = "query"):
     """A ``progress(done, total)`` callback drawing one bar on stderr (on a terminal; tqdm when present)."""
     if enabled is None:
         enabled = sys.stderr.isatty()
@@ -23,7 +23,7 @@ def progress_bar(label: str, enabled: bool | None = None):
             try:
                 from tqdm import tqdm
 
-                state["bar"] = tqdm(total=total, desc=label, unit="query", file=sys.stderr, leave=False)
+                state["bar"] = tqdm(total=total, desc=label, unit=unit, file=sys.stderr, leave=False)
             except ImportError:
                 state["bar"] = None
         bar = state["bar"]

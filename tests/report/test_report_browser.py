@@ -16,7 +16,7 @@ from rankopt.cli import main
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "train"))
 sys.path.insert(0, str(Path(__file__).parents[1] / "recsys"))
-from test_processes import _fashion  # noqa: E402
+from miniatures import write_fashion  # noqa: E402
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 needs_browser = pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (apt-get install chromium; CI installs it)")
@@ -27,7 +27,7 @@ def runs(tmp_path_factory):
     """Two finished image runs on the same test queries (different losses and seeds)."""
     root = tmp_path_factory.mktemp("report")
     (root / "fashion").mkdir()
-    data = _fashion(root / "fashion", 480, 120)
+    data = write_fashion(root / "fashion", 480, 120)
     out = []
     for name, loss, seed in (("a", "roadmap", 0), ("b", "smoothap", 1)):
         run = root / name
@@ -172,3 +172,25 @@ def test_a_run_whose_images_are_gone_still_reports_its_numbers(runs, tmp_path):
     assert "No curves or gallery: the test images are not here" in html and 'id="gallery"' not in html
     recorded = json.loads((moved / "metrics.json").read_text())["test"]
     assert f">{recorded['map@r']:.4f}<" in html
+
+
+@needs_browser
+def test_report_shows_the_ood_results_of_a_run(runs, browser, tmp_path):
+    fast = [f"--option={d}.{k}={v}" for d in ("heat_gmm", "heat_gmm_std", "heat_el") for k, v in (("epochs", 1), ("hidden", 16))]
+    run = tmp_path / "run"
+    shutil.copytree(runs[0], run)
+    assert main(["ood", str(run), "--ood", "noise,digits", "--detectors", "energy,knn,heat", *fast]) == 0
+    recorded = json.loads((run / "ood.json").read_text())["detectors"]
+    out = tmp_path / "report.html"
+    assert main(["report", str(run), "-o", str(out)]) == 0
+    page, seen = open_page(browser, out)
+    assert_clean(page, seen, out)
+    table = page.locator("table.ood[data-file='ood.json']")
+    assert table.locator("tbody tr").count() == 3
+    for name, r in recorded.items():
+        row = table.locator(f"tr[data-detector='{name}']")
+        assert row.locator(".auroc").text_content() == f"{r['mean']['auroc']:.4f}"
+        assert row.locator(".fpr95_id").text_content() == f"{r['mean']['fpr95_id']:.4f}"
+        assert row.locator("td[data-set='digits']").text_content() == f"{r['per_ood']['digits']['auroc']:.4f}"
+    assert page.get_by_text("heat scores").count() == 1  # the score distributions of the best detector and HEAT
+    page.close()

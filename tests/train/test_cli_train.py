@@ -1,34 +1,20 @@
 """rankopt train / embed on a tiny Fashion-MNIST written in IDX format; config errors."""
 
-import gzip
 import json
-import struct
 
 import numpy as np
 import torch
 import pytest
 
+from miniatures import write_fashion
 from rankopt.cli import main
 from rankopt.metrics import evaluate
 from rankopt.train.config import load_config
 
 
-def write_idx(path, array):
-    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(struct.pack(">I", d) for d in array.shape)
-    with gzip.open(path, "wb") as f:
-        f.write(header + array.astype(np.uint8).tobytes())
-
-
 @pytest.fixture()
 def tiny_fashion(tmp_path):
-    rng = np.random.default_rng(0)
-    protos = rng.integers(0, 255, size=(10, 28, 28))
-    for split, n in (("train", 320), ("t10k", 120)):
-        labels = np.arange(n) % 10
-        images = np.clip(protos[labels] * 0.6 + rng.integers(0, 100, size=(n, 28, 28)), 0, 255)
-        write_idx(tmp_path / f"{split}-images-idx3-ubyte.gz", images)
-        write_idx(tmp_path / f"{split}-labels-idx1-ubyte.gz", labels)
-    return tmp_path
+    return write_fashion(tmp_path, 320, 120)
 
 
 def run_cli(args, capsys):

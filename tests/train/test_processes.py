@@ -16,22 +16,10 @@ import torch
 from rankopt.metrics import evaluate
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_cli_train import write_idx  # noqa: E402
-from miniatures import kill_after_first_epoch, untimed  # noqa: E402
+from miniatures import kill_after_first_epoch, untimed, write_fashion  # noqa: E402
 
 RANKOPT = str(Path(sys.executable).parent / "rankopt")
 pytestmark = pytest.mark.processes
-
-
-def _fashion(root: Path, n_train: int, n_test: int) -> Path:
-    rng = np.random.default_rng(0)
-    protos = rng.integers(0, 255, size=(10, 28, 28))
-    for split, n in (("train", n_train), ("t10k", n_test)):
-        labels = np.arange(n) % 10
-        images = np.clip(protos[labels] * 0.6 + rng.integers(0, 100, size=(n, 28, 28)), 0, 255)
-        write_idx(root / f"{split}-images-idx3-ubyte.gz", images)
-        write_idx(root / f"{split}-labels-idx1-ubyte.gz", labels)
-    return root
 
 
 def _train_args(data: Path, run: Path, *extra: str) -> list[str]:
@@ -49,7 +37,7 @@ def _last_line(out: str) -> dict:
 
 @pytest.fixture(scope="module")
 def fashion(tmp_path_factory):
-    return _fashion(tmp_path_factory.mktemp("fashion"), 1600, 200)
+    return write_fashion(tmp_path_factory.mktemp("fashion"), 1600, 200)
 
 
 def test_sigkill_mid_epoch_then_resume_equals_uninterrupted(fashion, tmp_path):

@@ -70,10 +70,11 @@ def locate(split: str, data_dir: str | Path | None) -> tuple[Path, Path] | None:
 
 
 class FashionMNIST(Dataset):
-    """Fashion-MNIST as (image (1, 28, 28) float in [0, 1] or transformed, labels (2,) int64, index)."""
+    """Fashion-MNIST as (image (1, 28, 28) float in [0, 1] or transformed, labels (2,) int64, index).
+    ``classes``: keep only these class ids (labels keep their ids); ``limit``: the first items."""
 
     def __init__(self, split: str = "train", data_dir: str | Path | None = None, transform: Callable | None = None,
-                 limit: int | None = None) -> None:
+                 limit: int | None = None, classes: list[int] | None = None) -> None:
         if split not in _FILES:
             raise ValueError(f"split={split!r} is not 'train' or 'test'")
         found = locate(split, data_dir)
@@ -89,6 +90,13 @@ class FashionMNIST(Dataset):
             raise ValueError(f"Fashion-MNIST files {found[0]} and {found[1]} do not match: {images.shape} vs {labels.shape}")
         if int(labels.max()) >= len(CLASSES):
             raise ValueError(f"{found[1]}: label {int(labels.max())} outside the 10 Fashion-MNIST classes")
+        if classes is not None:  # a class subset: e.g. near-OOD by class split (the other classes held out)
+            wanted = np.asarray(classes)
+            if wanted.ndim != 1 or len(wanted) == 0 or not np.issubdtype(wanted.dtype, np.integer) \
+                    or wanted.min() < 0 or wanted.max() >= len(CLASSES):
+                raise ValueError(f"classes={list(classes)!r}: expected a non-empty list of Fashion-MNIST class ids 0..9")
+            keep = np.isin(labels, wanted)
+            images, labels = images[keep], labels[keep]
         if limit is not None:
             images, labels = images[:limit], labels[:limit]
         self.images = torch.from_numpy(np.array(images, dtype=np.uint8))

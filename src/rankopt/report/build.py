@@ -38,11 +38,19 @@ def report(path, gallery=None, output=None, seed: int = 0) -> tuple[str, dict]:
     if src.history:
         sections.append(("Training", _history_figure(src), _selection_text(src)))
     ctx["sections"] = sections
+    ctx["ood"] = []
+    if src.kind == "retrieval":
+        from rankopt.report.ood import ood_sections
+
+        ctx["ood"], notes = ood_sections(src.path)
+        src.notes.extend(notes)
     html = render("report.html.j2", ctx)
     if output is not None:
         _write(output, html)
     summary = {"path": str(src.path), "kind": src.kind, "metrics": {r["name"]: {"value": r["value"], "ci": [r["low"], r["high"]]}
                                                                     for r in ctx["table"]}}
+    if ctx["ood"]:
+        summary["ood"] = {o["file"]: {r["name"]: r["mean"] for r in o["rows"]} for o in ctx["ood"]}
     return html, summary
 
 

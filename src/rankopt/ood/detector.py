@@ -1,0 +1,147 @@
+"""The detector interface: ``fit`` on ID training features, ``score`` → one outlier score per row
+(larger = more OOD), streamed in row blocks; a fitted detector saves to and loads from a file of
+tensors (``torch.load(weights_only=True)``: no pickled code is ever run)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+import torch
+
+from rankopt.atomic import atomic_torch_save
+from rankopt.ood.features import Features, LinearHead, row_blocks
+
+__all__ = ["Detector", "save_detector", "load_detector", "NEEDS_TEXT"]
+
+NEEDS_TEXT = {
+    "labels": "class labels in the ID training features",
+    "logits": "logits (stored, or a linear head: head_weight/head_bias, or labels to fit a probe on)",
+    "head": "the linear head (head_weight/head_bias, or labels to fit a probe on)",
+    "std_features": "std-pooled features (std_features)",
+}
+
+
+class Detector:
+    """Base class. Subclasses set ``needs`` (what the ID training set must carry), implement
+    ``_fit(train)`` and ``_score(x, start, stop)`` (a float64 tensor for rows [start, stop)), and list
+    the fitted attributes in ``_state`` (tensors, floats, a LinearHead, an nn.Module or a Detector)."""
+
+    name: ClassVar[str] = ""
+    needs: ClassVar[tuple[str, ...]] = ()
+    _state: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, **options) -> None:
+        self.options = options
+        self.dim: int | None = None  # the feature dimension seen at fit
+        self.std_dim: int | None = None
+
+    # --- public API -------------------------------------------------------------------------
+    def missing(self, feats: Features) -> list[str]:
+        """What this detector needs that ``feats`` (ID training features) lacks."""
+        return [n for n in self.needs if not feats.has(n)]
+
+    def fit(self, train: Features) -> "Detector":
+        lacking = self.missing(train)
+        if lacking:
+            raise ValueError(f"detector {self.name} needs {'; '.join(NEEDS_TEXT[n] for n in lacking)}")
+        self.dim = train.dim
+        self.std_dim = None if train.std_features is None else train.std_features.shape[1]
+        self._fit(train)
+        return self
+
+    def score(self, x: Features, rows: int | None = None) -> np.ndarray:
+        """Outlier scores of every row of ``x`` (larger = more OOD), computed rows at a time."""
+        if self.dim is None:
+            raise ValueError(f"detector {self.name} is not fitted: call fit(ID training features) first")
+        if x.dim != self.dim:
+            raise ValueError(f"features have dimension {x.dim} but detector {self.name} was fitted on {self.dim}")
+        if "std_features" in self.needs:
+            if x.std_features is None:
+                raise ValueError(f"detector {self.name} needs std_features in the features it scores")
+            if x.std_features.shape[1] != self.std_dim:
+                raise ValueError(f"std_features have dimension {x.std_features.shape[1]} but detector {self.name} "
+                                 f"was fitted on {self.std_dim}")
+        out = np.empty(len(x), dtype=np.float64)
+        with torch.no_grad():
+            for start, stop in row_blocks(len(x), rows):
+                out[start:stop] = self._score(x, start, stop).cpu().numpy()
+        return out
+
+    # --- to implement -----------------------------------------------------------------------
+    def _fit(self, train: Features) -> None:
+        raise NotImplementedError
+
+    def _score(self, x: Features, start: int, stop: int) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _build(self) -> None:
+        """Create the modules whose weights load_state fills (after dim is known)."""
+
+    # --- state --------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        out = {"dim": torch.tensor(self.dim), "std_dim": torch.tensor(-1 if self.std_dim is None else self.std_dim)}
+        for name in self._state:
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if isinstance(value, Detector):
+                out.update({f"{name}.{k}": v for k, v in value.state_dict().items()})
+            elif isinstance(value, torch.nn.Module):
+                out.update({f"{name}.{k}": v.detach().clone() for k, v in value.state_dict().items()})
+            elif isinstance(value, LinearHead):
+                out[f"{name}.weight"], out[f"{name}.bias"] = value.weight, value.bias
+            elif isinstance(value, bool):
+                out[name] = torch.tensor(value)
+            elif isinstance(value, float):
+                out[name] = torch.tensor(value, dtype=torch.float64)
+            else:
+                out[name] = torch.as_tensor(value)
+        return out
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        self.dim = int(state["dim"])
+        self.std_dim = None if int(state["std_dim"]) < 0 else int(state["std_dim"])
+        self._build()
+        for name in self._state:
+            prefix = f"{name}."
+            sub = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+            current = getattr(self, name, None)
+            if isinstance(current, (Detector, torch.nn.Module)):
+                current.load_state_dict(sub)
+            elif sub and set(sub) == {"weight", "bias"}:
+                setattr(self, name, LinearHead(sub["weight"], sub["bias"]))
+            elif name in state:
+                value = state[name]
+                if value.ndim == 0 and value.dtype == torch.bool:
+                    value = bool(value)
+                elif value.ndim == 0 and value.is_floating_point():
+                    value = float(value)
+                setattr(self, name, value)
+            else:
+                setattr(self, name, None)
+
+
+def save_detector(detector: Detector, path: str | Path) -> None:
+    """A fitted detector as one file of tensors (its name and options as JSON text inside)."""
+    blob = {"name": detector.name, "options": json.dumps(detector.options), "state": detector.state_dict()}
+    atomic_torch_save(blob, path)
+
+
+def load_detector(path: str | Path) -> Detector:
+    """A detector saved by save_detector, loaded safely (tensors and strings only)."""
+    from rankopt.ood.registry import create_detector
+
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"detector file {p} does not exist")
+    try:
+        blob = torch.load(p, map_location="cpu", weights_only=True)
+        name, options, state = blob["name"], json.loads(blob["options"]), blob["state"]
+    except Exception as err:  # noqa: BLE001 - truncated, foreign or tampered files fail in many ways
+        raise ValueError(f"detector file {p} cannot be read ({' '.join(str(err).split()[:12]) or type(err).__name__})") from None
+    detector = create_detector(name, **options)
+    detector.load_state_dict(state)
+    return detector

@@ -1,0 +1,182 @@
+"""The feature sets OOD detectors read: avg-pooled features (N, d), optionally std-pooled features,
+logits and labels, plus the linear head that maps features to logits.
+
+A feature set is an npz file with ``features`` (N, d) float and any of ``std_features`` (N, d'),
+``logits`` (N, C), ``labels`` (N,) int, ``head_weight`` (C, d) and ``head_bias`` (C,). Arrays are read
+row block by row block by the detectors, so an ``np.memmap`` (e.g. from ``np.load(..., mmap_mode="r")``
+of .npy files) works for feature sets larger than memory.
+"""
+
+from __future__ import annotations
+
+import zipfile
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from rankopt.atomic import atomic_write
+
+__all__ = ["Features", "LinearHead", "load_features", "save_features", "fit_linear_probe", "row_blocks"]
+
+KEYS = ("features", "std_features", "logits", "labels", "head_weight", "head_bias")
+BLOCK_ROWS = 65536  # rows of a feature set processed at once: bounded memory whatever N
+
+
+@dataclass
+class LinearHead:
+    """logits = features @ weight.T + bias: the model's classifier, or a probe fitted on ID features."""
+
+    weight: torch.Tensor  # (C, d)
+    bias: torch.Tensor  # (C,)
+
+    def __call__(self, z: torch.Tensor) -> torch.Tensor:
+        return z @ self.weight.T.to(z.dtype) + self.bias.to(z.dtype)
+
+
+@dataclass
+class Features:
+    features: np.ndarray  # (N, d): avg-pooled, raw (not normalised)
+    std_features: np.ndarray | None = None  # (N, d'): per-channel std over the feature map
+    logits: np.ndarray | None = None  # (N, C)
+    labels: np.ndarray | None = None  # (N,) int64 ID class
+    head: LinearHead | None = None
+
+    def __post_init__(self) -> None:
+        self.features = _matrix(self.features, "features")
+        n = len(self.features)
+        if n == 0:
+            raise ValueError("features is empty (0 rows)")
+        for name in ("std_features", "logits"):
+            value = getattr(self, name)
+            if value is not None:
+                setattr(self, name, _matrix(value, name))
+                if len(getattr(self, name)) != n:
+                    raise ValueError(f"{name} has {len(getattr(self, name))} rows but features has {n}")
+        if self.labels is not None:
+            labels = np.asarray(self.labels)
+            if labels.ndim == 2:
+                labels = labels[:, 0]  # hierarchical labels: the finest level is the class
+            if labels.ndim != 1 or len(labels) != n:
+                raise ValueError(f"labels must be (N,) with N={n} (the rows of features); got shape {labels.shape}")
+            if not np.issubdtype(labels.dtype, np.integer):
+                raise ValueError(f"labels must be integers; got {labels.dtype}")
+            self.labels = labels.astype(np.int64)
+        if self.head is not None:
+            w, b = self.head.weight, self.head.bias
+            if w.ndim != 2 or w.shape[1] != self.dim or b.shape != (w.shape[0],):
+                raise ValueError(f"head_weight must be (C, {self.dim}) and head_bias (C,); got {tuple(w.shape)} and {tuple(b.shape)}")
+
+    def __len__(self) -> int:
+        return len(self.features)
+
+    @property
+    def dim(self) -> int:
+        return self.features.shape[1]
+
+    def has(self, what: str) -> bool:
+        """Whether this set carries ``what``: features, std_features, logits, labels or head."""
+        return getattr(self, what) is not None or (what == "logits" and self.head is not None)
+
+
+def _matrix(x, name: str) -> np.ndarray:
+    if isinstance(x, torch.Tensor):
+        x = x.detach().cpu().numpy()
+    x = x if isinstance(x, np.memmap) else np.asarray(x)
+    if x.ndim != 2:
+        raise ValueError(f"{name} must be 2-D (N, d); got shape {x.shape}")
+    if not np.issubdtype(x.dtype, np.floating):
+        raise ValueError(f"{name} must be floating point; got {x.dtype}")
+    if x.shape[1] == 0:
+        raise ValueError(f"{name} has 0 columns")
+    for start in range(0, len(x), BLOCK_ROWS):
+        part = np.asarray(x[start:start + BLOCK_ROWS])
+        if not np.isfinite(part).all():
+            bad = np.flatnonzero(~np.isfinite(part).all(axis=1))[0] + start
+            raise ValueError(f"{name} has NaN or infinite values (first in row {bad})")
+    return x
+
+
+def block(x: np.ndarray, start: int, stop: int) -> torch.Tensor:
+    """Rows [start, stop) as a float64 tensor (a copy: memmaps are read-only)."""
+    return torch.from_numpy(np.array(x[start:stop], dtype=np.float64))
+
+
+def row_blocks(n: int, rows: int | None = None):
+    """(start, stop) of consecutive row blocks of at most ``rows`` (default BLOCK_ROWS) rows."""
+    rows = rows or BLOCK_ROWS
+    for start in range(0, n, rows):
+        yield start, min(n, start + rows)
+
+
+def load_features(path: str | Path, what: str = "features file") -> Features:
+    """A feature set from an npz file (see the module docstring); errors name the file and the array."""
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"{what} {p} does not exist")
+    try:
+        with np.load(p, allow_pickle=False) as data:
+            arrays = {k: data[k] for k in data.files}
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as err:
+        raise ValueError(f"{what} {p} is not a readable .npz file ({err})") from None
+    unknown = sorted(set(arrays) - set(KEYS))
+    if "features" not in arrays:
+        raise ValueError(f"{what} {p} has no array 'features'; found {sorted(arrays) or 'no arrays'}; "
+                         f"expected 'features' (N, d) and optionally {', '.join(KEYS[1:])}")
+    if unknown:
+        raise ValueError(f"{what} {p}: unknown array(s) {unknown}; expected {', '.join(KEYS)}")
+    if ("head_weight" in arrays) != ("head_bias" in arrays):
+        raise ValueError(f"{what} {p}: head_weight and head_bias go together")
+    head = None
+    if "head_weight" in arrays:
+        head = LinearHead(torch.as_tensor(arrays["head_weight"], dtype=torch.float64),
+                          torch.as_tensor(arrays["head_bias"], dtype=torch.float64))
+    try:
+        return Features(arrays["features"], arrays.get("std_features"), arrays.get("logits"), arrays.get("labels"), head)
+    except ValueError as err:
+        raise ValueError(f"{what} {p}: {err}") from None
+
+
+def save_features(feats: Features, path: str | Path) -> None:
+    """Write a feature set as npz (atomically: a cache is never half-written)."""
+    arrays = {f.name: getattr(feats, f.name) for f in fields(feats) if f.name != "head" and getattr(feats, f.name) is not None}
+    if feats.head is not None:
+        arrays["head_weight"] = feats.head.weight.numpy()
+        arrays["head_bias"] = feats.head.bias.numpy()
+    atomic_write(path, lambda f: np.savez(f, **{k: np.asarray(v) for k, v in arrays.items()}))
+
+
+def fit_linear_probe(feats: Features, epochs: int = 100, weight_decay: float = 1e-4, seed: int = 0,
+                     max_rows: int = 200_000) -> LinearHead:
+    """A linear classifier on the ID training features (softmax cross-entropy + L2, full-batch L-BFGS),
+    so that logit-based detectors exist for embedding models without a classification head. Beyond
+    ``max_rows`` rows, fitted on a seeded sample of them (bounded memory on ImageNet-size sets)."""
+    if feats.labels is None:
+        raise ValueError("a linear probe needs the class labels of the ID training features")
+    classes = int(feats.labels.max()) + 1
+    rows = np.arange(len(feats))
+    if len(rows) > max_rows:
+        rows = np.sort(np.random.default_rng(seed).choice(len(rows), max_rows, replace=False))
+    # standardisation folded into the head afterwards: L-BFGS converges in a few dozen steps
+    x = torch.as_tensor(np.asarray(feats.features[rows]), dtype=torch.float32)
+    mean, std = x.mean(0), x.std(0).clamp_min(1e-6)
+    xs = (x - mean) / std
+    y = torch.as_tensor(feats.labels[rows])
+    gen = torch.Generator().manual_seed(seed)
+    lin = torch.nn.Linear(x.shape[1], classes)
+    with torch.no_grad():
+        lin.weight.copy_(torch.randn(lin.weight.shape, generator=gen) * 0.01)
+        lin.bias.zero_()
+    opt = torch.optim.LBFGS(lin.parameters(), lr=1, max_iter=epochs, history_size=20, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        loss = torch.nn.functional.cross_entropy(lin(xs), y) + weight_decay * lin.weight.pow(2).sum()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    w = lin.weight.detach().double() / std.double()
+    b = lin.bias.detach().double() - w @ mean.double()
+    return LinearHead(w, b)
