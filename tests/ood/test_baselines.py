@@ -170,3 +170,22 @@ def test_same_scores_as_pytorch_ood(toy):
     assert np.allclose(ash.predict_feature_maps(maps).detach().numpy(), ours("ash"))
     scale = pood.SCALE(None, head, percentile=0.85)
     assert np.allclose(scale.predict_feature_maps(maps).detach().numpy(), ours("scale"))
+
+
+def test_dead_feature_channels_do_not_break_the_gaussians(toy):
+    # a ReLU channel that never fires makes the covariance singular: the ridge keeps that direction
+    # out of the distances, so the scores equal those without the channel
+    train, test, _ = toy
+    pad = lambda f: Features(np.c_[f.features, np.zeros(len(f))], labels=f.labels)  # noqa: E731
+    for name in ("mahalanobis", "rmd"):
+        with_dead = create_detector(name).fit(pad(train)).score(pad(test))
+        assert np.allclose(with_dead, create_detector(name).fit(train).score(test), rtol=1e-6), name
+
+
+def test_logits_need_a_head_or_stored_logits(toy):
+    train, test, _ = toy
+    with pytest.raises(ValueError, match="needs logits"):
+        create_detector("energy").fit(Features(train.features, labels=train.labels))
+    det = create_detector("energy").fit(Features(train.features, logits=_logits(train, train.head)))
+    with pytest.raises(ValueError, match="the scored features carry none and the ID training features had no head"):
+        det.score(Features(test.features))

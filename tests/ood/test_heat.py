@@ -168,3 +168,39 @@ def test_detector_errors(toy):
         create_detector("hea")
     with pytest.raises(ValueError, match="prior_temperature must be 'auto' or > 0"):
         create_detector("heat_gmm", prior_temperature=-1)
+
+
+def test_sgld_step_sizes_decay_to_a_tenth_with_power_two():
+    # a linear energy a·z has the constant gradient a: without noise, z moves by −a Σ_t η_t
+    a = torch.tensor([[1.0, -2.0]], dtype=torch.float64)
+    out = sgld(torch.zeros(1, 2, dtype=torch.float64), lambda z: (z * a).sum(1), steps=4, step_size=0.5, noise=0.0,
+               project=lambda z: z)
+    etas = [(0.5 - 0.05) * (1 - t / 4) ** 2 + 0.05 for t in range(4)]  # 0.5, 0.303125, 0.1625, 0.078125
+    assert torch.allclose(out, -a * sum(etas))
+    # the noise decays the same way: its variance sums σ_t²
+    gen = torch.Generator().manual_seed(0)
+    moved = sgld(torch.zeros(20000, 1, dtype=torch.float64), lambda z: 0 * z.sum(1), steps=4, step_size=0.0, noise=0.5,
+                 project=lambda z: z, generator=gen)
+    assert float(moved.var()) == pytest.approx(sum(e * e for e in etas), rel=0.03)
+
+
+def test_negatives_are_the_moved_samples_and_their_starting_proposals(toy, monkeypatch):
+    from rankopt.ood import heat as heat_module
+
+    seen = []
+    real_loss = heat_module.cd_loss
+    monkeypatch.setattr(heat_module, "cd_loss", lambda r, n, l2: seen.append((len(r), len(n))) or real_loss(r, n, l2))
+    train, _, _ = toy
+    create_detector("heat_gmm", **FAST).fit(train)
+    assert seen and all(n == 2 * r for r, n in seen)
+
+
+def test_projection_follows_the_features(toy):
+    train, _, _ = toy
+    det = create_detector("heat_el", **FAST).fit(train)  # ReLU features: non-negative
+    assert det.nonnegative and (det.project(torch.tensor([[-1.0, 2.0]])) == torch.tensor([[0.0, 2.0]])).all()
+    signed = Features(train.features - 1.0, labels=train.labels, head=train.head)
+    det = create_detector("heat_el", **FAST).fit(signed)
+    assert not det.nonnegative and (det.project(torch.tensor([[-1.0, 2.0]])) == torch.tensor([[-1.0, 2.0]])).all()
+    gmm = create_detector("heat_gmm", **FAST).fit(train)  # normalised prior: back to the sphere too
+    assert torch.allclose(gmm.project(torch.tensor([[-1.0, 3.0, 4.0]])), torch.tensor([[0.0, 0.6, 0.8]]))

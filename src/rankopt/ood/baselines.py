@@ -27,7 +27,7 @@ def energy(logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
 
 
 class _LogitDetector(Detector):
-    """Reads logits: the scored set's own, else the ID training set's head applied to its features."""
+    """Reads logits: the scored set's own, else the head of the ID training set applied to its features."""
 
     needs = ("logits",)
     _state = ("head",)
@@ -38,10 +38,10 @@ class _LogitDetector(Detector):
     def _logits(self, x: Features, start: int, stop: int) -> torch.Tensor:
         if x.logits is not None:
             return block(x.logits, start, stop)
-        head = x.head or self.head
-        if head is None:
-            raise ValueError(f"detector {self.name} needs logits: the scored features carry none and no head was fitted")
-        return head(block(x.features, start, stop))
+        if self.head is None:
+            raise ValueError(f"detector {self.name} needs logits: the scored features carry none and the ID training "
+                             "features had no head")
+        return self.head(block(x.features, start, stop))
 
 
 class MSP(_LogitDetector):

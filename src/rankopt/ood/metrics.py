@@ -72,7 +72,8 @@ def fpr_at_tpr(pos, neg, tpr: float = 0.95) -> float:
     """The false-positive rate at the first threshold (decreasing) where the TPR reaches ``tpr``."""
     pos, neg = np.asarray(pos, np.float64), np.asarray(neg, np.float64)
     tp, fp = _positive_counts(pos, neg)
-    i = int(np.argmax(tp >= tpr * len(pos) - 1e-9 * len(pos)))
+    needed = np.ceil(tpr * len(pos) - 1e-9)  # positives to accept (1e-9: 0.95 · 20 is 19.000000000000004)
+    i = int(np.argmax(tp >= needed))
     return float(fp[i] / len(neg))
 
 
