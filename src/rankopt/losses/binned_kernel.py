@@ -35,10 +35,11 @@ _TAIL = 30.0  # band starts 30τ below the item
 
 
 def _params(step: Step):
+    """(τ, δ, ρ, start, offset): the sigmoid is the SupRank step with ρ = 0, no jump, 1 above its band."""
     if isinstance(step, SupRankStep):
-        return step.tau, step.delta, step.rho, step.start, step.offset_value, True
+        return step.tau, step.delta, step.rho, step.start, step.offset_value
     if isinstance(step, Sigmoid):
-        return step.tau, _TAIL * step.tau, 0.0, 0.0, 1.0, False
+        return step.tau, _TAIL * step.tau, 0.0, 0.0, 1.0
     raise TypeError(f"the binned kernel supports SupRankStep and Sigmoid steps, not {type(step).__name__}")
 
 
@@ -90,8 +91,8 @@ class _Terms:
     """Everything the forward and backward passes need for one block of items against one level."""
 
     def __init__(self, lvl: _Level, x: torch.Tensor, step: Step, n_band_bins: int):
-        tau, delta, rho, start, offset, affine = _params(step)
-        self.tau, self.rho, self.affine = tau, rho, affine
+        tau, delta, rho, start, offset = _params(step)
+        self.tau, self.rho = tau, rho
         x64 = x.to(torch.float64)
         self.x = x64
         hi = x64 + delta  # end of the sigmoid band (t <= δ)
@@ -100,13 +101,10 @@ class _Terms:
         self.i_hi = lvl.position(hi, right=True).clamp(max=n_members)
         self.i_lo = lvl.position(lo, right=True).clamp(max=self.i_hi)
         self.i_x = lvl.position(x64, right=True).clamp(max=self.i_hi)
-        # above the band: affine (SupRank) or constant 1 (sigmoid), exact
+        # above the band: affine (SupRank; the sigmoid's constant 1 is its ρ = 0 case), exact
         n_up = (n_members - self.i_hi).to(torch.float64)
         s_up = lvl.prefix.gather(1, n_members.expand_as(self.i_hi)) - lvl.prefix.gather(1, self.i_hi)
-        if affine:
-            self.upper = rho * (s_up - n_up * hi) + offset * n_up + start * (self.i_hi - self.i_x)
-        else:
-            self.upper = n_up
+        self.upper = rho * (s_up - n_up * hi) + offset * n_up + start * (self.i_hi - self.i_x)
         self.n_up = n_up
         # the band: bins b_lo .. b_hi; the end bins only over their part inside [i_lo, i_hi)
         b_lo, b_hi = lvl.bin_of(lo), lvl.bin_of(hi)
@@ -171,7 +169,7 @@ class _Binned(torch.autograd.Function):
                 t = _Terms(lvl, x, step, n_band_bins)
                 dsig = t.sig * (1 - t.sig) / tau  # dσ(z)/d(mean), (b, p, W)
                 # d/dx: each band segment moves as -σ'·n; the affine part as -ρ·n_up
-                dx = -(t.n * dsig).sum(dim=-1) - (rho * t.n_up if t.affine else 0.0)
+                dx = -(t.n * dsig).sum(dim=-1) - rho * t.n_up
                 gr.scatter_add_(1, it, g * dx)
                 # d/ds_j for the members: every member of a segment gets σ' of its segment (∂mean·n/∂s_j = 1),
                 # spread over sorted positions [first, last) with a difference array
@@ -180,7 +178,7 @@ class _Binned(torch.autograd.Function):
                 diff.scatter_add_(1, t.first.reshape(b, -1), val)
                 diff.scatter_add_(1, t.last.reshape(b, -1), -val)
                 per_sorted = diff.cumsum(dim=1)[:, :n_ref]
-                if t.affine:  # members above x_k + δ get ρ·g_k: items sorted by threshold, prefix sums of g
+                if rho != 0:  # members above x_k + δ get ρ·g_k: items sorted by threshold, prefix sums of g
                     thr, order = torch.sort(t.x + delta, dim=1)
                     cum_g = torch.nn.functional.pad(g.gather(1, order).cumsum(dim=1), (1, 0))
                     below = torch.searchsorted(thr.contiguous(), lvl.u.to(torch.float64).contiguous(), right=False)
