@@ -73,12 +73,13 @@ def test_raw_embeddings_are_normalised_by_default(name):
     torch.testing.assert_close(g, xr.grad, atol=1e-6, rtol=1e-5)
 
 
-def test_normalize_false_ranks_raw_dot_products():
+@pytest.mark.parametrize("name", FLAT)
+def test_normalize_false_ranks_raw_dot_products(name):
     x, y = batch()
-    raw = float(SupAP(normalize=False)(x, y))
-    assert raw != pytest.approx(float(SupAP()(x, y)), abs=1e-3)
+    raw = float(deterministic(name, normalize=False)(x, y))
+    assert raw != pytest.approx(float(deterministic(name)(x, y)), abs=1e-3)  # the option is used, not ignored
     # the default on raw embeddings is normalize=False on their unit vectors
-    assert float(SupAP(normalize=False)(normalize(x, dim=1), y)) == pytest.approx(float(SupAP()(x, y)), abs=1e-6)
+    assert float(deterministic(name, normalize=False)(normalize(x, dim=1), y)) == pytest.approx(float(deterministic(name)(x, y)), abs=1e-6)
 
 
 def test_unit_norm_embeddings_keep_their_exact_gradient():
