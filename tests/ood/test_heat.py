@@ -166,6 +166,8 @@ def test_detector_errors(toy):
         fitted.score(Features(np.ones((2, 3))))
     with pytest.raises(ValueError, match="unknown OOD detector 'hea'"):
         create_detector("hea")
+    with pytest.raises(ValueError, match="detector heat_gmm has no option 'epoch' \\(did you mean epochs\\?\\); its options: hidden"):
+        create_detector("heat_gmm", epoch=3)
     with pytest.raises(ValueError, match="prior_temperature must be 'auto' or > 0"):
         create_detector("heat_gmm", prior_temperature=-1)
 

@@ -83,12 +83,19 @@ def sgld(z: torch.Tensor, energy_fn: Callable[[torch.Tensor], torch.Tensor], ste
 
 
 class HybridEnergy(Detector):
-    """A prior energy plus a learned residual (the base of HEAT-GMM, HEAT-GMM-std, HEAT-EL)."""
+    """A prior energy plus a learned residual (the base of HEAT-GMM, HEAT-GMM-std, HEAT-EL).
+
+    hidden, n_hidden, tied: the residual MLP (128 wide, 4 hidden layers, distinct); epochs (5) over a
+    seeded sample of ``max_train`` (20,000) ID training features in batches of ``batch_size`` (256), Adam
+    at ``lr`` (1e-4, ×0.1 half-way); steps, step_size, noise: SGLD (per-prior defaults of the spec's
+    CIFAR-10 settings); l2: λ of the CD loss; prior_temperature: T_prior ("auto": the prior energy's
+    std over the ID training features); temperature: T of the residual (1); seed: everything random.
+    """
 
     pooled = "features"
     normalized = True
     _state = ("mlp", "prior_scale", "nonnegative")
-    # per-prior defaults (the CIFAR-10 settings of the spec, the learning rate raised for short CPU runs)
+    # per-prior defaults (the CIFAR-10 settings of the spec; the learning rate raised for short CPU runs)
     defaults: dict = {}
 
     def __init__(self, *, hidden: int = 128, n_hidden: int = 4, tied: bool = False, epochs: int = 5,

@@ -17,7 +17,18 @@ for _cls in (baselines.MSP, baselines.MaxLogit, baselines.Energy, baselines.GEN,
 
 
 def create_detector(name: str, **options):
-    return DETECTORS.create(name, **options)
+    """The detector ``name`` with ``options``; an option it does not take is an error naming those it does."""
+    import difflib
+    import inspect
+
+    entry = DETECTORS.entry(name)
+    accepted = [p for p in inspect.signature(entry.factory).parameters if p not in ("self", "progress")]
+    unknown = [k for k in options if k not in accepted]
+    if unknown:
+        close = difflib.get_close_matches(unknown[0], accepted, n=1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        raise ValueError(f"detector {entry.name} has no option {unknown[0]!r}{hint}; its options: {', '.join(accepted) or 'none'}")
+    return entry.factory(**options)
 
 
 def detector_names(include_compose: bool = False) -> list[str]:
