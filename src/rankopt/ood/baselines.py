@@ -15,7 +15,7 @@ import torch
 
 from rankopt.ood.detector import Detector
 from rankopt.ood.features import Features, block, row_blocks
-from rankopt.ood.gaussian import TiedGaussian, fit_tied_gaussian, normalise
+from rankopt.ood.gaussian import FittedGaussian, TiedGaussian, fit_tied_gaussian, normalise
 
 __all__ = ["MSP", "MaxLogit", "Energy", "GEN", "Mahalanobis", "RelativeMahalanobis", "KNN", "GMMPrior", "ViM",
            "ReAct", "ASH", "SCALE", "energy", "percentile_of"]
@@ -92,7 +92,7 @@ class GEN(_LogitDetector):
         return (p.pow(self.gamma) * (1 - p).pow(self.gamma)).mean(dim=1)
 
 
-class _GaussianDetector(Detector):
+class _GaussianDetector(FittedGaussian, Detector):
     needs = ("labels",)
     _state = ("means", "cov", "counts")
     pooled = "features"  # which feature set the Gaussians model
@@ -102,15 +102,7 @@ class _GaussianDetector(Detector):
         self.normalize = normalize
 
     def _fit(self, train: Features) -> None:
-        g = fit_tied_gaussian(getattr(train, self.pooled), train.labels, self.normalize)
-        self.means, self.cov, self.counts = g.means, g.cov, g.counts
-        self._gaussian = g
-
-    @property
-    def gaussian(self) -> TiedGaussian:
-        if getattr(self, "_gaussian", None) is None or self._gaussian.means is not self.means:
-            self._gaussian = TiedGaussian(self.means, self.cov, self.counts)
-        return self._gaussian
+        self.set_gaussian(fit_tied_gaussian(getattr(train, self.pooled), train.labels, self.normalize))
 
     def _z(self, x: Features, start: int, stop: int) -> torch.Tensor:
         z = block(getattr(x, self.pooled), start, stop)
@@ -200,6 +192,19 @@ class _HeadDetector(Detector):
         self.head = train.head
 
 
+class _ShapingDetector(_HeadDetector):
+    """Activation shaping at a ``percentile`` (a fraction in (0, 1); each class's published default)."""
+
+    default_percentile: float = 0.9
+
+    def __init__(self, percentile: float | None = None) -> None:
+        percentile = self.default_percentile if percentile is None else percentile
+        if not 0 < percentile < 1:
+            raise ValueError(f"{self.name}: percentile must be a fraction in (0, 1); got {percentile}")
+        super().__init__(percentile=percentile)
+        self.percentile = percentile
+
+
 def percentile_of(x: np.ndarray, q: float, max_values: int = 20_000_000, seed: int = 0) -> float:
     """The q-th percentile (q in [0, 1]) of every value of x (N, d); beyond ``max_values`` values, of a
     seeded sample of whole rows (ImageNet-size sets: 2.6e9 values)."""
@@ -208,15 +213,11 @@ def percentile_of(x: np.ndarray, q: float, max_values: int = 20_000_000, seed: i
     return float(np.percentile(np.asarray(x[rows]).ravel(), 100 * q))
 
 
-class ReAct(_HeadDetector):
+class ReAct(_ShapingDetector):
     """Energy of the head on features clipped at the ``percentile`` (0.9) of ID training activations."""
 
     name = "react"
     _state = ("head", "threshold")
-
-    def __init__(self, percentile: float = 0.9) -> None:
-        super().__init__(percentile=percentile)
-        self.percentile = percentile
 
     def _fit(self, train):
         super()._fit(train)
@@ -233,15 +234,11 @@ def _top_mask(z: torch.Tensor, percentile: float) -> torch.Tensor:
     return torch.zeros_like(z, dtype=torch.bool).scatter_(1, idx, True)
 
 
-class ASH(_HeadDetector):
+class ASH(_ShapingDetector):
     """ASH-S: zero each feature vector below its ``percentile`` (0.9), scale the rest by
     exp(Σ all / Σ kept), then the energy of the head."""
 
     name = "ash"
-
-    def __init__(self, percentile: float = 0.9) -> None:
-        super().__init__(percentile=percentile)
-        self.percentile = percentile
 
     def _score(self, x, start, stop):
         z = block(x.features, start, stop)
@@ -251,15 +248,12 @@ class ASH(_HeadDetector):
         return energy(self.head(kept * scale.exp()[:, None]))
 
 
-class SCALE(_HeadDetector):
+class SCALE(_ShapingDetector):
     """SCALE: features scaled by exp(Σ all / Σ of the top (1 − ``percentile``)) without pruning
     (percentile 0.85), then the energy of the head."""
 
     name = "scale"
-
-    def __init__(self, percentile: float = 0.85) -> None:
-        super().__init__(percentile=percentile)
-        self.percentile = percentile
+    default_percentile = 0.85
 
     def _score(self, x, start, stop):
         z = block(x.features, start, stop)

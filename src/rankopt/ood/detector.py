@@ -37,6 +37,10 @@ class Detector:
         self.options = options
         self.dim: int | None = None  # the feature dimension seen at fit
         self.std_dim: int | None = None
+        self.progress = None  # progress(done, total) during long fits (HEAT's training), or None
+
+    def set_progress(self, progress) -> None:
+        self.progress = progress
 
     # --- public API -------------------------------------------------------------------------
     def missing(self, feats: Features) -> list[str]:

@@ -11,7 +11,7 @@ import torch
 
 from rankopt.ood.features import block, row_blocks
 
-__all__ = ["TiedGaussian", "fit_tied_gaussian", "normalise"]
+__all__ = ["TiedGaussian", "FittedGaussian", "fit_tied_gaussian", "normalise"]
 
 RIDGE = 1e-6  # relative to the largest variance: keeps dead feature channels from making Σ singular
 
@@ -53,6 +53,24 @@ class TiedGaussian:
 
     def state(self) -> dict[str, torch.Tensor]:
         return {"means": self.means, "cov": self.cov, "counts": self.counts}
+
+
+class FittedGaussian:
+    """Mixin of detectors holding a TiedGaussian: its state (means, cov, counts) saved as tensors, the
+    decomposition rebuilt once after loading."""
+
+    means: torch.Tensor
+    cov: torch.Tensor
+    counts: torch.Tensor
+
+    def set_gaussian(self, g: TiedGaussian) -> None:
+        self.means, self.cov, self.counts, self._gaussian = g.means, g.cov, g.counts, g
+
+    @property
+    def gaussian(self) -> TiedGaussian:
+        if getattr(self, "_gaussian", None) is None or self._gaussian.means is not self.means:  # loaded state
+            self._gaussian = TiedGaussian(self.means, self.cov, self.counts)
+        return self._gaussian
 
 
 def fit_tied_gaussian(x: np.ndarray, labels: np.ndarray, normalize: bool) -> TiedGaussian:

@@ -32,7 +32,7 @@ from torch import nn
 from rankopt.ood.baselines import energy
 from rankopt.ood.detector import Detector
 from rankopt.ood.features import Features, block, row_blocks
-from rankopt.ood.gaussian import TiedGaussian, fit_tied_gaussian, normalise
+from rankopt.ood.gaussian import FittedGaussian, fit_tied_gaussian, normalise
 
 __all__ = ["ResidualMLP", "HybridEnergy", "HEATGMM", "HEATGMMStd", "HEATEL", "Composition", "HEAT", "sgld",
            "cd_loss", "compose"]
@@ -101,7 +101,7 @@ class HybridEnergy(Detector):
     def __init__(self, *, hidden: int = 128, n_hidden: int = 4, tied: bool = False, epochs: int = 5,
                  batch_size: int = 256, lr: float = 1e-4, steps: int | None = None, step_size: float | None = None,
                  noise: float | None = None, l2: float | None = None, prior_temperature: float | str = "auto",
-                 temperature: float = 1.0, max_train: int | None = 20000, seed: int = 0, progress=None) -> None:
+                 temperature: float = 1.0, max_train: int | None = 20000, seed: int = 0) -> None:
         given = dict(hidden=hidden, n_hidden=n_hidden, tied=tied, epochs=epochs, batch_size=batch_size, lr=lr,
                      steps=steps, step_size=step_size, noise=noise, l2=l2, prior_temperature=prior_temperature,
                      temperature=temperature, max_train=max_train, seed=seed)
@@ -113,7 +113,6 @@ class HybridEnergy(Detector):
             setattr(self, k, v)
         if not (prior_temperature == "auto" or (isinstance(prior_temperature, (int, float)) and prior_temperature > 0)):
             raise ValueError(f"{self.name}: prior_temperature must be 'auto' or > 0; got {prior_temperature!r}")
-        self.progress = progress
         self.mlp: ResidualMLP | None = None
         self.nonnegative = False
 
@@ -190,20 +189,13 @@ class HybridEnergy(Detector):
         return self.hybrid(self._prepare(block(getattr(x, self.pooled), start, stop)))
 
 
-class _GMMHybrid(HybridEnergy):
+class _GMMHybrid(FittedGaussian, HybridEnergy):
     _state = ("mlp", "prior_scale", "nonnegative", "means", "cov", "counts")
     needs = ("labels",)
     defaults = dict(steps=20, step_size=1e-4, noise=5e-3, l2=10.0)
 
     def _fit_prior(self, train):
-        g = fit_tied_gaussian(getattr(train, self.pooled), train.labels, normalize=True)
-        self.means, self.cov, self.counts = g.means, g.cov, g.counts
-
-    @property
-    def gaussian(self) -> TiedGaussian:
-        if getattr(self, "_gaussian", None) is None or self._gaussian.means is not self.means:
-            self._gaussian = TiedGaussian(self.means, self.cov, self.counts)
-        return self._gaussian
+        self.set_gaussian(fit_tied_gaussian(getattr(train, self.pooled), train.labels, normalize=True))
 
     def prior(self, z):
         return -self.gaussian.log_density(z)
@@ -264,12 +256,12 @@ class Composition(Detector):
     name = "compose"
 
     def __init__(self, components: list[str] | tuple[str, ...] = ("heat_gmm", "heat_gmm_std", "heat_el"), beta: float = 0.0,
-                 calibration: int = 10000, seed: int = 0, component_options: dict | None = None, progress=None) -> None:
+                 calibration: int = 10000, seed: int = 0, component_options: dict | None = None) -> None:
         super().__init__(components=list(components), beta=beta, calibration=calibration, seed=seed,
                          component_options=component_options or {})
         if not components:
             raise ValueError(f"{self.name}: no component detector to compose")
-        self.beta, self.calibration, self.seed, self.progress = float(beta), calibration, seed, progress
+        self.beta, self.calibration, self.seed = float(beta), calibration, seed
         self.members = self._members(list(components))
         self.mean = self.std = None
 
@@ -285,11 +277,8 @@ class Composition(Detector):
 
     def _fit(self, train):
         for m in self.members:
-            if m.dim is not None:  # already fitted (e.g. by the same run's own heat_gmm): reused as it is
-                continue
-            if isinstance(m, HybridEnergy):
-                m.progress = self.progress
-            m.fit(train)
+            if m.dim is None:  # not already fitted (e.g. by the same run's own heat_gmm, reused as it is)
+                m.fit(train)
         rows = np.arange(len(train))
         if len(rows) > self.calibration:
             rows = np.sort(np.random.default_rng(self.seed).choice(len(rows), self.calibration, replace=False))
@@ -297,9 +286,13 @@ class Composition(Detector):
         scores = torch.stack([torch.as_tensor(m.score(sample)) for m in self.members])  # (K, n)
         self.mean, self.std = scores.mean(1), scores.std(1).clamp_min(1e-12)
 
-    def _score(self, x, start, stop):
-        part = _take(x, np.arange(start, stop))
-        e = [(torch.as_tensor(m.score(part)) - self.mean[k]) / self.std[k] for k, m in enumerate(self.members)]
+    def set_progress(self, progress) -> None:
+        super().set_progress(progress)
+        for m in self.members:
+            m.set_progress(progress)
+
+    def _score(self, x, start, stop):  # the members read the same rows (their checks were made by score)
+        e = [(m._score(x, start, stop).to(torch.float64) - self.mean[k]) / self.std[k] for k, m in enumerate(self.members)]
         return compose(e, self.beta)
 
     def state_dict(self):

@@ -12,8 +12,7 @@ for _cls in (baselines.MSP, baselines.MaxLogit, baselines.Energy, baselines.GEN,
              baselines.RelativeMahalanobis, baselines.KNN, baselines.ViM, baselines.ReAct, baselines.ASH,
              baselines.SCALE, baselines.GMMPrior, baselines.GMMStdPrior, heat.HEATGMM, heat.HEATGMMStd, heat.HEATEL,
              heat.Composition, heat.HEAT):
-    DETECTORS.register(_cls.name, _cls, needs=_cls.needs if isinstance(_cls.needs, tuple) else None,
-                       doc=(_cls.__doc__ or "").strip().splitlines()[0])
+    DETECTORS.register(_cls.name, _cls, doc=(_cls.__doc__ or "").strip().splitlines()[0])
 
 
 def create_detector(name: str, **options):
@@ -22,7 +21,7 @@ def create_detector(name: str, **options):
     import inspect
 
     entry = DETECTORS.entry(name)
-    accepted = [p for p in inspect.signature(entry.factory).parameters if p not in ("self", "progress")]
+    accepted = [p for p in inspect.signature(entry.factory).parameters if p != "self"]
     unknown = [k for k in options if k not in accepted]
     if unknown:
         close = difflib.get_close_matches(unknown[0], accepted, n=1)

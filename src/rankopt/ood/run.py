@@ -46,9 +46,11 @@ def with_head(train: Features) -> Features:
 
 
 def evaluate_detectors(train: Features, id_test: Features, ood: dict[str, Features], names: list[str], out_dir: Path,
-                       prefix: str = "ood", options: dict | None = None, progress: ProgressFactory = _no_progress) -> dict:
+                       prefix: str = "ood", options: dict | None = None, progress: ProgressFactory = _no_progress,
+                       extra: dict | None = None) -> dict:
     """Fit every detector of ``names`` on ``train``, score ``id_test`` and each OOD set, write
-    ``<prefix>.json``, ``<prefix>_scores.npz`` and ``<prefix>_detectors/<name>.pt``; returns the JSON object.
+    ``<prefix>.json`` (with ``extra`` keys), ``<prefix>_scores.npz`` and ``<prefix>_detectors/<name>.pt``;
+    returns the JSON object.
     A detector the features cannot feed (no labels, no std_features, no head) is skipped with the
     reason recorded under "skipped"."""
     if not ood:
@@ -57,8 +59,6 @@ def evaluate_detectors(train: Features, id_test: Features, ood: dict[str, Featur
     for x in [id_test, *ood.values()]:
         if x.dim != train.dim:
             raise ValueError(f"features have dimension {x.dim} but the ID training features have {train.dim}")
-        if x.head is None:
-            x.head = train.head
     fitted: dict[str, Detector] = {}
     results, skipped, scores, timing = {}, {}, {}, {}
     det_dir = out_dir / f"{prefix}_detectors"
@@ -77,9 +77,9 @@ def evaluate_detectors(train: Features, id_test: Features, ood: dict[str, Featur
             continue
         start = time.perf_counter()
         with progress(f"fitting {name}", "batch") as bar:
-            _set_progress(det, bar)
+            det.set_progress(bar)
             det.fit(train)
-            _set_progress(det, None)
+            det.set_progress(None)
         fit_s = time.perf_counter() - start
         fitted[name] = det
         start = time.perf_counter()
@@ -101,17 +101,12 @@ def evaluate_detectors(train: Features, id_test: Features, ood: dict[str, Featur
            "conventions": {"scores": "larger = more OOD", "auroc": "OOD positive", "aupr_in": "ID positive",
                            "aupr_out": "OOD positive",
                            "fpr95_id": "fraction of OOD accepted when 95% of ID is accepted (HEAT, most papers)",
-                           "fpr95_ood": "fraction of ID flagged when 95% of OOD is flagged (OpenOOD, pytorch-ood)"}}
+                           "fpr95_ood": "fraction of ID flagged when 95% of OOD is flagged (OpenOOD, pytorch-ood)"},
+           **(extra or {})}
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write(out_dir / f"{prefix}_scores.npz", lambda f: np.savez(f, **scores))
     atomic_write_text(out_dir / f"{prefix}.json", json.dumps(out, indent=2))
     return out
-
-
-def _set_progress(det: Detector, bar) -> None:
-    for d in [det, *getattr(det, "members", [])]:
-        if hasattr(d, "progress"):
-            d.progress = bar
 
 
 def check_names(detectors: list[str] | None, sets: list[str] | None) -> tuple[list[str], list[str] | None]:
@@ -156,10 +151,7 @@ def ood_run_folder(run_dir: str | Path, sets: list[str] | None = None, detectors
     ood = {s: features_of(f"ood_{s}", lambda s=s: load_ood_set(s, seed, trained_classes=trained_classes, data_dir=cfg.data.root))
            for s in sets}
     prefix = "ood" if backbone is None else f"ood-{backbone}"
-    out = evaluate_detectors(train, id_test, ood, names, run_dir, prefix, options, progress)
-    out["backbone"] = tag
-    atomic_write_text(run_dir / f"{prefix}.json", json.dumps(out, indent=2))
-    return out
+    return evaluate_detectors(train, id_test, ood, names, run_dir, prefix, options, progress, extra={"backbone": tag})
 
 
 def ood_feature_files(id_train: str | Path, id_test: str | Path, ood_files: list[str | Path], out_dir: str | Path,
