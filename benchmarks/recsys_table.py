@@ -1,4 +1,6 @@
-"""Recommendation table (ITEM, issue 5): models × losses × protocols on the shared recsys data.
+"""Recommendation table (ITEM, issue 5): models × losses × protocols on the shared recsys data, with the
+packaged recipes' (untuned) settings. The tuned, multi-seed comparison of the losses, with paired
+tests, is ``benchmarks/recsys_tuning.py``.
 
     python benchmarks/recsys_table.py                       # ML-100k, Last.fm, ML-1M on the CPU
     python benchmarks/recsys_table.py --datasets gowalla --device cuda
@@ -69,7 +71,7 @@ def measure(dataset: str, model: str, variant: str, protocol: str, args, replay:
            "ndcg@20": test["ndcg@20"], "valid_ndcg@20": sel["value"], "seconds_per_epoch": timing["seconds_per_epoch"],
            "seconds_to_best": timing["seconds_to_best"], "best_epoch": sel["epoch"], "epochs_run": sel["epochs_run"],
            "wall_seconds": wall, "patience": cfg.train.patience, "eval_every": cfg.train.eval_every, "n_users": test["n_users"],
-           "device": args.device, "lr": cfg.optim.learning_rate(cfg.loss.name), "masked": "train+valid", "recipe": recipe}
+           "device": args.device, "lr": cfg.optim.lr, "masked": "train+valid", "recipe": recipe}
     if replay is None:
         limit = cfg.train.time_limit
         row["capped"] = bool(limit is not None and sel["epochs_run"] < cfg.train.epochs and timing["seconds_to_best"] >= 0.8 * limit)

@@ -662,13 +662,14 @@ def build_parser() -> argparse.ArgumentParser:
                     help="override a config value, e.g. --set loss.ppr_skip=100 --set data.batch_users=512 (repeatable)")
     rt.add_argument("--model", choices=MODELS, help="model.name; lightgcnpp = LightGCN++ (RecSys 2024)")
     rt.add_argument("--loss", choices=LOSSES,
-                    help="loss.name: bpr (baseline), item-ndcg (ITEM smooth NDCG), supndcg, suprecall, softmax (sampled softmax)")
+                    help="loss.name: bpr (baseline), item-ndcg (ITEM smooth NDCG), supndcg, suprecall, softmax (sampled softmax), "
+                         "ccl (SimpleX's cosine contrastive loss); unset settings take the loss's tuned values")
     rt.add_argument("--negatives", choices=NEGATIVES, help="loss.negatives: uniform, or PPR hard negatives mixed with uniform ones")
     rt.add_argument("--protocol", choices=("transductive", "inductive"), help="data.protocol")
     rt.add_argument("--epochs", type=int, help="train.epochs")
     rt.add_argument("--seed", type=int, help="train.seed")
     rt.add_argument("--device", help="train.device: cpu, cuda, cuda:1, ...")
-    rt.add_argument("--lr", type=float, help="optim.lr (default: 1e-3 for bpr, 1e-2 for the candidate losses)")
+    rt.add_argument("--lr", type=float, help="optim.lr (default: the loss's tuned value, rankopt.recsys.config.TUNED)")
     rt.add_argument("--dim", type=int, help="model.dim")
     rt.add_argument("--patience", type=int, help="train.patience: stop after this many validations without improvement")
     rt.add_argument("--time-limit", type=float, help="train.time_limit: seconds of fitting; the epoch crossing it is the last")

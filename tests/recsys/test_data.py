@@ -62,3 +62,27 @@ def test_inductive_split_never_leaks_held_out_users(tmp_path):
     assert not held & set(np.unique(d.train.user).tolist())  # no held-out user trains
     assert set(np.unique(d.context.user).tolist()) <= held
     assert len(d.context) + len(d.test) == 10 * 9
+
+
+def test_random_per_user_split_of_a_timestamped_file(tmp_path):
+    rows = ["user,item,rating,timestamp"] + [f"u{u},i{(u * 7 + k) % 23},5,{k}" for u in range(6) for k in range(20)]
+    (tmp_path / "d.csv").write_text("\n".join(rows) + "\n")
+    temporal = load_directory(tmp_path)
+    random = load_directory(tmp_path, split="random", seed=0)
+    assert load_directory(tmp_path, split="temporal").test.timestamp.tolist() == temporal.test.timestamp.tolist()
+    newest_last = 0
+    for u in range(6):
+        tr, te = random.train.timestamp[random.train.user == u], random.test.timestamp[random.test.user == u]
+        va = random.valid.timestamp[random.valid.user == u]
+        assert (len(tr), len(va), len(te)) == (16, 2, 2)  # 80/10/10 per user
+        assert sorted(np.concatenate([tr, va, te]).tolist()) == list(range(20))  # a partition of the user's items
+        newest_last += tr.max() < te.min()
+    assert newest_last < 6  # not the temporal cut: some test item is older than some training item
+    again = load_directory(tmp_path, split="random", seed=0)
+    assert again.test.item.tolist() == random.test.item.tolist()  # seeded
+    assert load_directory(tmp_path, split="random", seed=1).test.item.tolist() != random.test.item.tolist()
+    with pytest.raises(ValueError, match="split='weekly'"):
+        load_directory(tmp_path, split="weekly")
+    (tmp_path / "d.csv").write_text("user,item\n" + "\n".join(f"{u},{k}" for u in range(3) for k in range(10)) + "\n")
+    with pytest.raises(ValueError, match="no timestamp column"):
+        load_directory(tmp_path, split="temporal")

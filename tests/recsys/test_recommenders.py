@@ -268,3 +268,15 @@ def test_per_user_values_written_as_csv_read_back(tmp_path):
     assert rows[0] == ["user", "ndcg@5", "recall@5"]
     assert [int(r[0]) for r in rows[1:]] == [4, 9]
     assert [float(r[1]) for r in rows[1:]] == pytest.approx([0.5, 1 / 3], abs=1e-10) and rows[2][2] == "0"
+
+
+def test_l2_with_item_counts_equals_the_repeated_indices():
+    from rankopt.recsys.models import RECOMMENDERS
+
+    rng = np.random.default_rng(0)
+    graph = Interactions(rng.integers(0, 5, 20), rng.integers(0, 7, 20))
+    model = RECOMMENDERS.entry("lightgcn").factory(5, 7, graph, dim=4)
+    items = torch.tensor([0, 3, 3, 6, 6, 6])
+    users = torch.tensor([1, 2])
+    counts = torch.bincount(items, minlength=7)
+    assert float(model.ego_penalty(users, item_counts=counts)) == pytest.approx(float(model.ego_penalty(users, items)))

@@ -117,9 +117,12 @@ def test_ppr_negatives_are_cached(tmp_path, monkeypatch):
     rng = np.random.default_rng(1)
     train = Interactions(rng.integers(0, 6, 25), rng.integers(0, 15, 25))
     first = ppr_negatives(train, 6, 15, m=4, cache_dir=tmp_path)
-    assert len(list(tmp_path.glob("ppr-*.npy"))) == 1
+    assert len(list(tmp_path.glob("ppr-*.npz"))) == 1
     monkeypatch.setattr(negatives, "personalized_pagerank", lambda *a, **k: (_ for _ in ()).throw(AssertionError("recomputed")))
     np.testing.assert_array_equal(ppr_negatives(train, 6, 15, m=4, cache_dir=tmp_path), first)
+    items, scores = ppr_negatives(train, 6, 15, m=4, cache_dir=tmp_path, with_scores=True)  # the scores are cached too
+    np.testing.assert_array_equal(items, first)
+    assert scores.shape == items.shape and (np.diff(scores, axis=1) <= 0).all()  # highest PPR first
     with pytest.raises(AssertionError, match="recomputed"):  # other parameters: another cache entry
         ppr_negatives(train, 6, 15, m=4, restart=0.3, cache_dir=tmp_path)
 
@@ -192,3 +195,112 @@ def test_masked_items_rank_below_every_real_item():
     test = Interactions(np.zeros(1, dtype=np.int64), np.array([5]))
     out = evaluate_recommender((users, items), test, train, ("recall@2", "ndcg@2"))
     assert out["recall@2"] == 1.0 and out["ndcg@2"] == pytest.approx(1 / math.log2(3))
+
+
+def test_cosine_contrastive_loss_against_simplex_formula():
+    from rankopt.recsys.losses import CosineContrastiveLoss
+
+    users, items, cand, pos = block(3)
+    levels = pos.to(torch.int64).clone()
+    levels[1, -1] = -1  # padding is neither positive nor negative
+    margin, w = 0.3, 7.0
+    got = CosineContrastiveLoss(margin=margin, neg_weight=w)(users, items, cand, levels)
+    u = torch.nn.functional.normalize(users, dim=1)
+    it = torch.nn.functional.normalize(items, dim=1)
+    terms = []  # SimpleX: per (user, positive) pair, (1 − cos) + w · mean over the negatives of max(0, cos − m)
+    for b in range(len(users)):
+        cos = [float(it[j] @ u[b]) for j in cand[b]]
+        negs = [max(0.0, c - margin) for c, lv in zip(cos, levels[b]) if lv == 0]
+        terms += [(1 - c) + w * sum(negs) / len(negs) for c, lv in zip(cos, levels[b]) if lv == 1]
+    assert float(got) == pytest.approx(sum(terms) / len(terms), abs=1e-9)
+    with pytest.raises(ValueError, match="margin=1.5"):
+        CosineContrastiveLoss(margin=1.5)
+
+
+def catalogue_block(seed=4, b=4, n_items=15, d=5):
+    """Users, items and whole-catalogue levels: 1 sampled positive, −1 another known item, 0 the rest."""
+    g = torch.Generator().manual_seed(seed)
+    users = torch.randn(b, d, dtype=torch.float64, generator=g)
+    items = torch.randn(n_items, d, dtype=torch.float64, generator=g)
+    levels = torch.zeros(b, n_items, dtype=torch.int64)
+    for r in range(b):
+        perm = torch.randperm(n_items, generator=g)
+        levels[r, perm[: 2 + r % 2]] = 1
+        levels[r, perm[3:5]] = -1
+    return users, items, levels
+
+
+@pytest.mark.parametrize("normalize", [True, False])
+def test_item_loss_over_the_whole_catalogue_ranks_against_every_unknown_item(normalize):
+    users, items, levels = catalogue_block()
+    tau = 0.3
+    u_grad = users.clone().requires_grad_()
+    got = ITEMLoss(tau=tau, normalize=normalize)(u_grad, items, None, levels)
+    got.backward()
+    u = torch.nn.functional.normalize(users, dim=1) if normalize else users
+    it = torch.nn.functional.normalize(items, dim=1) if normalize else items
+    u_ref = u.clone().requires_grad_() if not normalize else None
+    losses = []
+    for b in range(len(users)):  # a loop over the catalogue: ignored items neither rank above nor count
+        s = it @ (u_ref[b] if u_ref is not None else u[b])
+        pos = (levels[b] == 1).nonzero().flatten().tolist()
+        others = [j for j in range(len(items)) if levels[b, j] >= 0]
+        dcg = sum(1 / torch.log2(1 + 1 + sum(torch.sigmoid((s[j] - s[p]) / tau) for j in others if j != p)) for p in pos)
+        idcg = sum(1 / math.log2(1 + r) for r in range(1, len(pos) + 1))
+        losses.append(1 - dcg / idcg)
+    expected = torch.stack(losses).mean()
+    assert float(got) == pytest.approx(float(expected), abs=1e-10)
+    if u_ref is not None:
+        expected.backward()
+        torch.testing.assert_close(u_grad.grad, u_ref.grad)
+
+
+def test_whole_catalogue_equals_explicit_candidates_and_checks_its_shape():
+    users, items, levels = catalogue_block(5)
+    every = torch.arange(len(items)).expand(len(users), -1)
+    for loss in (ITEMLoss(tau=0.2), SampledSoftmaxLoss(tau=0.2)):
+        assert float(loss(users, items, None, levels)) == pytest.approx(float(loss(users, items, every, levels)), abs=1e-12)
+    with pytest.raises(ValueError, match=r"\(users, items\) = \(4, 15\)"):
+        ITEMLoss()(users, items, None, levels[:, :-1])
+
+
+def test_sampler_over_the_whole_catalogue_marks_known_items_ignored():
+    from rankopt.recsys.training import CandidateSampler
+
+    rng = np.random.default_rng(3)
+    train = Interactions(rng.integers(0, 12, 90), rng.integers(0, 30, 90))
+    sampler = CandidateSampler(train, 30, n_pos=3, n_neg="all")
+    positives = {u: set(train.item[train.user == u].tolist()) for u in range(12)}
+    seen = []
+    for users, cand, levels in sampler.epoch(rng, batch_users=5):
+        assert cand is None and levels.shape == (len(users), 30)
+        for u, lv in zip(users.tolist(), levels):
+            pos, ign = set(np.flatnonzero(lv == 1).tolist()), set(np.flatnonzero(lv == -1).tolist())
+            assert len(pos) == min(3, len(positives[u])) and pos <= positives[u]
+            assert pos | ign == positives[u] and not pos & ign  # every other known item ignored, never a negative
+        seen += users.tolist()
+    assert sorted(seen) == sorted(positives)
+    with pytest.raises(ValueError, match="nothing to add"):
+        CandidateSampler(train, 30, 3, "all", ppr=np.zeros((12, 5), dtype=np.int64))
+
+
+def test_ppr_negatives_drawn_in_proportion_to_their_score():
+    from rankopt.recsys.training import CandidateSampler
+
+    train = Interactions(np.array([0, 1]), np.array([0, 1]))
+    pool = np.array([[2, 3, 4, 5], [5, 4, 3, 2]])
+    scores = np.array([[0.4, 0.3, 0.2, 0.1], [0.7, 0.2, 0.1, 0.0]], dtype=np.float32)
+    sampler = CandidateSampler(train, 6, n_pos=1, n_neg=1, ppr=pool, ppr_mix=1.0, ppr_scores=scores)
+    rng = np.random.default_rng(0)
+    draws = np.concatenate([sampler._ppr_draw(np.array([0, 1]), rng)[None] for _ in range(20000)])
+    for u in range(2):  # one draw per step: the first pick of a Gumbel top-k is categorical in the scores
+        freq = np.array([(draws[:, u, 0] == item).mean() for item in pool[u]])
+        np.testing.assert_allclose(freq, scores[u] / scores[u].sum(), atol=0.015)
+    assert not (draws[:, 1, 0] == 2).any()  # zero PPR: never drawn while a reachable item is left
+    two = CandidateSampler(train, 6, 1, 2, ppr=pool, ppr_mix=1.0, ppr_scores=scores)
+    picks = np.concatenate([two._ppr_draw(np.array([0]), rng) for _ in range(2000)])
+    assert (picks[:, 0] != picks[:, 1]).all()  # without replacement
+    # the second pick, given the first, is again proportional among the rest (successive sampling)
+    first_two = {(2, 3): 0.4 * 0.3 / 0.6, (3, 2): 0.3 * 0.4 / 0.7}
+    for (a, b), p in first_two.items():
+        assert ((picks[:, 0] == a) & (picks[:, 1] == b)).mean() == pytest.approx(p, abs=0.03)

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -37,10 +38,14 @@ def synthetic(tmp_path, n_users=80, n_items=40):
 @pytest.mark.parametrize("model,loss,negatives", [("lightgcn", "bpr", "uniform"), ("lightgcn", "item-ndcg", "uniform"),
                                                   ("lightgcn", "item-ndcg", "ppr"), ("mf", "supndcg", "uniform"),
                                                   ("ngcf", "item-ndcg", "uniform"), ("lightgcnpp", "softmax", "ppr"),
-                                                  ("lightgcn", "suprecall", "uniform")])
+                                                  ("lightgcn", "suprecall", "uniform"), ("lightgcn", "ccl", "uniform"),
+                                                  ("lightgcn", "item-ndcg", "all"), ("mf", "softmax", "all"),
+                                                  ("lightgcn", "item-ndcg", "ppr-proportional")])
 def test_train_then_evaluate_gives_the_same_test_metrics(tmp_path, capsys, model, loss, negatives):
     data = synthetic(tmp_path / "data") if (tmp_path / "data").mkdir() is None else None
-    rc = main(["recsys", "train", str(data), "--model", model, "--loss", loss, "--negatives", negatives, "--epochs", "30", "--k", "5",
+    sampling = {"all": ["--set", "loss.n_neg=all"], "ppr-proportional": ["--negatives", "ppr", "--set", "loss.ppr_sampling=proportional"]}
+    flags = sampling.get(negatives, ["--negatives", negatives]) + (["--set", "loss.n_neg=20"] if negatives != "all" and loss != "bpr" else [])
+    rc = main(["recsys", "train", str(data), "--model", model, "--loss", loss, *flags, "--epochs", "30", "--k", "5",
                "--dim", "16", "--lr", "0.05", "--run-dir", str(tmp_path / "run"), "--json"])
     assert rc == 0
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
@@ -207,3 +212,66 @@ def test_test_ranking_masks_train_and_valid_items(tmp_path, capsys, refit):
     if refit:
         assert out["protocol"]["refit"] == {"on": "train+valid", "epochs": out["selection"]["epoch"],
                                             "checkpoint": "refit/checkpoints/last.ckpt"}
+
+
+def test_the_defaults_are_the_tuned_settings_and_config_yaml_records_them(tmp_path, capsys):
+    import yaml
+
+    from rankopt.recsys.config import TUNED
+
+    data = synthetic(tmp_path / "data") if (tmp_path / "data").mkdir() is None else None
+    assert main(["recsys", "train", str(data), "--loss", "item-ndcg", "--epochs", "1", "--dim", "8", "--set", "data.batch_users=40",
+                 "--run-dir", str(tmp_path / "run"), "--json"]) == 0
+    saved = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
+    tuned = TUNED["item-ndcg"]
+    assert saved["optim"] == {"lr": tuned["lr"], "weight_decay": tuned["weight_decay"]}
+    assert (saved["loss"]["score"], saved["loss"]["n_neg"]) == (tuned["score"], tuned["n_neg"])
+    assert saved["loss"]["tau"] == tuned["tau"][tuned["score"]]
+    # a value given is kept; the temperature follows the score type asked for
+    assert main(["recsys", "train", str(data), "--loss", "softmax", "--epochs", "1", "--dim", "8", "--lr", "0.02",
+                 "--set", "loss.score=dot", "--set", "loss.n_neg=all", "--run-dir", str(tmp_path / "run2"), "--json"]) == 0
+    saved = yaml.safe_load((tmp_path / "run2" / "config.yaml").read_text())
+    assert saved["optim"]["lr"] == 0.02 and saved["loss"]["n_neg"] == "all"
+    assert saved["loss"]["tau"] == TUNED["softmax"]["tau"]["dot"]
+    assert main(["recsys", "train", str(data), "--loss", "bpr", "--epochs", "1", "--dim", "8", "--run-dir", str(tmp_path / "run3")]) == 0
+    saved = yaml.safe_load((tmp_path / "run3" / "config.yaml").read_text())
+    assert saved["optim"] == {"lr": TUNED["bpr"]["lr"], "weight_decay": TUNED["bpr"]["weight_decay"]}
+
+
+def test_splits_do_not_move_with_the_training_seed(tmp_path):
+    from rankopt.recsys.run import load_data
+
+    (tmp_path / "data").mkdir()
+    rng = np.random.default_rng(0)
+    (tmp_path / "data" / "data1.txt").write_text("\n".join(f"{u}\t{i}\t1" for u in range(30) for i in rng.choice(60, 12, replace=False)) + "\n")
+    (tmp_path / "data" / "test1.txt").write_text("\n".join(f"{u}\t{i}\t1" for u in range(30) for i in rng.choice(60, 2, replace=False)) + "\n")
+    carve = lambda *sets: load_data(load_config(None, [f"data.root={tmp_path / 'data'}", *sets], task="recsys").validate())  # noqa: E731
+    a, b = carve("train.seed=0"), carve("train.seed=5")
+    assert a.valid.item.tolist() == b.valid.item.tolist() and a.train.item.tolist() == b.train.item.tolist()
+    assert carve("data.split_seed=3").valid.item.tolist() != a.valid.item.tolist()
+    held = lambda *sets: set(carve("data.protocol=inductive", *sets).test.user.tolist())  # noqa: E731
+    assert held("train.seed=0") == held("train.seed=9") != held("data.split_seed=4")
+
+
+def test_validation_on_a_fixed_sample_of_users(tmp_path, capsys):
+    data = synthetic(tmp_path / "data") if (tmp_path / "data").mkdir() is None else None
+    assert main(["recsys", "train", str(data), "--epochs", "3", "--k", "5", "--dim", "8", "--set", "data.valid_users=17",
+                 "--set", "loss.n_neg=20", "--run-dir", str(tmp_path / "run"), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert out["valid"]["n_users"] == 17 and out["test"]["n_users"] == 80  # the test still ranks every user
+    assert main(["recsys", "train", str(data), "--set", "data.valid_users=0"]) == 2
+    assert "data.valid_users=0" in capsys.readouterr().err
+
+
+def test_early_stopping_waits_for_min_epochs(tmp_path, capsys):
+    """A flat validation curve (a learning rate that moves nothing): patience 1 stops at the second
+    validation, unless train.min_epochs holds it back; the time limit is not held back."""
+    data = synthetic(tmp_path / "data") if (tmp_path / "data").mkdir() is None else None
+    base = ["recsys", "train", str(data), "--loss", "bpr", "--lr", "1e-12", "--epochs", "9", "--k", "5", "--dim", "8",
+            "--patience", "1", "--json"]
+    runs = {}
+    for name, extra in (("plain", []), ("held", ["--set", "train.min_epochs=6"]),
+                        ("capped", ["--set", "train.min_epochs=6", "--time-limit", "1e-6"])):
+        assert main(base + extra + ["--run-dir", str(tmp_path / name)]) == 0
+        runs[name] = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["selection"]["epochs_run"]
+    assert runs == {"plain": 2, "held": 6, "capped": 1}

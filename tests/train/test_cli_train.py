@@ -120,3 +120,11 @@ def test_unreadable_checkpoint_for_embed_is_one_line(tiny_fashion, tmp_path, cap
     (run / "checkpoints" / "empty.ckpt").write_bytes(b"")
     rc, _, err = run_cli(["embed", str(run / "checkpoints" / "empty.ckpt"), "-o", str(tmp_path / "e.npz")], capsys)
     assert rc == 2 and "cannot be read" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_exponent_floats_are_read_as_numbers():
+    """YAML 1.1 reads 1e-5 (no point) as text: a float field takes it as the number it is."""
+    cfg = load_config("fashion-mnist", ["optim.lr_head=1e-5", "optim.weight_decay=2E+1"])
+    assert cfg.optim.lr_head == 1e-5 and cfg.optim.weight_decay == 20.0
+    with pytest.raises(ValueError, match="optim.lr_head: expected float"):
+        load_config("fashion-mnist", ["optim.lr_head=1e-5x"])

@@ -186,13 +186,19 @@ def _finish(train: Interactions, test: Interactions, valid, users, items, contex
 
 def load_directory(path: str | Path, *, split: str = "auto", ratios=(0.8, 0.1, 0.1), seed: int = 0,
                    rating_threshold: float | None = None) -> RecData:
-    """Read a folder in any supported format. split="auto" keeps the files' own train/valid/test; a single
-    interaction file (.inter, .csv) is split per user ("ratio", or "temporal" when it has timestamps)."""
+    """Read a folder in any supported format. Split files (train/valid/test) are kept as they are; a single
+    interaction file (.inter, .csv) is split per user: ``split="temporal"`` (oldest first), ``"random"``
+    (also ``"ratio"``; seeded by ``seed``), or ``"auto"``: temporal when it has timestamps, else random."""
     path = Path(path)
+    if split not in ("auto", "temporal", "random", "ratio"):
+        raise ValueError(f"split={split!r} is not one of auto, temporal, random")
     if not path.is_dir():
         raise FileNotFoundError(f"{path} is not a folder of interaction files")
     split_files = ((path / "train.txt").is_file() and (path / "test.txt").is_file()) or (
         (path / "data1.txt").is_file() and (path / "test1.txt").is_file())
+    if split_files and split != "auto":
+        raise ValueError(f"data.split={split}: {path} has its own split files (train/test), which are kept as they "
+                         "are; a split applies to a single interaction file (.inter, .csv)")
     if split_files and rating_threshold is not None:
         raise ValueError(f"{path}: rating_threshold={rating_threshold} given, but its split files hold no ratings "
                          "(user item lists): leave the threshold unset")
@@ -213,9 +219,10 @@ def load_directory(path: str | Path, *, split: str = "auto", ratios=(0.8, 0.1, 0
         (whole,), users, items = _index([raw])
         if rating_threshold is not None:
             whole = implicit(whole, rating_threshold)
-        mode = ("temporal" if whole.timestamp is not None else "ratio") if split == "auto" else split
-        splitter = temporal_split if mode == "temporal" else ratio_split
-        train, valid, test = splitter(whole, ratios, seed=seed) if mode != "temporal" else splitter(whole, ratios)
+        mode = ("temporal" if whole.timestamp is not None else "random") if split == "auto" else split
+        if mode == "temporal" and whole.timestamp is None:
+            raise ValueError(f"data.split=temporal: {singles[0]} has no timestamp column (use random)")
+        train, valid, test = temporal_split(whole, ratios) if mode == "temporal" else ratio_split(whole, ratios, seed=seed)
         return _finish(train, test, valid, users, items)
     parts, users, items = _index(raws)
     train, test = parts[0], parts[1]

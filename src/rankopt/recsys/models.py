@@ -76,10 +76,12 @@ class Recommender(nn.Module):
         final = self.propagate(torch.cat([users, items]))
         return final[: self.n_users], final[self.n_users :]
 
-    def ego_penalty(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
-        """½ Σ of squared layer-0 norms of these users and items (LightGCN's L2 term, before its /batch)."""
+    def ego_penalty(self, users: torch.Tensor, items: torch.Tensor | None = None, item_counts: torch.Tensor | None = None) -> torch.Tensor:
+        """½ Σ of squared layer-0 norms of these users and items (LightGCN's L2 term, before its /batch);
+        items as indices (repeats count), or ``item_counts``: how many times each item occurs (n_items,)."""
         u, i = self.ego()
-        return 0.5 * (u[users].pow(2).sum() + i[items].pow(2).sum())
+        item_term = i[items].pow(2).sum() if item_counts is None else (item_counts.to(i.dtype) * i.pow(2).sum(dim=1)).sum()
+        return 0.5 * (u[users].pow(2).sum() + item_term)
 
 
 class MF(Recommender):

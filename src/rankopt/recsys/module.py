@@ -20,7 +20,7 @@ from rankopt.progress import progress_bar
 from rankopt.recsys.config import RecRunConfig
 from rankopt.recsys.data import Interactions, RecData
 from rankopt.recsys.evaluation import PerUser, evaluate_recommender
-from rankopt.recsys.losses import CandidateRankLoss, ITEMLoss, SampledSoftmaxLoss
+from rankopt.recsys.losses import CandidateRankLoss, CosineContrastiveLoss, ITEMLoss, SampledSoftmaxLoss
 from rankopt.recsys.models import Recommender
 from rankopt.recsys.negatives import default_cache_dir, ppr_negatives
 from rankopt.recsys.training import CandidateSampler, bpr_loss, bpr_triples, interaction_keys
@@ -40,6 +40,8 @@ def candidate_loss(cfg: RecRunConfig) -> torch.nn.Module:
         return CandidateRankLoss(SupNDCG(), normalize=cosine)
     if lo.name == "suprecall":
         return CandidateRankLoss(SupRecall(k=tuple(lo.recall_k)), normalize=cosine)
+    if lo.name == "ccl":
+        return CosineContrastiveLoss(margin=lo.margin, neg_weight=lo.neg_weight)
     raise ValueError(f"{lo.name} is not a candidate loss")
 
 
@@ -81,18 +83,25 @@ class RecommendationData(pl.LightningDataModule):
         self.keys = interaction_keys(train, data.n_items)
         self.sampler = None
         if cfg.loss.name != "bpr":
-            ppr = self._ppr(data) if cfg.loss.negatives == "ppr" else None
-            self.sampler = CandidateSampler(train, data.n_items, cfg.loss.n_pos, cfg.loss.n_neg, ppr, cfg.loss.ppr_mix, self.keys)
+            ppr, ppr_scores = self._ppr(data) if cfg.loss.negatives == "ppr" else (None, None)
+            self.sampler = CandidateSampler(train, data.n_items, cfg.loss.n_pos, cfg.loss.n_neg, ppr, cfg.loss.ppr_mix, self.keys,
+                                            ppr_scores if cfg.loss.ppr_sampling == "proportional" else None)
 
-    def _ppr(self, data: RecData) -> np.ndarray:
+    def _ppr(self, data: RecData) -> tuple[np.ndarray, np.ndarray]:
         lo = self.cfg.loss
         counts = np.bincount(np.unique(np.stack([self.train.user, self.train.item], 1), axis=0)[:, 0])
-        m = min(lo.ppr_m, data.n_items - int(counts.max()) - lo.ppr_skip)
+        n_ppr = int(round(lo.n_neg * lo.ppr_mix))
+        wanted = lo.ppr_m if lo.ppr_m is not None else max(100, 2 * n_ppr)
+        left = data.n_items - int(counts.max()) - lo.ppr_skip
+        m = min(wanted, left)
         if m < 1:
             raise ValueError(f"loss.ppr_skip={lo.ppr_skip}: a user has interacted with so many of the {data.n_items} "
                              "items that no PPR candidate is left")
+        if n_ppr > m and wanted > left:
+            raise ValueError(f"loss.n_neg={lo.n_neg} × loss.ppr_mix={lo.ppr_mix} = {n_ppr} PPR negatives per step, but a user "
+                             f"has only {left} items it has not interacted with (after loss.ppr_skip): lower loss.n_neg or loss.ppr_mix")
         return ppr_negatives(self.train, data.n_users, data.n_items, m=m, skip=lo.ppr_skip, restart=lo.ppr_restart,
-                             device=self.cfg.train.device, cache_dir=default_cache_dir())
+                             device=self.cfg.train.device, cache_dir=default_cache_dir(), with_scores=True)
 
     @property
     def selection_split(self) -> str | None:
@@ -139,7 +148,14 @@ class RecommenderModule(RunModule):
         self.metric_names = list(cfg.train.metrics)
         self.bpr = cfg.loss.name == "bpr"
         self.loss_fn = None if self.bpr else candidate_loss(cfg)
-        self.lr, self.weight_decay = cfg.optim.learning_rate(cfg.loss.name), cfg.optim.decay(cfg.loss.name)
+        cfg.resolve()  # the loss's tuned defaults for what was left unset
+        self.lr, self.weight_decay = cfg.optim.lr, cfg.optim.weight_decay
+        self.valid_users = None  # all validation users, or a fixed sample (data.valid_users): the same one every epoch
+        if data.valid is not None and cfg.data.valid_users is not None:
+            users = np.unique(data.valid.user)
+            if cfg.data.valid_users < len(users):
+                rng = np.random.default_rng(cfg.data.split_seed)
+                self.valid_users = np.sort(rng.choice(users, cfg.data.valid_users, replace=False))
 
     def training_step(self, batch, batch_idx):
         if self.bpr:
@@ -151,7 +167,11 @@ class RecommenderModule(RunModule):
         user_emb, item_emb = self.model.embeddings()
         loss = self.loss_fn(user_emb[users], item_emb, candidates, levels)
         if self.weight_decay:  # the same L2 on layer-0 embeddings as BPR's, over the step's users and items
-            loss = loss + self.weight_decay * self.model.ego_penalty(users, candidates[levels >= 0]) / len(users)
+            if candidates is not None:
+                penalty = self.model.ego_penalty(users, candidates[levels >= 0])
+            else:  # the whole catalogue: each item as often as it is a candidate, without gathering B × items rows
+                penalty = self.model.ego_penalty(users, item_counts=(levels >= 0).sum(dim=0))
+            loss = loss + self.weight_decay * penalty / len(users)
         self.record_loss(loss)
         return loss
 
@@ -168,7 +188,7 @@ class RecommenderModule(RunModule):
     def on_validation_epoch_end(self) -> None:
         with self._bar("ranking valid") as bar:
             self.valid_metrics = evaluate_recommender(self.model.embeddings(), self.data.valid, self.data.train,
-                                                      self.metric_names, progress=bar)
+                                                      self.metric_names, users=self.valid_users, progress=bar)
         entry = self._entry()
         for k, v in self.valid_metrics.items():
             entry[f"valid/{k}"] = v

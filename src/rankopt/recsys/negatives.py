@@ -44,10 +44,11 @@ def personalized_pagerank(adjacency: torch.Tensor, sources: torch.Tensor, restar
 
 def ppr_negatives(train: Interactions, n_users: int, n_items: int, m: int = 100, restart: float = 0.15,
                   iterations: int = 20, block: int = 512, device: torch.device | str | None = None,
-                  cache_dir: str | Path | None = None, skip: int = 0) -> np.ndarray:
+                  cache_dir: str | Path | None = None, skip: int = 0, with_scores: bool = False):
     """(n_users, m) item indices: for each user the m items of highest PPR it has not interacted with,
     after the first ``skip`` of them (the very top are the likeliest unobserved positives: a band
-    [skip, skip + m) keeps hard negatives while avoiding the false ones).
+    [skip, skip + m) keeps hard negatives while avoiding the false ones). ``with_scores``: also their
+    PPR values (n_users, m) float32, to sample in proportion to them.
     ``cache_dir``: read / write the result there (atomically); None computes without caching."""
     if m < 1 or skip < 0 or m + skip > n_items:
         raise ValueError(f"m={m}, skip={skip}: need m >= 1, skip >= 0 and m + skip within the {n_items} items")
@@ -58,11 +59,13 @@ def ppr_negatives(train: Interactions, n_users: int, n_items: int, m: int = 100,
     cache = None
     if cache_dir is not None:
         key = hashlib.sha256(pairs.tobytes() + repr((n_users, n_items, m, skip, restart, iterations)).encode()).hexdigest()[:24]
-        cache = Path(cache_dir) / f"ppr-{key}.npy"
+        cache = Path(cache_dir) / f"ppr-{key}.npz"
         if cache.is_file():
-            return np.load(cache)
+            with np.load(cache) as saved:
+                return (saved["items"], saved["scores"]) if with_scores else saved["items"]
     adj = csr_pair(normalized_adjacency(train, n_users, n_items, device=device), symmetric=True)[0]
     out = np.zeros((n_users, m), dtype=np.int64)
+    values = np.zeros((n_users, m), dtype=np.float32)
     for start in range(0, n_users, block):
         stop = min(start + block, n_users)
         users = torch.arange(start, stop)
@@ -70,7 +73,9 @@ def ppr_negatives(train: Interactions, n_users: int, n_items: int, m: int = 100,
         inside = (pairs[:, 0] >= start) & (pairs[:, 0] < stop)
         rows = torch.from_numpy(pairs[inside, 0] - start).to(scores.device)
         scores[rows, torch.from_numpy(pairs[inside, 1]).to(scores.device)] = -1.0  # PPR ≥ 0: positives sort last
-        out[start:stop] = torch.topk(scores, skip + m, dim=1).indices[:, skip:].cpu().numpy()
+        top = torch.topk(scores, skip + m, dim=1)
+        out[start:stop] = top.indices[:, skip:].cpu().numpy()
+        values[start:stop] = top.values[:, skip:].cpu().numpy()
     if cache is not None:
-        atomic_write(cache, lambda f: np.save(f, out))
-    return out
+        atomic_write(cache, lambda f: np.savez(f, items=out, scores=values))
+    return (out, values) if with_scores else out

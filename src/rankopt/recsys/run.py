@@ -61,12 +61,13 @@ def load_data(cfg: RecRunConfig) -> RecData:
     d = cfg.data
     if d.root is None:
         raise ValueError("no data folder: give DATA_DIR, --data-dir DIR or --set data.root=DIR")
-    data = load_directory(d.root, seed=cfg.train.seed, rating_threshold=d.rating_threshold)
+    # splits are seeded by data.split_seed, not train.seed: every training seed sees the same users' items
+    data = load_directory(d.root, split=d.split, seed=d.split_seed, rating_threshold=d.rating_threshold)
     if data.valid is None and d.valid_ratio > 0:  # select on a validation split carved from train, never on test
-        train, valid, _ = ratio_split(data.train, (1 - d.valid_ratio, d.valid_ratio, 0.0), seed=cfg.train.seed)
+        train, valid, _ = ratio_split(data.train, (1 - d.valid_ratio, d.valid_ratio, 0.0), seed=d.split_seed)
         data = dataclasses.replace(data, train=train, valid=valid)
     if d.protocol == "inductive":
-        data = inductive_split(data, held_out=d.held_out, context=d.context, seed=cfg.train.seed)
+        data = inductive_split(data, held_out=d.held_out, context=d.context, seed=d.split_seed)
     for spec in parse_metrics(list(cfg.train.metrics)):  # before training, not at the first validation
         if spec.k is not None and spec.k > data.n_items:
             raise ValueError(f"train.metrics: {spec.name}: K={spec.k} is larger than the {data.n_items} items of {d.root}")
@@ -84,7 +85,8 @@ def _fit(cfg: RecRunConfig, module, data_module, run_dir: Path, epochs: int, res
     accelerator, devices = trainer_device(cfg.train.device)
     t = cfg.train
     return fit(module, data_module, run_dir, epochs=epochs, eval_every=t.eval_every, resume=resume,
-               accelerator=accelerator, devices=devices, progress=progress, patience=t.patience, time_limit=t.time_limit)
+               accelerator=accelerator, devices=devices, progress=progress, patience=t.patience, time_limit=t.time_limit,
+               min_epochs=t.min_epochs)
 
 
 def train_recsys(cfg: RecRunConfig, run_dir: str | Path | None = None, resume: bool = False,

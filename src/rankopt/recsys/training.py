@@ -95,22 +95,51 @@ def train_bpr(model, train: Interactions, n_items: int, epochs: int = 10, batch_
 
 class CandidateSampler:
     """Per epoch, each training user once, in blocks: up to ``n_pos`` of its positives (sampled without
-    replacement) and ``n_neg`` negatives (a ``ppr_mix`` share from its PPR top-M, the rest uniform
-    non-interacted items). Yields (users (B,), candidates (B, n_pos + n_neg), levels (B, ·)) with level 1
-    for positives, 0 for negatives, −1 for padding (users with fewer than n_pos positives)."""
+    replacement) and ``n_neg`` negatives: a ``ppr_mix`` share from its PPR candidates (drawn anew at each
+    step, uniformly or, with ``ppr_scores``, in proportion to their PPR values), the rest uniform
+    non-interacted items. Yields (users (B,), candidates (B, n_pos + n_neg), levels (B, ·)) with level 1
+    for positives, 0 for negatives, −1 for padding (users with fewer than n_pos positives).
 
-    def __init__(self, train: Interactions, n_items: int, n_pos: int, n_neg: int, ppr: np.ndarray | None = None,
-                 ppr_mix: float = 0.5, keys: np.ndarray | None = None) -> None:
+    ``n_neg="all"``: every item the user has not interacted with is a negative; yields (users, None,
+    levels (B, n_items) int8): 1 at the sampled positives, −1 at the user's other training items, 0 elsewhere."""
+
+    def __init__(self, train: Interactions, n_items: int, n_pos: int, n_neg: int | str, ppr: np.ndarray | None = None,
+                 ppr_mix: float = 0.5, keys: np.ndarray | None = None, ppr_scores: np.ndarray | None = None) -> None:
         self.pairs = np.unique(np.stack([train.user, train.item], axis=1).astype(np.int64), axis=0)  # sorted by user
         self.active, self.starts, self.counts = np.unique(self.pairs[:, 0], return_index=True, return_counts=True)
         self.keys = interaction_keys(train, n_items) if keys is None else keys
-        self.n_items, self.n_pos, self.n_neg, self.ppr = n_items, n_pos, n_neg, ppr
+        self.everything = n_neg == "all"
+        if self.everything and ppr is not None:
+            raise ValueError("n_neg='all' ranks against every item: PPR negatives have nothing to add")
+        self.n_items, self.n_pos, self.n_neg, self.ppr, self.ppr_scores = n_items, n_pos, n_neg, ppr, ppr_scores
         self.n_ppr = int(round(n_neg * ppr_mix)) if ppr is not None else 0
         if ppr is not None and self.n_ppr > ppr.shape[1]:
             raise ValueError(f"{self.n_ppr} PPR negatives per step but only {ppr.shape[1]} PPR candidates per user (raise ppr_m)")
+        if ppr_scores is not None and (ppr is None or ppr_scores.shape != ppr.shape):
+            raise ValueError("ppr_scores must come with ppr and have its shape (users, PPR candidates)")
 
     def steps(self, batch_users: int) -> int:
         return -(-len(self.active) // batch_users)
+
+    def _ppr_draw(self, users: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """n_ppr of each user's PPR candidates without replacement: uniformly, or in proportion to their
+        PPR values (Gumbel top-k: the k largest log p + Gumbel noise are a draw without replacement ∝ p)."""
+        noise = rng.random((len(users), self.ppr.shape[1]))
+        if self.ppr_scores is None:
+            keys = -noise  # ascending noise: the draw order of earlier releases, so recorded runs replay
+        else:  # zero PPR (an unreachable item) only after every reachable one
+            keys = np.log(np.maximum(self.ppr_scores[users], 1e-30)) - np.log(-np.log(np.maximum(noise, 1e-300)))
+        pick = np.argsort(-keys, axis=1)[:, : self.n_ppr]
+        return np.take_along_axis(self.ppr[users], pick, axis=1)
+
+    def _catalogue_levels(self, rows: np.ndarray, pos: np.ndarray) -> np.ndarray:
+        levels = np.zeros((len(rows), self.n_items), dtype=np.int8)
+        counts = self.counts[rows]
+        at = np.repeat(self.starts[rows], counts) + np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+        levels[np.repeat(np.arange(len(rows)), counts), self.pairs[at, 1]] = -1  # known items are not negatives
+        r, c = np.nonzero(pos >= 0)
+        levels[r, pos[r, c]] = 1
+        return levels
 
     def epoch(self, rng: np.random.Generator, batch_users: int):
         order = np.lexsort((rng.random(len(self.pairs)), self.pairs[:, 0]))  # by user, random within a user
@@ -122,11 +151,12 @@ class CandidateSampler:
         for start in range(0, len(perm), batch_users):
             rows = perm[start : start + batch_users]
             users, pos = self.active[rows], positives[rows]
+            if self.everything:
+                yield users, None, self._catalogue_levels(rows, pos)
+                continue
             negatives = [uniform_negatives(self.keys, self.n_items, np.repeat(users, self.n_neg - self.n_ppr), rng).reshape(len(users), -1)]
             if self.n_ppr:
-                pool = self.ppr[users]
-                pick = np.argsort(rng.random(pool.shape), axis=1)[:, : self.n_ppr]  # without replacement
-                negatives.insert(0, np.take_along_axis(pool, pick, axis=1))
+                negatives.insert(0, self._ppr_draw(users, rng))
             neg = np.concatenate(negatives, axis=1)
             levels = np.concatenate([np.where(pos >= 0, 1, -1), np.zeros(neg.shape, dtype=np.int64)], axis=1)
             yield users, np.concatenate([np.maximum(pos, 0), neg], axis=1), levels

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -139,6 +140,9 @@ def _read_recipe(recipe: str, task: str = "images") -> tuple[str, dict]:
     return name, data
 
 
+_EXPONENT = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$")
+
+
 def _check_type(value: Any, annotation: Any, key: str) -> Any:
     """Coerce ints to floats where a float is expected; otherwise the value must match the annotation."""
     if annotation is Any:
@@ -150,6 +154,8 @@ def _check_type(value: Any, annotation: Any, key: str) -> Any:
             return None
         base = typing.get_origin(opt) or opt
         if base is float and isinstance(value, int) and not isinstance(value, bool):
+            return float(value)
+        if base is float and isinstance(value, str) and _EXPONENT.match(value):  # YAML 1.1 reads 1e-5 as text
             return float(value)
         if base in (int, float) and isinstance(value, bool):
             continue

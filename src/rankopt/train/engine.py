@@ -95,14 +95,24 @@ class ValidateLastEpoch(Callback):
 
 class Patience(EarlyStopping):
     """Lightning's early stopping on ``valid/<monitor>`` (``patience`` validations without a strictly
-    better value), which also stays stopped when a run that had stopped early is resumed."""
+    better value), which also stays stopped when a run that had stopped early is resumed.
+    ``min_epochs``: it does not end a run before that epoch (slow starters plateau first); counting goes
+    on, so the first validation from then on stops a run that has not improved in ``patience``. The
+    time limit is not held back by it."""
 
-    def __init__(self, monitor: str, patience: int) -> None:
+    def __init__(self, monitor: str, patience: int, min_epochs: int = 0) -> None:
         super().__init__(monitor=monitor, mode="max", patience=patience, check_on_train_epoch_end=False)
+        self.min_epochs = min_epochs
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if self.wait_count >= self.patience:  # restored from a checkpoint written after the stop
+        if self.wait_count >= self.patience and trainer.current_epoch >= self.min_epochs:  # restored after the stop
             trainer.should_stop = True
+
+    def _run_early_stopping_check(self, trainer: pl.Trainer) -> None:
+        stopped_before = trainer.should_stop  # e.g. by the time limit: left as it is
+        super()._run_early_stopping_check(trainer)
+        if not stopped_before and trainer.should_stop and trainer.current_epoch + 1 < self.min_epochs:
+            trainer.should_stop = False
 
 
 class TimeLimit(Timer):
@@ -143,12 +153,14 @@ def _epoch_of(checkpoint: Path) -> int:
 
 def fit(module: RunModule, data: pl.LightningDataModule, run_dir: str | Path, *, epochs: int, eval_every: int = 1,
         resume: str | Path | None = None, accelerator: str = "auto", devices="auto", strategy: str = "auto",
-        precision: str = "32-true", progress: bool = True, patience: int = 0, time_limit: float | None = None) -> dict:
+        precision: str = "32-true", progress: bool = True, patience: int = 0, time_limit: float | None = None,
+        min_epochs: int = 0) -> dict:
     """Train for ``epochs`` epochs (from ``resume`` if given), then test the selected weights once.
 
     ``data`` has the evaluation loaders and ``selection_split`` (None: no validation). Selection: the
     epoch with the best ``valid/<monitor>`` (the first one on ties); without a validation set, the
-    last epoch. ``patience``: stop after that many validations without a better value (0: never);
+    last epoch. ``patience``: stop after that many validations without a better value (0: never), not
+    before epoch ``min_epochs``;
     ``time_limit``: stop after the epoch that reaches that many seconds. Returns {"test", "selection",
     "valid", "history", "test_per_query", "is_global_zero"}.
     """
@@ -165,7 +177,7 @@ def fit(module: RunModule, data: pl.LightningDataModule, run_dir: str | Path, *,
                                save_top_k=1, enable_version_counter=False, save_on_train_epoch_end=False)
         callbacks.insert(0, best)
         if patience:
-            callbacks.append(Patience(f"valid/{module.monitor}", patience))
+            callbacks.append(Patience(f"valid/{module.monitor}", patience, min_epochs))
     if time_limit is not None:
         callbacks.append(TimeLimit(time_limit))
     trainer = pl.Trainer(
