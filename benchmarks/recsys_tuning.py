@@ -15,7 +15,8 @@ cap (``--cap`` seconds, a safety: a run it stops is marked). Grid, coordinate-wi
 
 1. learning rate × (score type × temperature): lr ∈ {1e-3, 5e-3, 1e-2}; item-ndcg and softmax:
    score ∈ {cosine, dot} with τ ∈ {0.05, 0.1, 0.2} on cosine and {0.03, 0.1, 0.3, 1} on dot; ccl: margin ∈
-   {0.4, 0.6, 0.8} (cosine by definition); bpr: lr only (no temperature, one negative by definition);
+   {0, 0.2, 0.4, 0.6, 0.8} × negative weight ∈ {10, 150} (cosine by definition); bpr: lr only (no
+   temperature, one negative by definition);
 2. at the best of 1: weight decay ∈ {0, 1e-5, 1e-4, 1e-3} (L2 on the step's layer-0 embeddings, the
    same term for every loss);
 3. at the best of 2: negatives ∈ {100, 500, all} (candidate losses).
@@ -53,7 +54,8 @@ DATA_OPTIONS = {"ml-100k": {"data.rating_threshold": 4.0}, "lastfm": {}, "ml-1m"
 LOSSES = ("bpr", "item-ndcg", "softmax", "ccl")
 LRS = (1e-3, 5e-3, 1e-2)
 TAUS = {"cosine": (0.05, 0.1, 0.2), "dot": (0.03, 0.1, 0.3, 1.0)}
-MARGINS = (0.4, 0.6, 0.8)
+MARGINS = (0.0, 0.2, 0.4, 0.6, 0.8)
+CCL_WEIGHTS = (10.0, 150.0)  # w, the negative term's weight (150: the loss's default)
 DECAYS = (0.0, 1e-5, 1e-4, 1e-3)
 NEGATIVES = (100, 500, "all")
 START = {"optim.weight_decay": 1e-4, "loss.n_neg": 500}
@@ -70,7 +72,7 @@ def stage1(loss: str) -> list[dict]:
     if loss == "bpr":
         knobs = [{}]
     elif loss == "ccl":
-        knobs = [{"loss.margin": m} for m in MARGINS]
+        knobs = [{"loss.margin": m} | ({"loss.neg_weight": w} if w != 150.0 else {}) for m in MARGINS for w in CCL_WEIGHTS]
     else:
         knobs = [{"loss.score": s, "loss.tau": t} for s, taus in TAUS.items() for t in taus]
     return [start | {"optim.lr": lr} | k for lr in LRS for k in knobs]
@@ -118,7 +120,7 @@ class Bench:
         row |= {"min_epochs": a.min_epochs, "valid_ndcg@20": sel["value"], "recall@20": test["recall@20"], "ndcg@20": test["ndcg@20"],
                 "best_epoch": sel["epoch"], "epochs_run": sel["epochs_run"], "wall_seconds": wall,
                 "seconds_per_epoch": result["timing"]["seconds_per_epoch"], "seconds_to_best": result["timing"]["seconds_to_best"],
-                "capped": bool(sel["epochs_run"] < a.epochs and wall >= a.cap), "resolved": {"lr": cfg.optim.lr,
+                "capped": bool(sel["epochs_run"] < a.epochs and wall >= a.cap), "device": a.device, "resolved": {"lr": cfg.optim.lr,
                 "weight_decay": cfg.optim.weight_decay, "score": cfg.loss.score, "tau": cfg.loss.tau, "n_neg": cfg.loss.n_neg}}
         if kind == "seed":
             row["per_user_ndcg@20"] = per_user
@@ -175,7 +177,7 @@ def setting_text(loss: str, r: dict) -> str:
     if loss != "bpr":
         parts += [s["score"]] + ([f"τ {s['tau']:g}"] if loss in ("item-ndcg", "softmax") else []) + [f"{s['n_neg']} neg"]
     if loss == "ccl":
-        parts.append(f"m {r['setting'].get('loss.margin', 0.8):g}")
+        parts.append(f"m {r['setting'].get('loss.margin', 0.8):g}, w {r['setting'].get('loss.neg_weight', 150.0):g}")
     return ", ".join(parts)
 
 
@@ -206,7 +208,7 @@ def table(rows: list[dict]) -> str:
                 lo, hi = paired_bootstrap_ci(va, vb, n_resamples=5000)
                 p = randomization_test(va, vb, n_resamples=20000)
                 per_seed = [rb["ndcg@20"] - ra["ndcg@20"] for ra, rb in zip(chosen[a], chosen[b])]
-                lines.append(f"| {b} − {a} | {vb.mean() - va.mean():+.4f} | [{lo:+.4f}, {hi:+.4f}] | {p:.4f} | "
+                lines.append(f"| {b} − {a} | {vb.mean() - va.mean():+.4f} | [{lo:+.4f}, {hi:+.4f}] | {p:.2g} | "
                              f"{' / '.join(f'{d:+.4f}' for d in per_seed)} |")
         if lines:
             out += ["", "| test N@20 difference | mean over users | 95% paired bootstrap | randomisation p | per seed (0 / 1 / 2) |",
@@ -214,8 +216,8 @@ def table(rows: list[dict]) -> str:
     curves = [r for r in rows if r["kind"] == "curve"]
     for dataset in dict.fromkeys(r["dataset"] for r in curves):
         out += [f"\n**{dataset}: validation NDCG@20 against training seconds (equal wall-time budget)**\n",
-                "| loss | setting | epochs | s/ep | best valid N@20 (at s) | test R@20 | test N@20 | valid N@20 reached at s: 0.02 / 0.05 / 0.08 / 0.10 |",
-                "|---|---|---|---|---|---|---|---|"]
+                "| loss | setting | budget (s) | epochs | s/ep | best valid N@20 (at s) | test R@20 | test N@20 | valid N@20 reached at s: 0.06 / 0.07 / 0.076 / 0.09 |",
+                "|---|---|---|---|---|---|---|---|---|"]
         for r in (r for r in curves if r["dataset"] == dataset):
             t, points = 0.0, []
             for h in r["history"]:
@@ -223,8 +225,9 @@ def table(rows: list[dict]) -> str:
                 if "valid/ndcg@20" in h:
                     points.append((t, h["valid/ndcg@20"]))
             best_t, best_v = max(points, key=lambda p: p[1])
-            reach = [next((f"{t:.0f}" for t, v in points if v >= level), "–") for level in (0.02, 0.05, 0.08, 0.10)]
-            out.append(f"| {r['loss']} | {setting_text(r['loss'], r)} | {r['epochs_run']} | {r['seconds_per_epoch']:.1f} | "
+            reach = [next((f"{t:.0f}" for t, v in points if v >= level), "–") for level in (0.06, 0.07, 0.076, 0.09)]
+            out.append(f"| {r['loss']} | {setting_text(r['loss'], r)} | {r['setting']['train.time_limit']:.0f} ({r.get('device', 'cpu')}) | "
+                       f"{r['epochs_run']} | {r['seconds_per_epoch']:.1f} | "
                        f"{best_v:.4f} ({best_t:.0f}) | {r['recall@20']:.4f} | {r['ndcg@20']:.4f} | {' / '.join(reach)} |")
     return "\n".join(out)
 
@@ -243,6 +246,7 @@ def main() -> None:
     parser.add_argument("--budget", type=float, default=600.0, help="curves: seconds of fitting per loss")
     parser.add_argument("--settings-from", default="ml-100k", help="curves: use the settings selected on this dataset")
     parser.add_argument("--transfer", help="tune: take each loss's setting selected on this dataset, re-tune only the learning rate")
+    parser.add_argument("--no-retune", action="store_true", help="with --transfer: run the seeds at the transferred setting as it is")
     parser.add_argument("--valid-users", type=int, default=3000, help="curves: validate on this fixed sample of users")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--root", type=Path, default=ROOT)
@@ -257,7 +261,10 @@ def main() -> None:
         for loss in args.losses:
             if args.transfer and loss not in source:
                 sys.exit(f"no tuned {loss} setting on {args.transfer} yet: run `tune --dataset {args.transfer}` first")
-            setting = bench.transfer(loss, source[loss][0]["setting"]) if args.transfer else bench.tune(loss)
+            if args.transfer:
+                setting = source[loss][0]["setting"] if args.no_retune else bench.transfer(loss, source[loss][0]["setting"])
+            else:
+                setting = bench.tune(loss)
             for seed in SEEDS:
                 bench.run("seed", loss, setting, seed)
     elif args.action == "curves":

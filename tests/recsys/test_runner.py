@@ -236,6 +236,8 @@ def test_the_defaults_are_the_tuned_settings_and_config_yaml_records_them(tmp_pa
     assert main(["recsys", "train", str(data), "--loss", "bpr", "--epochs", "1", "--dim", "8", "--run-dir", str(tmp_path / "run3")]) == 0
     saved = yaml.safe_load((tmp_path / "run3" / "config.yaml").read_text())
     assert saved["optim"] == {"lr": TUNED["bpr"]["lr"], "weight_decay": TUNED["bpr"]["weight_decay"]}
+    ccl = load_config(None, ["loss.name=ccl", "loss.margin=0.1"], task="recsys").validate().loss
+    assert (ccl.margin, ccl.neg_weight, ccl.n_neg) == (0.1, TUNED["ccl"]["neg_weight"], TUNED["ccl"]["n_neg"])
 
 
 def test_splits_do_not_move_with_the_training_seed(tmp_path):

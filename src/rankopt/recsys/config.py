@@ -28,12 +28,12 @@ SCORES = ("cosine", "dot")
 # only ``--loss`` is not handicapped. ``tau`` per score type: a temperature acts on the scores' scale.
 # supndcg and suprecall were not in the tuned comparison: they take ITEM's candidate settings.
 TUNED = {
-    "bpr": {"lr": 1e-3, "weight_decay": 1e-4},
-    "item-ndcg": {"lr": 1e-2, "weight_decay": 0.0, "score": "dot", "n_neg": 500, "tau": {"cosine": 0.1, "dot": 1.0}},
-    "softmax": {"lr": 1e-2, "weight_decay": 0.0, "score": "cosine", "n_neg": 500, "tau": {"cosine": 0.1, "dot": 1.0}},
-    "ccl": {"lr": 1e-2, "weight_decay": 0.0, "score": "cosine", "n_neg": 500},
-    "supndcg": {"lr": 1e-2, "weight_decay": 0.0, "score": "cosine", "n_neg": 500},
-    "suprecall": {"lr": 1e-2, "weight_decay": 0.0, "score": "cosine", "n_neg": 500},
+    "bpr": {"lr": 5e-3, "weight_decay": 1e-4},
+    "item-ndcg": {"lr": 5e-3, "weight_decay": 1e-4, "score": "dot", "n_neg": 500, "tau": {"cosine": 0.1, "dot": 0.1}},
+    "softmax": {"lr": 1e-2, "weight_decay": 1e-4, "score": "dot", "n_neg": 500, "tau": {"cosine": 0.1, "dot": 1.0}},
+    "ccl": {"lr": 1e-2, "weight_decay": 1e-4, "score": "cosine", "n_neg": "all", "margin": 0.0, "neg_weight": 10.0},
+    "supndcg": {"lr": 1e-2, "weight_decay": 1e-4, "score": "cosine", "n_neg": 500},
+    "suprecall": {"lr": 1e-2, "weight_decay": 1e-4, "score": "cosine", "n_neg": 500},
 }
 
 
@@ -69,8 +69,8 @@ class RecLossConfig:
     negatives: str = "uniform"  # candidate losses: uniform | ppr
     n_neg: int | str | None = None  # negatives per user and step, or "all" (the whole catalogue); None: tuned
     n_pos: int = 10  # positives sampled per user and step
-    margin: float = 0.8  # ccl: negatives count above this cosine
-    neg_weight: float = 150.0  # ccl: weight of the mean negative term
+    margin: float | None = None  # ccl: negatives count above this cosine; None: tuned
+    neg_weight: float | None = None  # ccl: weight of the mean negative term; None: tuned
     ppr_m: int | None = None  # PPR candidates kept per user; None: twice the PPR negatives per step (at least 100)
     ppr_skip: int = 0  # the top PPR items left out first (likely unobserved positives)
     ppr_mix: float = 0.5  # share of PPR negatives among the negatives; the rest uniform
@@ -130,6 +130,9 @@ class RecRunConfig:
             lo.n_neg = tuned["n_neg"] if lo.n_neg is None else lo.n_neg
             if lo.tau is None and "tau" in tuned and lo.score in tuned["tau"]:
                 lo.tau = tuned["tau"][lo.score]
+            if lo.name == "ccl":
+                lo.margin = tuned["margin"] if lo.margin is None else lo.margin
+                lo.neg_weight = tuned["neg_weight"] if lo.neg_weight is None else lo.neg_weight
         return self
 
     def validate(self) -> RecRunConfig:

@@ -30,7 +30,7 @@ __all__ = ["RecommenderModule", "RecommendationData", "candidate_loss", "known_i
 
 
 def candidate_loss(cfg: RecRunConfig) -> torch.nn.Module:
-    lo = cfg.loss
+    lo = cfg.resolve().loss
     cosine = lo.score == "cosine"
     if lo.name == "item-ndcg":
         return ITEMLoss(tau=lo.tau, normalize=cosine)
@@ -147,8 +147,8 @@ class RecommenderModule(RunModule):
         self.model, self.cfg, self.data = model, cfg, data
         self.metric_names = list(cfg.train.metrics)
         self.bpr = cfg.loss.name == "bpr"
-        self.loss_fn = None if self.bpr else candidate_loss(cfg)
         cfg.resolve()  # the loss's tuned defaults for what was left unset
+        self.loss_fn = None if self.bpr else candidate_loss(cfg)
         self.lr, self.weight_decay = cfg.optim.lr, cfg.optim.weight_decay
         self.valid_users = None  # all validation users, or a fixed sample (data.valid_users): the same one every epoch
         if data.valid is not None and cfg.data.valid_users is not None:
