@@ -196,7 +196,7 @@ def table(rows: list[dict]) -> str:
         for loss, seeds in chosen.items():
             stat = lambda m: f"{np.mean([r[m] for r in seeds]):.4f} ± {np.std([r[m] for r in seeds], ddof=1) if len(seeds) > 1 else 0:.4f}"  # noqa: E731
             capped = "*" if any(r["capped"] for r in seeds) else ""
-            out.append(f"| {loss} | {setting_text(loss, seeds[0])} ({n_trials[loss]}) | {stat('valid_ndcg@20')} | {stat('recall@20')} | "
+            out.append(f"| {loss} | {setting_text(loss, seeds[0])} ({n_trials[loss] or 'transferred'}) | {stat('valid_ndcg@20')} | {stat('recall@20')} | "
                        f"{stat('ndcg@20')} | {np.mean([r['best_epoch'] for r in seeds]):.0f} | "
                        f"{np.mean([r['seconds_per_epoch'] for r in seeds]):.2f} | {np.mean([r['seconds_to_best'] for r in seeds]):.0f}{capped} |")
         lines = []

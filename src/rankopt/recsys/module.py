@@ -77,7 +77,7 @@ class RecommendationData(pl.LightningDataModule):
 
     def __init__(self, cfg: RecRunConfig, data: RecData, train: Interactions, validate: bool = True) -> None:
         super().__init__()
-        self.cfg, self.train, self.n_items = cfg, train, data.n_items
+        self.cfg, self.train, self.n_items = cfg.resolve(), train, data.n_items
         self.validate = validate and data.valid is not None and len(data.valid) > 0
         self.rng = np.random.default_rng(cfg.train.seed)
         self.keys = interaction_keys(train, data.n_items)
