@@ -81,7 +81,7 @@ class RecLossConfig:
 
 @dataclass
 class RecOptimConfig:
-    lr: float | None = None  # Adam; None: the loss's tuned value (config.TUNED; bpr: 1e-3, LightGCN's)
+    lr: float | None = None  # Adam; None: the loss's tuned value (TUNED)
     weight_decay: float | None = None  # L2 on the layer-0 embeddings of a step's users and items, every loss; None: tuned
 
 
@@ -123,16 +123,11 @@ class RecRunConfig:
         tuned = TUNED.get(lo.name)
         if tuned is None:
             return self
-        o.lr = tuned["lr"] if o.lr is None else o.lr
-        o.weight_decay = tuned["weight_decay"] if o.weight_decay is None else o.weight_decay
-        if lo.name != "bpr":
-            lo.score = tuned["score"] if lo.score is None else lo.score
-            lo.n_neg = tuned["n_neg"] if lo.n_neg is None else lo.n_neg
-            if lo.tau is None and "tau" in tuned and lo.score in tuned["tau"]:
-                lo.tau = tuned["tau"][lo.score]
-            if lo.name == "ccl":
-                lo.margin = tuned["margin"] if lo.margin is None else lo.margin
-                lo.neg_weight = tuned["neg_weight"] if lo.neg_weight is None else lo.neg_weight
+        for section, key in ((o, "lr"), (o, "weight_decay"), (lo, "score"), (lo, "n_neg"), (lo, "margin"), (lo, "neg_weight")):
+            if getattr(section, key) is None and key in tuned:
+                setattr(section, key, tuned[key])
+        if lo.tau is None and lo.score in tuned.get("tau", {}):  # after the score: τ acts on its scale
+            lo.tau = tuned["tau"][lo.score]
         return self
 
     def validate(self) -> RecRunConfig:
