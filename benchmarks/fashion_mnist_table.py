@@ -17,8 +17,8 @@ import statistics
 import tempfile
 import time
 
-from rankopt.train.config import load_config
-from rankopt.train.run import train_run
+from rankopt.config import load_config
+from rankopt.runs import start_run
 
 LOSSES = {
     "NormSoftmax": ("normsoftmax", {}),
@@ -55,7 +55,7 @@ def main() -> None:
             cfg.loss.options.update(options)
             with tempfile.TemporaryDirectory() as run_dir:
                 t0 = time.perf_counter()
-                metrics, _ = train_run(cfg, run_dir, progress=False)
+                metrics, _ = start_run(cfg, run_dir, progress=False)
                 per_epoch.append((time.perf_counter() - t0) / args.epochs)
             test = metrics["test"]
             for m in METRICS:

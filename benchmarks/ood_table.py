@@ -32,8 +32,8 @@ import numpy as np
 
 from rankopt.ood import Features, create_detector, detector_names
 from rankopt.ood.run import ood_run_folder
-from rankopt.train.config import load_config
-from rankopt.train.run import train_run
+from rankopt.config import load_config
+from rankopt.runs import resume_run, start_run
 
 NEAR_CLASSES = [0, 1, 2, 3, 4, 5]
 PAIRS = [("heat_gmm", "gmm"), ("heat_gmm_std", "gmm_std"), ("heat_el", "energy")]
@@ -46,8 +46,10 @@ def seeded(seed: int) -> dict:
 def train(work: Path, tag: str, seed: int, extra: list[str]) -> Path:
     run = work / f"{tag}-seed{seed}"
     if not (run / "metrics.json").is_file():
-        cfg = load_config("fashion-mnist", [f"train.seed={seed}", *extra])
-        train_run(cfg, run, resume=(run / "checkpoints" / "last.ckpt").is_file(), progress=False)
+        if (run / "checkpoints" / "last.ckpt").is_file():  # a killed benchmark goes on where it stopped
+            resume_run(run, progress=False)
+        else:
+            start_run(load_config("fashion-mnist", [f"train.seed={seed}", *extra]), run, progress=False)
     return run
 
 

@@ -28,10 +28,11 @@ import numpy as np
 import torch
 
 from rankopt.recsys import LightGCN
-from rankopt.recsys.module import candidate_loss
-from rankopt.recsys.run import load_data, train_recsys
-from rankopt.recsys.training import CandidateSampler, bpr_epoch, bpr_loss, bpr_triples, interaction_keys
-from rankopt.train.config import load_config
+from rankopt.recsys.losses import BPRLoss, create_recsys_loss
+from rankopt.recsys.run import load_data
+from rankopt.recsys.training import CandidateSampler, bpr_triples, interaction_keys
+from rankopt.runs import start_run
+from rankopt.config import load_config
 
 ROOT = Path(__file__).resolve().parents[2] / "shared" / "data" / "recsys"
 THRESHOLD = {"ml-100k": 4.0}
@@ -56,6 +57,24 @@ def _config(name: str, root: Path, device: str, *overrides: str):
     return load_config(None, [f"data.root={root / name}", f"train.device={device}", *threshold, *overrides], task="recsys")
 
 
+def bpr_loss(model, users, pos, neg, weight_decay: float = 1e-4) -> torch.Tensor:
+    """BPR with LightGCN-PyTorch's L2 on the layer-0 embeddings, as the engine's step computes it."""
+    user_emb, item_emb = model.embeddings()
+    loss = BPRLoss()(user_emb[users], item_emb[pos], item_emb[neg])
+    return loss + weight_decay * model.ego_penalty(users, torch.cat([pos, neg])) / len(users)
+
+
+def bpr_epoch(model, train, n_items, opt, rng, keys, device, batch_size: int = 2048) -> None:
+    """One epoch of BPR as the former hand-written loop ran it: all triples drawn, then mini-batches."""
+    users, pos, neg = (torch.from_numpy(a).to(device) for a in bpr_triples(train, n_items, rng, keys))
+    for start in range(0, len(users), batch_size):
+        sl = slice(start, start + batch_size)
+        loss = bpr_loss(model, users[sl], pos[sl], neg[sl])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+
 def hand_loop_epoch(cfg, data, loss: str, device: str, epochs: int = 1) -> float:
     """Seconds of the last of ``epochs`` epochs as the former hand-written loop ran them: fresh LightGCN,
     Adam, a plain loop over the steps."""
@@ -64,12 +83,12 @@ def hand_loop_epoch(cfg, data, loss: str, device: str, epochs: int = 1) -> float
     rng = np.random.default_rng(0)
     keys = interaction_keys(data.train, data.n_items)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3 if loss == "bpr" else 1e-2)
-    loss_fn = candidate_loss(cfg)
+    loss_fn = create_recsys_loss(cfg.loss)
     sampler = CandidateSampler(data.train, data.n_items, 10, 50, keys=keys)
     for _ in range(epochs):
         t0 = time.perf_counter()
         if loss == "bpr":
-            bpr_epoch(model, data.train, data.n_items, opt, rng, keys)
+            bpr_epoch(model, data.train, data.n_items, opt, rng, keys, device)
         else:
             for users, cand, levels in sampler.epoch(rng, 256):
                 user_emb, item_emb = model.embeddings()
@@ -88,7 +107,7 @@ def engine_epoch(name: str, root: Path, loss: str, device: str) -> float:
     """Training seconds of epoch 2 of a `rankopt recsys train` run (validation only after it)."""
     cfg = _config(name, root, device, f"loss.name={loss}", "train.epochs=2", "train.eval_every=1000")
     with tempfile.TemporaryDirectory() as tmp:
-        result, _ = train_recsys(cfg, Path(tmp) / "run", progress=False)
+        result, _ = start_run(cfg, Path(tmp) / "run", progress=False)
     return result["history"][-1]["seconds"]
 
 

@@ -7,7 +7,7 @@ tests, is ``benchmarks/recsys_tuning.py``.
     python benchmarks/recsys_table.py --table               # only print the table of what was measured
 
 Every cell is a packaged recipe (``rankopt recsys train <dataset>-<model>-<variant>``: the settings live
-there, not here) run by ``rankopt.recsys.run.train_recsys`` on the one run engine: model selection on
+there, not here) run by ``rankopt.runs.start_run`` on the one run engine: model selection on
 the validation split (best validation NDCG@20; Last.fm's validation split is carved from its training
 file), early stopping after ``--patience`` validations without improvement, a time cap per run
 (``--budget``, else the recipe's ``train.time_limit``), test Recall@20 / NDCG@20 with the LightGCN
@@ -38,8 +38,8 @@ from pathlib import Path
 
 import torch
 
-from rankopt.recsys.run import train_recsys
-from rankopt.train.config import load_config
+from rankopt.runs import start_run
+from rankopt.config import load_config
 
 ROOT = Path(__file__).resolve().parents[2] / "shared" / "data" / "recsys"
 DATASETS = ("ml-100k", "lastfm", "ml-1m", "gowalla")
@@ -64,7 +64,7 @@ def measure(dataset: str, model: str, variant: str, protocol: str, args, replay:
     cfg = load_config(recipe, overrides, task="recsys")
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
-        result, _ = train_recsys(cfg, Path(tmp) / "run", progress=False)
+        result, _ = start_run(cfg, Path(tmp) / "run", progress=False)
         wall = time.perf_counter() - t0
     test, sel, timing = result["test"], result["selection"], result["timing"]
     row = {"dataset": dataset, "model": model, "variant": variant, "protocol": protocol, "recall@20": test["recall@20"],

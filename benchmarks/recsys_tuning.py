@@ -6,7 +6,7 @@ on validation only, with the same budget; the selected setting run with 3 seeds;
     python benchmarks/recsys_tuning.py curves --dataset gowalla --budget 600       # equal wall time, BPR vs ITEM
     python benchmarks/recsys_tuning.py table                                       # print what was measured
 
-Every run is ``rankopt.recsys.run.train_recsys`` on the one run engine (selection on the validation
+Every run is ``rankopt.runs.start_run`` on the one run engine (selection on the validation
 split, test with train + valid masked). Budget, the same for every loss: at most ``--epochs`` epochs,
 validation every 2 epochs, stop after ``--patience`` validations without a better NDCG@20 but not before
 epoch ``--min-epochs`` (dot-score runs and small learning rates plateau before they learn), and a time
@@ -44,9 +44,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from rankopt.recsys.run import train_recsys
+from rankopt.runs import start_run
 from rankopt.report.stats import paired_bootstrap_ci, randomization_test
-from rankopt.train.config import load_config
+from rankopt.config import load_config
 
 ROOT = Path(__file__).resolve().parents[2] / "shared" / "data" / "recsys"
 RESULTS = Path(__file__).with_name("results") / "recsys-tuned.jsonl"
@@ -112,9 +112,9 @@ class Bench:
         cfg = load_config(None, [f"{k}={yaml_value(v)}" for k, v in options.items()], task="recsys")
         with tempfile.TemporaryDirectory() as tmp:
             t0 = time.perf_counter()
-            result, run_dir = train_recsys(cfg, Path(tmp) / "run", progress=False)
+            result, folder = start_run(cfg, Path(tmp) / "run", progress=False)
             wall = time.perf_counter() - t0
-            with open(run_dir / "test_per_query.csv") as f:
+            with open(folder.per_query_path) as f:
                 per_user = {int(r["user"]): float(r["ndcg@20"]) for r in csv.DictReader(f)}
         sel, test = result["selection"], result["test"]
         row |= {"min_epochs": a.min_epochs, "valid_ndcg@20": sel["value"], "recall@20": test["recall@20"], "ndcg@20": test["ndcg@20"],

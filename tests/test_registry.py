@@ -8,7 +8,7 @@ from rankopt.losses import LOSSES, create_loss
 from rankopt.models import BACKBONES
 from rankopt.recsys.models import RECOMMENDERS
 from rankopt.registry import Registry
-from rankopt.train.config import load_config
+from rankopt.config import load_config
 
 
 @pytest.mark.parametrize("call,match", [

@@ -37,7 +37,15 @@ class Registry(Mapping):
         self.kind, self.normalize = kind, normalize
         self._entries: dict[str, Entry] = {}
 
-    def register(self, name: str, factory: Callable[..., Any], **meta) -> Callable[..., Any]:
+    def register(self, name: str, factory: Callable[..., Any] | None = None, **meta) -> Callable[..., Any]:
+        """Register ``factory`` under ``name``; without a factory, a decorator that registers what it
+        decorates (timm-style, where the thing is defined)::
+
+            @POOLINGS.register("gem")
+            class GeM(nn.Module): ...
+        """
+        if factory is None:
+            return lambda f: self.register(name, f, **meta)
         key = self.normalize(name)
         if key in self._entries:
             raise ValueError(f"{self.kind} {name!r} is registered twice")

@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from rankopt.validation import check_choice, check_embeddings, check_labels, check_same_length
+from rankopt.validation import check_choice, check_device, check_embeddings, check_labels, check_same_length
 
 __all__ = ["SIMILARITIES", "Search", "prepare_search", "rows_per_chunk", "knn"]
 
@@ -125,7 +125,7 @@ def prepare_search(
     g = q if gallery is None else check_embeddings(gallery, "gallery")
     if g.shape[1] != q.shape[1]:
         raise ValueError(f"gallery has dimension {g.shape[1]} but queries have {q.shape[1]}")
-    dev = torch.device(device) if device is not None else q.device
+    dev = check_device(device) if device is not None else q.device
     dtype = torch.float64 if q.dtype == torch.float64 and g.dtype == torch.float64 else torch.float32
     q = q.to(device=dev, dtype=dtype)
     g = q if gallery is None else g.to(device=dev, dtype=dtype)

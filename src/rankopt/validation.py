@@ -1,7 +1,7 @@
 """Input checks run once at the public entry points; inner code trusts what they return.
 
-Every check raises ``ValueError`` (or ``TypeError`` for a wrong kind of object) with a message
-that names the argument, what was wrong and what was expected.
+Every check raises ``ValueError`` (or :class:`InputTypeError` for a wrong kind of object) with a
+message that names the argument, what was wrong and what was expected.
 """
 
 from __future__ import annotations
@@ -11,7 +11,12 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["as_tensor", "check_embeddings", "check_labels", "check_same_length", "check_choice"]
+__all__ = ["InputTypeError", "check_device", "as_tensor", "check_embeddings", "check_labels", "check_same_length", "check_choice"]
+
+
+class InputTypeError(TypeError, ValueError):
+    """An input of the wrong kind (strings for labels, an object array): a TypeError to Python callers,
+    and bad input (a ValueError) to the command line, which answers it in one line."""
 
 
 def as_tensor(x: Any, name: str) -> torch.Tensor:
@@ -20,15 +25,15 @@ def as_tensor(x: Any, name: str) -> torch.Tensor:
         return x
     if isinstance(x, np.ndarray):
         if x.dtype == object:
-            raise TypeError(f"{name} is a numpy array of Python objects; expected a numeric array")
+            raise InputTypeError(f"{name} is a numpy array of Python objects; expected a numeric array")
         if x.dtype.kind in "USV":
-            raise TypeError(f"{name} holds {'strings' if x.dtype.kind in 'US' else 'raw bytes'} ({x.dtype}); expected "
+            raise InputTypeError(f"{name} holds {'strings' if x.dtype.kind in 'US' else 'raw bytes'} ({x.dtype}); expected "
                             "numbers (map class names to integer ids first)")
         return torch.from_numpy(np.ascontiguousarray(x))
     try:
         return torch.as_tensor(np.asarray(x))
     except (TypeError, ValueError) as err:
-        raise TypeError(f"{name} could not be read as an array: {err}") from None
+        raise InputTypeError(f"{name} could not be read as an array: {err}") from None
 
 
 def check_embeddings(x: Any, name: str = "embeddings") -> torch.Tensor:
@@ -79,6 +84,26 @@ def check_labels(y: Any, name: str = "labels") -> torch.Tensor:
 def check_same_length(a: torch.Tensor, b: torch.Tensor, a_name: str, b_name: str) -> None:
     if a.shape[0] != b.shape[0]:
         raise ValueError(f"{b_name} has {b.shape[0]} rows but {a_name} has {a.shape[0]}; expected one per row")
+
+
+def check_device(device: str | torch.device | None, name: str = "device") -> torch.device | None:
+    """A torch device that exists here: a malformed name, or a CUDA device this machine does not have,
+    is a ValueError naming it (torch's own errors come later, from deep inside)."""
+    if device is None or isinstance(device, torch.device) and device.type == "cpu":
+        return None if device is None else device
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError, TypeError):
+        raise ValueError(f"{name}={device!r} is not a device name (cpu, cuda, cuda:1, ...)") from None
+    if dev.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ValueError(f"{name}={device}: no CUDA device is available here (use cpu)")
+        if (dev.index or 0) >= count:
+            raise ValueError(f"{name}={device}: only {count} CUDA device(s) here")
+    elif dev.type != "cpu" and dev.type != "meta":
+        raise ValueError(f"{name}={device}: use cpu or cuda[:N]")
+    return dev
 
 
 def check_choice(value: str, choices: tuple[str, ...], name: str) -> str:

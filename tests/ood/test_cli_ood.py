@@ -116,8 +116,17 @@ def test_run_folder_with_class_split_and_packaged_backbone(tiny_fashion, tmp_pat
     assert set(packaged["detectors"]) == {"knn", "vim"}
     cached = np.load(run / "ood" / "efficientnet_lite0" / "id_test.npz")
     assert cached["features"].shape == (72, 1280) and 0 <= cached["features"].min() and cached["features"].max() <= 6  # ReLU6
-    # a resumed (changed) checkpoint invalidates the cache
-    os.utime(run / "checkpoints" / "best.ckpt")
+    # a changed checkpoint (as a resume that trained further writes) invalidates the cache; a touched one does not
+    import torch
+
+    best = run / "checkpoints" / "best.ckpt"
+    os.utime(best)
+    rc, _, _ = run_cli(args, capsys)
+    assert rc == 0 and os.stat(cache).st_mtime_ns == stamp
+    ckpt = torch.load(best, weights_only=False)
+    name = next(k for k in ckpt["state_dict"] if k.startswith("model.head"))
+    ckpt["state_dict"][name] = ckpt["state_dict"][name] + 0.01
+    torch.save(ckpt, best)
     rc, _, _ = run_cli(args, capsys)
     assert rc == 0 and os.stat(cache).st_mtime_ns != stamp
     # errors: an unknown set, a set that needs a class-split run, a missing optional package
@@ -131,4 +140,4 @@ def test_run_folder_without_checkpoint(tmp_path, capsys):
     run = tmp_path / "run"
     run.mkdir()
     (run / "config.yaml").write_text("data: {name: fashion-mnist}\n")
-    assert "has no checkpoints/best.ckpt" in _error(["ood", str(run)], capsys)
+    assert "has no metrics.json: the run has not finished" in _error(["ood", str(run)], capsys)

@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from rankopt.cli import main
-from rankopt.train.config import load_config, recipe_names
+from rankopt.config import load_config, recipe_names
 
 from test_runner import synthetic
 

@@ -14,7 +14,7 @@ import torch
 
 from miniatures import kill_after_first_epoch, untimed
 from rankopt.cli import main
-from rankopt.train.config import load_config
+from rankopt.config import load_config
 
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "data" / "recsys"
 
@@ -75,7 +75,8 @@ def test_inductive_graph_holds_context_never_targets(tmp_path, monkeypatch):
     import numpy as np
 
     from rankopt.recsys import models
-    from rankopt.recsys.run import load_data, train_recsys
+    from rankopt.recsys.run import load_data
+    from rankopt.runs import start_run
 
     data_dir = synthetic(tmp_path / "data") if (tmp_path / "data").mkdir() is None else None
     cfg = _cfg(data_dir, "data.protocol=inductive", "train.epochs=2", "model.dim=8", "train.metrics=[recall@5, ndcg@5]",
@@ -90,7 +91,7 @@ def test_inductive_graph_holds_context_never_targets(tmp_path, monkeypatch):
         return original(self, interactions)
 
     monkeypatch.setattr(models.Recommender, "set_graph", spy)
-    train_recsys(cfg, tmp_path / "run", progress=False)
+    start_run(cfg, tmp_path / "run", progress=False)
     targets = set(zip(data.test.user.tolist(), data.test.item.tolist()))
     context = set(zip(data.context.user.tolist(), data.context.item.tolist()))
     assert graphs and all(not (g & targets) for g in graphs)
@@ -171,9 +172,9 @@ def _brute_force_test(run_dir, data_dir, k):
 
     from rankopt.recsys.data import Interactions
     from rankopt.recsys.run import build_model, load_data
-    from rankopt.train.run import load_run
+    from rankopt.runs import RunFolder
 
-    cfg = load_run(run_dir, task="recsys")
+    cfg = RunFolder(run_dir).config("recsys")
     data = load_data(cfg)
     graph = Interactions.concat([data.train, data.valid]) if cfg.train.refit else data.train
     model = build_model(cfg, data.n_users, data.n_items, graph)
@@ -217,13 +218,13 @@ def test_test_ranking_masks_train_and_valid_items(tmp_path, capsys, refit):
 def test_the_defaults_are_the_tuned_settings_and_config_yaml_records_them(tmp_path, capsys):
     import yaml
 
-    from rankopt.recsys.config import TUNED
+    from rankopt.recsys.config import tuned as tuned_of
 
     data = synthetic(tmp_path / "data") if (tmp_path / "data").mkdir() is None else None
     assert main(["recsys", "train", str(data), "--loss", "item-ndcg", "--epochs", "1", "--dim", "8", "--set", "data.batch_users=40",
                  "--run-dir", str(tmp_path / "run"), "--json"]) == 0
     saved = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
-    tuned = TUNED["item-ndcg"]
+    tuned = tuned_of("item-ndcg")
     assert saved["optim"] == {"lr": tuned["lr"], "weight_decay": tuned["weight_decay"]}
     assert (saved["loss"]["score"], saved["loss"]["n_neg"]) == (tuned["score"], tuned["n_neg"])
     assert saved["loss"]["tau"] == tuned["tau"][tuned["score"]]
@@ -232,12 +233,12 @@ def test_the_defaults_are_the_tuned_settings_and_config_yaml_records_them(tmp_pa
                  "--set", "loss.score=dot", "--set", "loss.n_neg=all", "--run-dir", str(tmp_path / "run2"), "--json"]) == 0
     saved = yaml.safe_load((tmp_path / "run2" / "config.yaml").read_text())
     assert saved["optim"]["lr"] == 0.02 and saved["loss"]["n_neg"] == "all"
-    assert saved["loss"]["tau"] == TUNED["softmax"]["tau"]["dot"]
+    assert saved["loss"]["tau"] == tuned_of("softmax")["tau"]["dot"]
     assert main(["recsys", "train", str(data), "--loss", "bpr", "--epochs", "1", "--dim", "8", "--run-dir", str(tmp_path / "run3")]) == 0
     saved = yaml.safe_load((tmp_path / "run3" / "config.yaml").read_text())
-    assert saved["optim"] == {"lr": TUNED["bpr"]["lr"], "weight_decay": TUNED["bpr"]["weight_decay"]}
+    assert saved["optim"] == {"lr": tuned_of("bpr")["lr"], "weight_decay": tuned_of("bpr")["weight_decay"]}
     ccl = load_config(None, ["loss.name=ccl", "loss.margin=0.1"], task="recsys").validate().loss
-    assert (ccl.margin, ccl.neg_weight, ccl.n_neg) == (0.1, TUNED["ccl"]["neg_weight"], TUNED["ccl"]["n_neg"])
+    assert (ccl.margin, ccl.neg_weight, ccl.n_neg) == (0.1, tuned_of("ccl")["neg_weight"], tuned_of("ccl")["n_neg"])
 
 
 def test_splits_do_not_move_with_the_training_seed(tmp_path):

@@ -9,7 +9,7 @@ import pytest
 from miniatures import write_fashion
 from rankopt.cli import main
 from rankopt.metrics import evaluate
-from rankopt.train.config import load_config
+from rankopt.config import load_config
 
 
 @pytest.fixture()
@@ -90,7 +90,7 @@ def test_config_errors(recipe, overrides, match):
 
 
 def test_every_packaged_recipe_loads():
-    from rankopt.train.config import recipe_names
+    from rankopt.config import recipe_names
 
     names = recipe_names()
     assert "fashion-mnist" in names and len(names) >= 10

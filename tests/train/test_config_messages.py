@@ -4,14 +4,14 @@ the dataset's own (not carved)."""
 
 import pytest
 
-from rankopt.train.config import load_config
-from rankopt.train.module import OptimConfig
+from rankopt.config import load_config
+from rankopt.train.config import OptimConfig
 from rankopt.train.protocol import EvalSet, Splits
 
 
 @pytest.mark.parametrize("kwargs,match", [
-    ({"optimizer": "adagrad"}, r"optimizer='adagrad' is not adam, adamw or sgd"),
-    ({"scheduler": "step"}, r"scheduler='step' is not none, multistep or cosine"),
+    ({"optimizer": "adagrad"}, r"optimizer='adagrad' is not one of adam, adamw, sgd"),
+    ({"scheduler": "step"}, r"scheduler='step' is not one of none, multistep, cosine"),
 ])
 def test_optim_config_names_the_bad_choice(kwargs, match):
     with pytest.raises(ValueError, match=match):
@@ -127,11 +127,11 @@ def test_unique_memory_without_the_training_size_is_named():
 
 
 def test_a_recsys_run_is_refused_where_an_image_run_is_expected(tmp_path):
-    from rankopt.train.run import load_run
+    from rankopt.runs import RunFolder
 
     (tmp_path / "config.yaml").write_text("task: recsys\n")
     with pytest.raises(ValueError, match="is a recsys run: use rankopt recsys train"):
-        load_run(tmp_path, task="images")
+        RunFolder(tmp_path).config("images")
 
 
 def test_without_a_process_group_this_is_rank_0_of_1():

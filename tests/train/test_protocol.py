@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from miniatures import png, write_dyml
-from rankopt.train.config import load_config
+from rankopt.config import load_config
 from rankopt.train.protocol import carve
 from rankopt.train.run import build_splits
 
@@ -42,15 +42,18 @@ def test_unsplit_image_folder_gets_class_disjoint_valid_and_test(tmp_path):
     cfg = load_config(None, ["data.name=image-folder", f"data.root={tmp_path / 'tree'}", "data.valid_fraction=0.2",
                              "model.in_channels=3"])
     splits = build_splits(cfg)
+    listing = {part: items.items for part, items in splits.items(cfg.data.root).items()}
     classes = lambda paths: {p.split("/")[0] for p in paths}  # noqa: E731
-    test_c = classes(splits.listing["test"])
-    valid_c = classes(splits.listing["valid"])
-    train_c = classes(splits.listing["train"])
+    test_c = classes(listing["test"])
+    valid_c = classes(listing["valid"])
+    train_c = classes(listing["train"])
     assert len(test_c) == 5 and len(valid_c) == 1 and len(train_c) == 4
     assert not (test_c & valid_c) and not (test_c & train_c) and not (valid_c & train_c)
     assert splits.train.labels[:, 0].tolist() == sorted(splits.train.labels[:, 0].tolist())
     assert int(splits.train.labels.max()) == 3  # training labels renumbered 0..K-1 for class proxies
-    assert build_splits(cfg).listing == splits.listing  # seeded: the same split every time
+    again = build_splits(cfg).items(cfg.data.root)
+    assert {p: i.items for p, i in again.items()} == listing  # seeded: the same split every time
+    assert all(i.split is None for i in again.values())  # an unsplit folder: every part indexes the whole
 
 
 def test_query_gallery_protocol_and_forbidden_selection_on_test(tmp_path):

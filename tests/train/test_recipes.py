@@ -5,8 +5,8 @@ import math
 import pytest
 
 import miniatures
-from rankopt.train.config import load_config, recipe_names
-from rankopt.train.run import train_run
+from rankopt.config import load_config, recipe_names
+from rankopt.runs import start_run
 
 WRITERS = {"sop": miniatures.write_sop, "cub": miniatures.write_cub, "inaturalist": miniatures.write_inat,
            "dyml": miniatures.write_dyml}
@@ -21,8 +21,8 @@ def test_recipe_trains_on_its_miniature(recipe, tmp_path, caplog):
     cfg = load_config(recipe, [f"data.root={tmp_path / 'data'}", "data.batch_size=8", "data.m=2", "data.image_size=32",
                                "train.epochs=1", "train.eval_every=1", "model.weights=null",
                                "train.metrics=[hit@1, map@r, ap]", "train.monitor=map@r"])
-    metrics, run_dir = train_run(cfg, tmp_path / "run", progress=False)
-    assert (run_dir / "checkpoints" / "last.ckpt").is_file()
+    metrics, folder = start_run(cfg, tmp_path / "run", progress=False)
+    assert folder.last_checkpoint.is_file()
     assert all(math.isfinite(v) for v in metrics["test"].values())
     assert metrics["pretrained"] is False and "randomly initialised weights" in caplog.text  # said, and recorded
     assert metrics["selection"]["split"] == "valid" and metrics["protocol"]["test"]["mode"] == (

@@ -6,9 +6,15 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from rankopt.registry import Registry
+
 __all__ = ["GeM", "create_pooling", "POOLINGS"]
 
 
+POOLINGS = Registry("pooling")
+
+
+@POOLINGS.register("gem")
 class GeM(nn.Module):
     """Generalised mean pooling (Radenović et al., TPAMI 2018): (mean x^p)^(1/p), p learnable (init 3)."""
 
@@ -21,16 +27,19 @@ class GeM(nn.Module):
         return x.clamp_min(self.eps).pow(self.p).mean(dim=(-2, -1)).pow(1 / self.p)
 
 
+@POOLINGS.register("avg")
 class _Avg(nn.Module):
     def forward(self, x):
         return x.mean(dim=(-2, -1))
 
 
+@POOLINGS.register("max")
 class _Max(nn.Module):
     def forward(self, x):
         return x.amax(dim=(-2, -1))
 
 
+@POOLINGS.register("cls")
 class _ClassToken(nn.Module):
     """The class token of a transformer's (B, C, 1, T) token map (token 0), as ViT / DeiT classify."""
 
@@ -38,10 +47,6 @@ class _ClassToken(nn.Module):
         return x[:, :, 0, 0]
 
 
-POOLINGS = {"avg": _Avg, "max": _Max, "gem": GeM, "cls": _ClassToken}
-
-
 def create_pooling(name: str) -> nn.Module:
-    if name not in POOLINGS:
-        raise ValueError(f"pooling={name!r} is not one of {', '.join(POOLINGS)}")
-    return POOLINGS[name]()
+    """The pooling registered under ``name`` (avg, max, gem, cls); an unknown name suggests the closest."""
+    return POOLINGS.create(name)

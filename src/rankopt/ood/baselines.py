@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from rankopt.ood.detector import Detector
+from rankopt.ood.detector import Detector, register_detector
 from rankopt.ood.features import Features, block, row_blocks
 from rankopt.ood.gaussian import FittedGaussian, TiedGaussian, fit_tied_gaussian, normalise
 
@@ -44,6 +44,7 @@ class _LogitDetector(Detector):
         return self.head(block(x.features, start, stop))
 
 
+@register_detector
 class MSP(_LogitDetector):
     """−max_c softmax(logits)_c."""
 
@@ -53,6 +54,7 @@ class MSP(_LogitDetector):
         return -self._logits(x, start, stop).softmax(dim=1).amax(dim=1)
 
 
+@register_detector
 class MaxLogit(_LogitDetector):
     """−max_c logit_c."""
 
@@ -62,6 +64,7 @@ class MaxLogit(_LogitDetector):
         return -self._logits(x, start, stop).amax(dim=1)
 
 
+@register_detector
 class Energy(_LogitDetector):
     """−T · logsumexp(logits / T), T = ``temperature`` (1)."""
 
@@ -75,6 +78,7 @@ class Energy(_LogitDetector):
         return energy(self._logits(x, start, stop), self.temperature)
 
 
+@register_detector
 class GEN(_LogitDetector):
     """Generalised entropy: mean over the top-M probabilities of p^γ (1 − p)^γ (γ = 0.1; M = all
     classes by default; p clamped to [1e-7, 1 − 1e-7]). Larger for flatter softmax outputs."""
@@ -109,6 +113,7 @@ class _GaussianDetector(FittedGaussian, Detector):
         return normalise(z) if self.normalize else z
 
 
+@register_detector
 class Mahalanobis(_GaussianDetector):
     """min_c (z − μ_c)ᵀ Σ⁻¹ (z − μ_c), class means and one shared covariance from the ID training set."""
 
@@ -118,6 +123,7 @@ class Mahalanobis(_GaussianDetector):
         return self.gaussian.sq_distances(self._z(x, start, stop)).amin(dim=1)
 
 
+@register_detector
 class RelativeMahalanobis(_GaussianDetector):
     """min_c [MD_c(z) − MD_0(z)], MD_0 the distance to one Gaussian fitted on all ID features."""
 
@@ -137,6 +143,7 @@ class RelativeMahalanobis(_GaussianDetector):
         return (self.gaussian.sq_distances(z) - self._background.sq_distances(z)).amin(dim=1)
 
 
+@register_detector
 class GMMPrior(_GaussianDetector):
     """−log p_GMM(z): the negative log-density of the tied-covariance class mixture (weights ∝ class
     counts) on L2-normalised features — HEAT's GMM prior energy, and a detector of its own (SSD+)."""
@@ -150,6 +157,7 @@ class GMMPrior(_GaussianDetector):
         return -self.gaussian.log_density(self._z(x, start, stop))
 
 
+@register_detector
 class GMMStdPrior(GMMPrior):
     """The GMM prior on std-pooled features (HEAT-GMM-std's prior)."""
 
@@ -158,6 +166,7 @@ class GMMStdPrior(GMMPrior):
     pooled = "std_features"
 
 
+@register_detector
 class KNN(Detector):
     """Distance of the L2-normalised feature to its k-th nearest ID training feature (k = 50), exact,
     through rankopt.search (blocks sized from ``memory_budget``; backend torch or faiss)."""
@@ -213,6 +222,7 @@ def percentile_of(x: np.ndarray, q: float, max_values: int = 20_000_000, seed: i
     return float(np.percentile(np.asarray(x[rows]).ravel(), 100 * q))
 
 
+@register_detector
 class ReAct(_ShapingDetector):
     """Energy of the head on features clipped at the ``percentile`` (0.9) of ID training activations."""
 
@@ -234,6 +244,7 @@ def _top_mask(z: torch.Tensor, percentile: float) -> torch.Tensor:
     return torch.zeros_like(z, dtype=torch.bool).scatter_(1, idx, True)
 
 
+@register_detector
 class ASH(_ShapingDetector):
     """ASH-S: zero each feature vector below its ``percentile`` (0.9), scale the rest by
     exp(Σ all / Σ kept), then the energy of the head."""
@@ -248,6 +259,7 @@ class ASH(_ShapingDetector):
         return energy(self.head(kept * scale.exp()[:, None]))
 
 
+@register_detector
 class SCALE(_ShapingDetector):
     """SCALE: features scaled by exp(Σ all / Σ of the top (1 − ``percentile``)) without pruning
     (percentile 0.85), then the energy of the head."""
@@ -261,6 +273,7 @@ class SCALE(_ShapingDetector):
         return energy(self.head(z * (z.sum(1) / top.clamp_min(1e-12)).exp()[:, None]))
 
 
+@register_detector
 class ViM(_HeadDetector):
     """Virtual-logit matching: α‖(z − u) projected on the ID features' least-variance subspace‖ −
     logsumexp(logits), u = −W⁺b, the principal subspace of dimension ``principal_dim`` (default

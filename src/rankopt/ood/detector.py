@@ -13,8 +13,39 @@ import torch
 
 from rankopt.atomic import atomic_torch_save
 from rankopt.ood.features import Features, LinearHead, row_blocks
+from rankopt.registry import Registry
 
-__all__ = ["Detector", "save_detector", "load_detector", "NEEDS_TEXT"]
+__all__ = ["Detector", "save_detector", "load_detector", "NEEDS_TEXT", "DETECTORS", "register_detector",
+           "create_detector", "detector_names"]
+
+# every detector by the name users type (--detectors); filled by @register_detector where each is defined
+DETECTORS = Registry("OOD detector", normalize=lambda s: s.lower().replace("-", "_"))
+
+
+def register_detector(cls: type) -> type:
+    """Class decorator: register a Detector subclass under its ``name``, its docstring's first line as doc."""
+    DETECTORS.register(cls.name, cls, doc=(cls.__doc__ or "").strip().splitlines()[0])
+    return cls
+
+
+def create_detector(name: str, **options) -> "Detector":
+    """The detector ``name`` with ``options``; an option it does not take is an error naming those it does."""
+    import difflib
+    import inspect
+
+    entry = DETECTORS.entry(name)
+    accepted = [p for p in inspect.signature(entry.factory).parameters if p != "self"]
+    unknown = [k for k in options if k not in accepted]
+    if unknown:
+        close = difflib.get_close_matches(unknown[0], accepted, n=1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        raise ValueError(f"detector {entry.name} has no option {unknown[0]!r}{hint}; its options: {', '.join(accepted) or 'none'}")
+    return entry.factory(**options)
+
+
+def detector_names(include_compose: bool = False) -> list[str]:
+    """The detectors a default `rankopt ood` runs (the generic composition is for users' own lists)."""
+    return [n for n in DETECTORS.names() if include_compose or n != "compose"]
 
 NEEDS_TEXT = {
     "labels": "class labels in the ID training features",
@@ -85,8 +116,16 @@ class Detector:
         """Create the modules whose weights load_state fills (after dim is known)."""
 
     # --- state --------------------------------------------------------------------------------
+    def _header(self) -> dict[str, torch.Tensor]:
+        """What every saved detector starts with: the dimensions it was fitted on."""
+        return {"dim": torch.tensor(self.dim), "std_dim": torch.tensor(-1 if self.std_dim is None else self.std_dim)}
+
+    def _read_header(self, state: dict[str, torch.Tensor]) -> None:
+        self.dim = int(state["dim"])
+        self.std_dim = None if int(state["std_dim"]) < 0 else int(state["std_dim"])
+
     def state_dict(self) -> dict[str, torch.Tensor]:
-        out = {"dim": torch.tensor(self.dim), "std_dim": torch.tensor(-1 if self.std_dim is None else self.std_dim)}
+        out = self._header()
         for name in self._state:
             value = getattr(self, name)
             if value is None:
@@ -106,8 +145,7 @@ class Detector:
         return out
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
-        self.dim = int(state["dim"])
-        self.std_dim = None if int(state["std_dim"]) < 0 else int(state["std_dim"])
+        self._read_header(state)
         self._build()
         for name in self._state:
             prefix = f"{name}."
@@ -136,8 +174,6 @@ def save_detector(detector: Detector, path: str | Path) -> None:
 
 def load_detector(path: str | Path) -> Detector:
     """A detector saved by save_detector, loaded safely (tensors and strings only)."""
-    from rankopt.ood.registry import create_detector
-
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"detector file {p} does not exist")

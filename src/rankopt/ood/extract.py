@@ -15,6 +15,7 @@ from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from rankopt.atomic import atomic_write_text
 from rankopt.ood.features import Features, load_features, save_features
+from rankopt.runs import RunFolder
 
 __all__ = ["Extractor", "run_extractor", "packaged_extractor", "extract", "match_input", "cached_features", "PACKAGED"]
 
@@ -56,29 +57,30 @@ def match_input(images: torch.Tensor, channels: int, size: int | None, imagenet_
     return x
 
 
-def run_extractor(run_dir: str | Path) -> tuple[Extractor, object]:
-    """The backbone of a run's selected checkpoint (best.ckpt), and the run's config."""
-    from rankopt.train.checkpoint import read_model_weights
-    from rankopt.train.run import build_model, load_run
+def run_extractor(folder: RunFolder) -> tuple[Extractor, object]:
+    """The backbone of a finished image run's selected checkpoint, and the run's config."""
+    from rankopt.train.run import load_model
 
-    run_dir = Path(run_dir)
-    cfg = load_run(run_dir)
+    cfg = folder.config()
     if cfg.task != "images":
-        raise ValueError(f"{run_dir} is a {cfg.task} run: rankopt ood detects OOD images in an image model's feature space")
-    checkpoint = run_dir / "checkpoints" / "best.ckpt"
-    if not checkpoint.is_file():
-        raise FileNotFoundError(f"{run_dir} has no checkpoints/best.ckpt: the run has not finished training "
-                                f"(resume it with rankopt train --resume {run_dir})")
-    model = build_model(cfg)
-    try:
-        model.load_state_dict(read_model_weights(checkpoint))
-    except RuntimeError as err:
-        raise ValueError(f"checkpoint {checkpoint} does not fit the model of its config: {str(err).splitlines()[0]}") from None
-    stat = checkpoint.stat()
+        raise ValueError(f"{folder.path} is a {cfg.task} run: rankopt ood detects OOD images in an image model's feature space")
+    checkpoint = folder.selected_checkpoint()
+    model = load_model(folder, cfg, checkpoint)
     fashion = cfg.data.name == "fashion-mnist"
     extractor = Extractor(model.backbone, cfg.model.in_channels, None if fashion else cfg.data.image_size,
-                          not fashion, f"{checkpoint.resolve()}:{stat.st_size}:{stat.st_mtime_ns}")
+                          not fashion, f"{folder.relative(checkpoint)}:{file_digest(checkpoint)}")
     return extractor, cfg
+
+
+def file_digest(path: Path) -> str:
+    """sha256 of a file's content: what a cache is valid for, wherever the folder was copied or moved."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()[:16]
 
 
 def packaged_extractor(name: str = "efficientnet_lite0", size: int = 96) -> Extractor:

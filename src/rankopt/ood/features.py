@@ -9,7 +9,6 @@ of .npy files) works for feature sets larger than memory.
 
 from __future__ import annotations
 
-import zipfile
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import numpy as np
 import torch
 
 from rankopt.atomic import atomic_write
+from rankopt.io import read_npz
 
 __all__ = ["Features", "LinearHead", "load_features", "save_features", "fit_linear_probe", "row_blocks"]
 
@@ -113,19 +113,8 @@ def row_blocks(n: int, rows: int | None = None):
 def load_features(path: str | Path, what: str = "features file") -> Features:
     """A feature set from an npz file (see the module docstring); errors name the file and the array."""
     p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"{what} {p} does not exist")
-    try:
-        with np.load(p, allow_pickle=False) as data:
-            arrays = {k: data[k] for k in data.files}
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as err:
-        raise ValueError(f"{what} {p} is not a readable .npz file ({err})") from None
-    unknown = sorted(set(arrays) - set(KEYS))
-    if "features" not in arrays:
-        raise ValueError(f"{what} {p} has no array 'features'; found {sorted(arrays) or 'no arrays'}; "
-                         f"expected 'features' (N, d) and optionally {', '.join(KEYS[1:])}")
-    if unknown:
-        raise ValueError(f"{what} {p}: unknown array(s) {unknown}; expected {', '.join(KEYS)}")
+    arrays = read_npz(p, what, ("features",), KEYS[1:],
+                      expected=f"'features' (N, d) and optionally {', '.join(KEYS[1:])}")
     if ("head_weight" in arrays) != ("head_bias" in arrays):
         raise ValueError(f"{what} {p}: head_weight and head_bias go together")
     head = None

@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from rankopt.ood.baselines import energy
-from rankopt.ood.detector import Detector
+from rankopt.ood.detector import Detector, create_detector, register_detector
 from rankopt.ood.features import Features, block, row_blocks
 from rankopt.ood.gaussian import FittedGaussian, fit_tied_gaussian, normalise
 
@@ -204,12 +204,14 @@ class _GMMHybrid(FittedGaussian, HybridEnergy):
         return self.gaussian.sample(n, generator)
 
 
+@register_detector
 class HEATGMM(_GMMHybrid):
     """HEAT-GMM: the tied-covariance GMM prior on normalised avg-pooled features, plus a residual."""
 
     name = "heat_gmm"
 
 
+@register_detector
 class HEATGMMStd(_GMMHybrid):
     """HEAT-GMM-std: the same on std-pooled features."""
 
@@ -218,6 +220,7 @@ class HEATGMMStd(_GMMHybrid):
     needs = ("labels", "std_features")
 
 
+@register_detector
 class HEATEL(HybridEnergy):
     """HEAT-EL: the energy of the head's logits on raw avg-pooled features, plus a residual; SGLD
     starts from N(0, I)."""
@@ -249,6 +252,7 @@ def compose(energies: list[torch.Tensor], beta: float) -> torch.Tensor:
     return torch.logsumexp(beta * e, dim=1) / beta
 
 
+@register_detector
 class Composition(Detector):
     """Detectors combined after z-scoring each with its mean and std over ID training features
     (a seeded sample of ``calibration`` rows; the authors use one batch of 256)."""
@@ -266,8 +270,6 @@ class Composition(Detector):
         self.mean = self.std = None
 
     def _members(self, names: list[str]) -> list[Detector]:
-        from rankopt.ood.registry import create_detector
-
         opts = self.options["component_options"]
         return [create_detector(n, **opts.get(n, {})) for n in names]
 
@@ -296,20 +298,19 @@ class Composition(Detector):
         return compose(e, self.beta)
 
     def state_dict(self):
-        out = {"dim": torch.tensor(self.dim), "std_dim": torch.tensor(-1 if self.std_dim is None else self.std_dim),
-               "mean": self.mean, "std": self.std}
+        out = {**self._header(), "mean": self.mean, "std": self.std}
         for k, m in enumerate(self.members):
             out.update({f"m{k}.{key}": v for key, v in m.state_dict().items()})
         return out
 
     def load_state_dict(self, state):
-        self.dim = int(state["dim"])
-        self.std_dim = None if int(state["std_dim"]) < 0 else int(state["std_dim"])
+        self._read_header(state)
         self.mean, self.std = state["mean"], state["std"]
         for k, m in enumerate(self.members):
             m.load_state_dict({key[len(f"m{k}."):]: v for key, v in state.items() if key.startswith(f"m{k}.")})
 
 
+@register_detector
 class HEAT(Composition):
     """HEAT: the composition (z-scored sum by default) of HEAT-GMM, HEAT-GMM-std and HEAT-EL; a member
     whose input the ID features lack (no std_features, no head) is left out, with a warning, and the

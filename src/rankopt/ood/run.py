@@ -21,7 +21,7 @@ from rankopt.ood.detector import Detector, save_detector
 from rankopt.ood.features import Features, fit_linear_probe, load_features
 from rankopt.ood.heat import Composition
 from rankopt.ood.metrics import METRICS, ood_metrics
-from rankopt.ood.registry import DETECTORS, create_detector, detector_names
+from rankopt.ood.detector import DETECTORS, create_detector, detector_names
 
 __all__ = ["ood_run_folder", "ood_feature_files", "evaluate_detectors", "DEFAULT_SETS", "ProgressFactory"]
 
@@ -124,34 +124,36 @@ def ood_run_folder(run_dir: str | Path, sets: list[str] | None = None, detectors
     """`rankopt ood RUN_DIR`: the run's ID train / test features (cached), the OOD sets, every detector."""
     from rankopt.ood.extract import cached_features, extract, packaged_extractor, run_extractor
     from rankopt.ood.sets import load_ood_set
-    from rankopt.train.protocol import build_splits
-    from rankopt.train.run import load_split
+    from rankopt.runs import RunFolder
+    from rankopt.train.run import run_splits
 
-    run_dir = Path(run_dir)
+    folder = RunFolder(run_dir)
     names, sets = check_names(detectors, sets)
-    extractor, cfg = run_extractor(run_dir)
+    extractor, cfg = run_extractor(folder)
     if backbone is not None:
         extractor = packaged_extractor(backbone)
     trained_classes = cfg.data.options.get("classes") if cfg.data.name == "fashion-mnist" else None
     if sets is None:
         sets = list(DEFAULT_SETS) + (["heldout"] if trained_classes is not None else [])
     tag = backbone or "model"
-    folder = run_dir / "ood" / tag
-    splits = build_splits(cfg.data, lambda split, train: load_split(cfg, split, train=False))
+    cache = folder.file("ood") / tag
+    splits, note = run_splits(folder, cfg)
+    if note:
+        log.warning(note)
 
     def features_of(name: str, data: Callable[[], object], fit_probe: bool = False) -> Features:
         def make():  # only on a cache miss: the images are not even loaded otherwise
             with progress(f"features: {name}", "image") as bar:
                 feats = extract(extractor, data(), num_workers=cfg.data.num_workers, progress=bar)
             return with_head(feats) if fit_probe else feats
-        return cached_features(folder, name, extractor.source, make)
+        return cached_features(cache, name, extractor.source, make)
 
-    train = features_of("id_train", lambda: splits.train, fit_probe=True)
-    id_test = features_of("id_test", lambda: splits.test.queries)
-    ood = {s: features_of(f"ood_{s}", lambda s=s: load_ood_set(s, seed, trained_classes=trained_classes, data_dir=cfg.data.root))
-           for s in sets}
     prefix = "ood" if backbone is None else f"ood-{backbone}"
-    return evaluate_detectors(train, id_test, ood, names, run_dir, prefix, options, progress, extra={"backbone": tag})
+    with folder.lock():  # the results go into the run folder: one writer at a time
+        train, id_test = features_of("id_train", lambda: splits.train, fit_probe=True), features_of("id_test", lambda: splits.test.queries)
+        ood = {s: features_of(f"ood_{s}", lambda s=s: load_ood_set(s, seed, trained_classes=trained_classes,
+                                                                      data_dir=cfg.data.root)) for s in sets}
+        return evaluate_detectors(train, id_test, ood, names, folder.path, prefix, options, progress, extra={"backbone": tag})
 
 
 def ood_feature_files(id_train: str | Path, id_test: str | Path, ood_files: list[str | Path], out_dir: str | Path,

@@ -1,10 +1,17 @@
-"""The recommendation run's typed config: the same sections, recipes, ``--set`` overrides and
-validation as image runs (rankopt.train.config), with the fields of a recommender.
+"""The recommendation task's config: what ``rankopt recsys train`` reads from a recipe, its flags and
+``--set``; the machinery is :mod:`rankopt.config`.
 
-Packaged recipes (``rankopt/recipes/recsys/``): one per dataset × model × loss of the README's
-models × losses table, named ``<dataset>-<model>-<variant>`` (e.g. ``ml-100k-lightgcn-item-ppr``);
-``data.root`` names the dataset folder (``--data-dir``). They pin that table's (untuned) settings, so
-they reproduce it; a run that leaves a setting unset gets the tuned value (``TUNED``).
+Packaged recipes (``rankopt/recipes/recsys/``): one per dataset × model × loss of the docs' models ×
+losses table, named ``<dataset>-<model>-<variant>`` (e.g. ``ml-100k-lightgcn-item-ppr``); ``data.root``
+names the dataset folder (``--data-dir``). They pin that table's (untuned) settings, so they reproduce
+it; a run that leaves a setting unset gets the loss's tuned value (``tuned`` in
+:data:`rankopt.recsys.losses.RECSYS_LOSSES`), filled in once, by ``validate()``, and written to the run's
+config.yaml.
+
+>>> from rankopt.config import load_config
+>>> cfg = load_config(None, ["data.root=interactions", "loss.name=softmax"], task="recsys")
+>>> cfg.loss.score, cfg.loss.tau, cfg.optim.lr
+('dot', 1.0, 0.01)
 """
 
 from __future__ import annotations
@@ -12,92 +19,91 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import ClassVar
 
+from rankopt.config import check_choices, check_metrics, check_range, setting
+from rankopt.recsys.losses import RECSYS_LOSSES
 from rankopt.recsys.models import RECOMMENDERS
-from rankopt.train.config import check_metrics, check_range
 
 __all__ = ["RecDataConfig", "RecModelConfig", "RecLossConfig", "RecOptimConfig", "RecTrainConfig", "RecRunConfig",
-           "MODELS", "LOSSES", "NEGATIVES", "SCORES", "TUNED"]
+           "SCORES", "tuned"]
 
-MODELS = tuple(RECOMMENDERS.names())
-LOSSES = ("bpr", "item-ndcg", "supndcg", "suprecall", "softmax", "ccl")
-NEGATIVES = ("uniform", "ppr")
 SCORES = ("cosine", "dot")
 
-# What a field left unset (None) becomes, per loss: the settings selected by ``benchmarks/recsys_tuning.py
-# tune`` on ML-100k's validation split with LightGCN (the README's tuned table), so a first run with
-# only ``--loss`` is not handicapped. ``tau`` per score type: a temperature acts on the scores' scale.
-# supndcg and suprecall were not in the tuned comparison: they take ITEM's candidate settings.
-TUNED = {
-    "bpr": {"lr": 5e-3, "weight_decay": 1e-4},
-    "item-ndcg": {"lr": 5e-3, "weight_decay": 1e-4, "score": "dot", "n_neg": 500, "tau": {"cosine": 0.1, "dot": 0.1}},
-    "softmax": {"lr": 1e-2, "weight_decay": 1e-4, "score": "dot", "n_neg": 500, "tau": {"cosine": 0.1, "dot": 1.0}},
-    "ccl": {"lr": 1e-2, "weight_decay": 1e-4, "score": "cosine", "n_neg": "all", "margin": 0.0, "neg_weight": 10.0},
-    "supndcg": {"lr": 1e-2, "weight_decay": 1e-4, "score": "cosine", "n_neg": 500},
-    "suprecall": {"lr": 1e-2, "weight_decay": 1e-4, "score": "cosine", "n_neg": 500},
-}
+
+def tuned(loss: str) -> dict:
+    """The settings an unset field of ``loss`` takes (its registry entry's ``tuned`` metadata)."""
+    return RECSYS_LOSSES.entry(loss).meta["tuned"]
 
 
 @dataclass
 class RecDataConfig:
-    root: str | None = None  # the folder of interaction files (LightGCN, pairs, RecBole .inter, CSV)
-    rating_threshold: float | None = None  # keep interactions rated at least this (files with ratings only)
-    valid_ratio: float = 0.1  # data without a validation split: this share of each user's training items
-    split: str = "auto"  # single interaction files: temporal (when timestamped) | random per user; auto: temporal if it can
-    split_seed: int = 0  # every random split (random split, carved validation, inductive users): fixed across train.seed
-    protocol: str = "transductive"  # or inductive: held-out users served from context interactions
-    valid_users: int | None = None  # validate on a fixed, seeded sample of this many validation users (big data); None: all
-    held_out: float = 0.1  # inductive: share of users held out
-    context: float = 0.5  # inductive: share of a held-out user's interactions given as context
-    batch_users: int = 256  # users per step (candidate losses)
-    batch_size: int = 2048  # triples per step (BPR)
-    bpr_sampling: str = "user"  # user (LightGCN-PyTorch) | interaction
+    root: str | None = setting(None, help="the folder of interaction files (LightGCN, pairs, RecBole .inter, CSV)")
+    rating_threshold: float | None = setting(None, help="keep interactions rated at least this (files with ratings only)")
+    valid_ratio: float = setting(0.1, help="data without a validation split: this share of each user's training items")
+    split: str = setting("auto", choices=("auto", "temporal", "random"),
+                         help="single interaction files: temporal (when timestamped) | random per user; auto: temporal if it can")
+    split_seed: int = setting(0, help="seed of every random split (random split, carved validation, inductive users)")
+    protocol: str = setting("transductive", choices=("transductive", "inductive"),
+                            help="inductive: held-out users served from context interactions")
+    valid_users: int | None = setting(None, help="validate on a fixed, seeded sample of this many users; None: all")
+    held_out: float = setting(0.1, help="inductive: share of users held out")
+    context: float = setting(0.5, help="inductive: share of a held-out user's interactions given as context")
+    batch_users: int = setting(256, help="users per step (candidate losses)")
+    batch_size: int = setting(2048, help="triples per step (BPR)")
+    bpr_sampling: str = setting("user", choices=("user", "interaction"),
+                                help="BPR triples: user (LightGCN-PyTorch) | interaction (a shuffled pass)")
 
 
 @dataclass
 class RecModelConfig:
-    name: str = "lightgcn"  # mf | lightgcn | lightgcnpp (LightGCN++, RecSys 2024) | ngcf
-    dim: int = 64
-    layers: int = 3  # message-passing layers (GNNs)
-    user_repr: str = "auto"  # id | items | auto (= items for the inductive protocol, else id)
+    name: str = setting("lightgcn", choices=RECOMMENDERS, help="the recommender; lightgcnpp = LightGCN++ (RecSys 2024)")
+    dim: int = setting(64, help="embedding dimension")
+    layers: int = setting(3, help="message-passing layers (GNNs)")
+    user_repr: str = setting("auto", choices=("auto", "id", "items"),
+                             help="id | items | auto (= items for the inductive protocol, else id)")
 
 
 @dataclass
 class RecLossConfig:
-    name: str = "item-ndcg"  # bpr | item-ndcg | supndcg | suprecall | softmax | ccl (SimpleX's cosine contrastive)
-    tau: float | None = None  # item-ndcg: sigmoid temperature; softmax: softmax temperature; None: tuned, per score
-    score: str | None = None  # candidate losses: cosine or dot (raw dot products); None: the loss's tuned choice
-    negatives: str = "uniform"  # candidate losses: uniform | ppr
-    n_neg: int | str | None = None  # negatives per user and step, or "all" (the whole catalogue); None: tuned
-    n_pos: int = 10  # positives sampled per user and step
-    margin: float | None = None  # ccl: negatives count above this cosine; None: tuned
-    neg_weight: float | None = None  # ccl: weight of the mean negative term; None: tuned
-    ppr_m: int | None = None  # PPR candidates kept per user; None: twice the PPR negatives per step (at least 100)
-    ppr_skip: int = 0  # the top PPR items left out first (likely unobserved positives)
-    ppr_mix: float = 0.5  # share of PPR negatives among the negatives; the rest uniform
-    ppr_sampling: str = "band"  # band: uniform over the kept PPR items | proportional: in proportion to PPR score
-    ppr_restart: float = 0.15
-    recall_k: list = field(default_factory=lambda: [1, 5, 20])  # suprecall: the Recall@k terms
+    name: str = setting("item-ndcg", choices=RECSYS_LOSSES,
+                        help="bpr (baseline), item-ndcg (ITEM smooth NDCG), supndcg, suprecall, softmax (sampled "
+                             "softmax), ccl (SimpleX's cosine contrastive loss); unset settings take its tuned values")
+    tau: float | None = setting(None, help="item-ndcg: sigmoid temperature; softmax: softmax temperature; None: tuned")
+    score: str | None = setting(None, choices=SCORES, help="candidate losses: cosine or dot (raw dot products); None: tuned")
+    negatives: str = setting("uniform", choices=("uniform", "ppr"),
+                             help="candidate losses: uniform, or PPR hard negatives mixed with uniform ones")
+    n_neg: int | str | None = setting(None, help="negatives per user and step, or 'all' (the whole catalogue); None: tuned")
+    n_pos: int = setting(10, help="positives sampled per user and step")
+    margin: float | None = setting(None, help="ccl: negatives count above this cosine; None: tuned")
+    neg_weight: float | None = setting(None, help="ccl: weight of the mean negative term; None: tuned")
+    ppr_m: int | None = setting(None, help="PPR candidates kept per user; None: twice the PPR negatives per step (≥ 100)")
+    ppr_skip: int = setting(0, help="the top PPR items left out first (likely unobserved positives)")
+    ppr_mix: float = setting(0.5, help="share of PPR negatives among the negatives; the rest uniform")
+    ppr_sampling: str = setting("band", choices=("band", "proportional"),
+                                help="band: uniform over the kept PPR items | proportional: in proportion to PPR score")
+    ppr_restart: float = setting(0.15, help="PPR restart probability")
+    recall_k: list = setting(help="suprecall: the Recall@k terms", default_factory=lambda: [1, 5, 20])
 
 
 @dataclass
 class RecOptimConfig:
-    lr: float | None = None  # Adam; None: the loss's tuned value (TUNED)
-    weight_decay: float | None = None  # L2 on the layer-0 embeddings of a step's users and items, every loss; None: tuned
+    lr: float | None = setting(None, help="Adam learning rate; None: the loss's tuned value")
+    weight_decay: float | None = setting(None, help="L2 on the layer-0 embeddings of a step's users and items; None: tuned")
 
 
 @dataclass
 class RecTrainConfig:
-    epochs: int = 10
-    seed: int = 0
-    eval_every: int = 1  # validate every this many epochs (and after the last)
-    patience: int = 0  # stop after this many validations without a better monitored value (0: never)
-    min_epochs: int = 0  # early stopping does not end a run before this epoch (the time limit still does)
-    time_limit: float | None = None  # seconds of fitting (validation included); the epoch crossing it is the last
-    metrics: list = field(default_factory=lambda: ["recall@20", "ndcg@20"])  # any of recall, ndcg, p, hit, mrr, map @k
-    monitor: str = "ndcg@20"
-    refit: bool = False  # after selection, retrain on train + valid for the selected number of epochs
-    device: str = "cpu"  # cpu, cuda, cuda:1, ...
-    run_dir: str | None = None  # default: runs/<recipe or data folder>-<timestamp>
+    epochs: int = setting(10, help="epochs to train")
+    seed: int = setting(0, help="training seed")
+    eval_every: int = setting(1, help="validate every this many epochs (and after the last)")
+    patience: int = setting(0, help="stop after this many validations without improvement (0: never)")
+    min_epochs: int = setting(0, help="early stopping does not end a run before this epoch (the time limit still does)")
+    time_limit: float | None = setting(None, help="seconds of fitting; the epoch crossing it is the last")
+    metrics: list = setting(help="any of recall, ndcg, p, hit, mrr, map @k",
+                            default_factory=lambda: ["recall@20", "ndcg@20"])
+    monitor: str = setting("ndcg@20", help="the validation metric that selects the epoch")
+    refit: bool = setting(False, help="after selection, retrain on train + valid for the selected number of epochs")
+    device: str = setting("cpu", help="cpu, cuda, cuda:1, ...")
+    run_dir: str | None = setting(None, help="the run folder (default: runs/<recipe or data folder>-<timestamp>)")
 
 
 @dataclass
@@ -116,38 +122,32 @@ class RecRunConfig:
         r = self.model.user_repr
         return r if r != "auto" else ("items" if self.data.protocol == "inductive" else "id")
 
-    def resolve(self) -> RecRunConfig:
-        """Fill the fields left unset with the loss's tuned defaults (``TUNED``), in place, so config.yaml
-        records what ran and a later change of defaults cannot alter a resumed run."""
+    def _fill_tuned(self) -> None:
+        """Fields left unset (None) take the loss's tuned values, in place, so config.yaml records what
+        ran and a later change of defaults cannot alter a resumed run."""
         lo, o = self.loss, self.optim
-        tuned = TUNED.get(lo.name)
-        if tuned is None:
-            return self
-        for section, key in ((o, "lr"), (o, "weight_decay"), (lo, "score"), (lo, "n_neg"), (lo, "margin"), (lo, "neg_weight")):
-            if getattr(section, key) is None and key in tuned:
-                setattr(section, key, tuned[key])
-        if lo.tau is None and lo.score in tuned.get("tau", {}):  # after the score: τ acts on its scale
-            lo.tau = tuned["tau"][lo.score]
-        return self
+        values = tuned(lo.name)
+        for section in (o, lo):
+            for key, value in values.items():
+                if key != "tau" and hasattr(section, key) and getattr(section, key) is None:
+                    setattr(section, key, value)
+        if lo.tau is None and lo.score in values.get("tau", {}):  # after the score: τ acts on its scale
+            lo.tau = values["tau"][lo.score]
 
     def validate(self) -> RecRunConfig:
-        """Check the whole config (after filling the tuned defaults: ``resolve``)."""
-        self.resolve()
+        """Check the whole config, after filling the tuned defaults (the one place they are resolved)."""
+        check_choices(self)  # the loss name first: its tuned values are read next
+        self._fill_tuned()
+        check_choices(self)
         d, m, lo, o, t = self.data, self.model, self.loss, self.optim, self.train
-        for value, allowed, key in ((m.name, MODELS, "model.name"), (lo.name, LOSSES, "loss.name"),
-                                    (lo.negatives, NEGATIVES, "loss.negatives"), (lo.ppr_sampling, ("band", "proportional"), "loss.ppr_sampling"),
-                                    (d.protocol, ("transductive", "inductive"), "data.protocol"), (d.split, ("auto", "temporal", "random"), "data.split"),
-                                    (m.user_repr, ("auto", "id", "items"), "model.user_repr"),
-                                    (d.bpr_sampling, ("user", "interaction"), "data.bpr_sampling")):
-            if value not in allowed:
-                raise ValueError(f"{key}={value!r} is not one of {', '.join(allowed)}")
+        entry = RECSYS_LOSSES.entry(lo.name)
         if d.protocol == "inductive" and m.user_repr == "id":
             raise ValueError("the inductive protocol serves users without a trained ID embedding: "
                              "use model.user_repr=items (or auto)")
-        if lo.name != "bpr" and lo.score not in SCORES:
-            raise ValueError(f"loss.score={lo.score!r} is not one of {', '.join(SCORES)}")
-        if lo.name == "ccl" and lo.score != "cosine":
-            raise ValueError("loss.score=dot: ccl (SimpleX's cosine contrastive loss) is defined on cosine scores")
+        if entry.meta["candidate"] and lo.score is None:
+            raise ValueError(f"loss.score is unset: give cosine or dot for {lo.name}")
+        if entry.meta.get("cosine_only") and lo.score != "cosine":
+            raise ValueError(f"loss.score={lo.score}: {lo.name} ({entry.meta['doc']}) is defined on cosine scores")
         if isinstance(lo.n_neg, str) and lo.n_neg != "all":
             raise ValueError(f"loss.n_neg={lo.n_neg!r} must be a positive number of negatives or 'all'")
         if lo.n_neg == "all" and lo.negatives == "ppr":
@@ -176,8 +176,8 @@ class RecRunConfig:
         check_range("loss.ppr_restart", lo.ppr_restart, 0, 1, low_open=True, high_open=True)
         if not lo.recall_k or any(not isinstance(k, int) or k < 1 for k in lo.recall_k):
             raise ValueError(f"loss.recall_k={lo.recall_k} must be a list of positive integers")
-        if lo.negatives == "ppr" and lo.name == "bpr":
-            raise ValueError("PPR negatives feed the candidate losses (item-ndcg, supndcg, suprecall, softmax), not bpr")
+        if lo.negatives == "ppr" and not entry.meta["candidate"]:
+            raise ValueError(f"PPR negatives feed the candidate losses, not {lo.name}")
         check_metrics(t.metrics, t.monitor)
         from rankopt.metrics.names import parse_metrics
 

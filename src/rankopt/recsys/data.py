@@ -67,6 +67,16 @@ class RecData:
     def n_users(self) -> int:
         return len(self.user_ids)
 
+    def fingerprint(self, splits: tuple[str, ...] = ("train", "valid", "test", "context")) -> str:
+        """What a run's interactions are recognised by: each split's (user, item) pairs, and the ids."""
+        from rankopt.runs import fingerprint
+
+        parts = []
+        for name in splits:
+            inter = getattr(self, name)
+            parts += [name] + ([] if inter is None else [inter.user, inter.item])
+        return fingerprint(*parts, [str(u) for u in self.user_ids], [str(i) for i in self.item_ids])
+
     @property
     def n_items(self) -> int:
         return len(self.item_ids)

@@ -33,12 +33,28 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from rankopt.losses import SupNDCG, SupRecall
 from rankopt.losses.batch import RankBatch
 from rankopt.losses.rank_kernel import pair_sums
 from rankopt.losses.steps import Sigmoid
 from rankopt.metrics.graded import ideal_dcg
+from rankopt.registry import Registry
 
-__all__ = ["candidate_batch", "ITEMLoss", "SampledSoftmaxLoss", "CandidateRankLoss", "CosineContrastiveLoss"]
+__all__ = ["candidate_batch", "BPRLoss", "ITEMLoss", "SampledSoftmaxLoss", "CandidateRankLoss", "CosineContrastiveLoss",
+           "RECSYS_LOSSES", "create_recsys_loss"]
+
+# Every loss of `rankopt recsys train` by the name users type (loss.name). Each entry's factory takes the
+# run's loss section (RecLossConfig) and returns the module; metadata: ``candidate`` (trained on per-user
+# candidate blocks; False: BPR triples), ``tuned`` (what an unset setting becomes: the values selected by
+# ``benchmarks/recsys_tuning.py tune`` on ML-100k's validation split with LightGCN, so that a first run with
+# only ``--loss`` is not handicapped; ``tau`` per score type, as a temperature acts on the scores' scale;
+# supndcg and suprecall were not in the tuned comparison and take ITEM's candidate settings) and ``doc``.
+RECSYS_LOSSES = Registry("recommendation loss")
+
+
+def create_recsys_loss(loss_cfg) -> nn.Module:
+    """The module of ``loss_cfg.name`` built from the (validated, resolved) loss section."""
+    return RECSYS_LOSSES.entry(loss_cfg.name).factory(loss_cfg)
 
 
 def candidate_batch(user_emb: torch.Tensor, item_emb: torch.Tensor, candidates: torch.Tensor | None,
@@ -133,3 +149,32 @@ class CosineContrastiveLoss(nn.Module):
             return batch.scores.sum() * 0.0
         pos_term = ((1 - batch.scores) * pos).sum()
         return (pos_term + self.neg_weight * (per_user_neg * n_pairs).sum()) / n_pairs.sum()
+
+
+class BPRLoss(nn.Module):
+    """BPR (Rendle et al., 2009): mean softplus(s_neg − s_pos) over (user, positive, negative) triples of
+    raw dot products, as LightGCN-PyTorch computes it (its L2 on layer-0 embeddings is the module's)."""
+
+    def forward(self, user_emb: torch.Tensor, pos_emb: torch.Tensor, neg_emb: torch.Tensor) -> torch.Tensor:
+        return nn.functional.softplus((user_emb * neg_emb).sum(1) - (user_emb * pos_emb).sum(1)).mean()
+
+
+RECSYS_LOSSES.register("bpr", lambda lo: BPRLoss(), candidate=False, doc="BPR (the baseline)",
+                       tuned={"lr": 5e-3, "weight_decay": 1e-4})
+RECSYS_LOSSES.register("item-ndcg", lambda lo: ITEMLoss(tau=lo.tau, normalize=lo.score == "cosine"), candidate=True,
+                       doc="ITEM's smooth NDCG", tuned={"lr": 5e-3, "weight_decay": 1e-4, "score": "dot", "n_neg": 500,
+                                                      "tau": {"cosine": 0.1, "dot": 0.1}})
+RECSYS_LOSSES.register("supndcg", lambda lo: CandidateRankLoss(SupNDCG(), normalize=lo.score == "cosine"),
+                       candidate=True, doc="SupRank's NDCG surrogate",
+                       tuned={"lr": 1e-2, "weight_decay": 1e-4, "score": "cosine", "n_neg": 500})
+RECSYS_LOSSES.register("suprecall", lambda lo: CandidateRankLoss(SupRecall(k=tuple(lo.recall_k)), normalize=lo.score == "cosine"),
+                       candidate=True, doc="SupRank's Recall@k surrogate",
+                       tuned={"lr": 1e-2, "weight_decay": 1e-4, "score": "cosine", "n_neg": 500})
+RECSYS_LOSSES.register("softmax", lambda lo: SampledSoftmaxLoss(tau=lo.tau, normalize=lo.score == "cosine"),
+                       candidate=True, doc="sampled softmax",
+                       tuned={"lr": 1e-2, "weight_decay": 1e-4, "score": "dot", "n_neg": 500,
+                              "tau": {"cosine": 0.1, "dot": 1.0}})
+RECSYS_LOSSES.register("ccl", lambda lo: CosineContrastiveLoss(margin=lo.margin, neg_weight=lo.neg_weight), candidate=True,
+                       doc="SimpleX's cosine contrastive loss", cosine_only=True,
+                       tuned={"lr": 1e-2, "weight_decay": 1e-4, "score": "cosine", "n_neg": "all", "margin": 0.0,
+                              "neg_weight": 10.0})

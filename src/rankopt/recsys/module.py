@@ -15,34 +15,17 @@ import torch
 from lightning import pytorch as pl
 from torch.utils.data import DataLoader, IterableDataset
 
-from rankopt.losses import SupNDCG, SupRecall
 from rankopt.progress import progress_bar
 from rankopt.recsys.config import RecRunConfig
 from rankopt.recsys.data import Interactions, RecData
 from rankopt.recsys.evaluation import PerUser, evaluate_recommender
-from rankopt.recsys.losses import CandidateRankLoss, CosineContrastiveLoss, ITEMLoss, SampledSoftmaxLoss
+from rankopt.recsys.losses import RECSYS_LOSSES, create_recsys_loss
 from rankopt.recsys.models import Recommender
 from rankopt.recsys.negatives import default_cache_dir, ppr_negatives
-from rankopt.recsys.training import CandidateSampler, bpr_loss, bpr_triples, interaction_keys
+from rankopt.recsys.training import CandidateSampler, bpr_triples, interaction_keys
 from rankopt.train.module import RunModule
 
-__all__ = ["RecommenderModule", "RecommendationData", "candidate_loss", "known_items"]
-
-
-def candidate_loss(cfg: RecRunConfig) -> torch.nn.Module:
-    lo = cfg.resolve().loss
-    cosine = lo.score == "cosine"
-    if lo.name == "item-ndcg":
-        return ITEMLoss(tau=lo.tau, normalize=cosine)
-    if lo.name == "softmax":
-        return SampledSoftmaxLoss(tau=lo.tau, normalize=cosine)
-    if lo.name == "supndcg":
-        return CandidateRankLoss(SupNDCG(), normalize=cosine)
-    if lo.name == "suprecall":
-        return CandidateRankLoss(SupRecall(k=tuple(lo.recall_k)), normalize=cosine)
-    if lo.name == "ccl":
-        return CosineContrastiveLoss(margin=lo.margin, neg_weight=lo.neg_weight)
-    raise ValueError(f"{lo.name} is not a candidate loss")
+__all__ = ["RecommenderModule", "RecommendationData", "known_items"]
 
 
 def known_items(data: RecData) -> Interactions:
@@ -77,12 +60,12 @@ class RecommendationData(pl.LightningDataModule):
 
     def __init__(self, cfg: RecRunConfig, data: RecData, train: Interactions, validate: bool = True) -> None:
         super().__init__()
-        self.cfg, self.train, self.n_items = cfg.resolve(), train, data.n_items
+        self.cfg, self.train, self.n_items = cfg, train, data.n_items
         self.validate = validate and data.valid is not None and len(data.valid) > 0
         self.rng = np.random.default_rng(cfg.train.seed)
         self.keys = interaction_keys(train, data.n_items)
         self.sampler = None
-        if cfg.loss.name != "bpr":
+        if RECSYS_LOSSES.entry(cfg.loss.name).meta["candidate"]:
             ppr, ppr_scores = self._ppr(data) if cfg.loss.negatives == "ppr" else (None, None)
             self.sampler = CandidateSampler(train, data.n_items, cfg.loss.n_pos, cfg.loss.n_neg, ppr, cfg.loss.ppr_mix, self.keys,
                                             ppr_scores if cfg.loss.ppr_sampling == "proportional" else None)
@@ -146,9 +129,8 @@ class RecommenderModule(RunModule):
         super().__init__(seed=cfg.train.seed, monitor=cfg.train.monitor, max_epochs=cfg.train.epochs)
         self.model, self.cfg, self.data = model, cfg, data
         self.metric_names = list(cfg.train.metrics)
-        self.bpr = cfg.loss.name == "bpr"
-        cfg.resolve()  # the loss's tuned defaults for what was left unset
-        self.loss_fn = None if self.bpr else candidate_loss(cfg)
+        self.candidate = RECSYS_LOSSES.entry(cfg.loss.name).meta["candidate"]  # else: (user, pos, neg) triples
+        self.loss_fn = create_recsys_loss(cfg.loss)
         self.lr, self.weight_decay = cfg.optim.lr, cfg.optim.weight_decay
         self.valid_users = None  # all validation users, or a fixed sample (data.valid_users): the same one every epoch
         if data.valid is not None and cfg.data.valid_users is not None:
@@ -158,9 +140,11 @@ class RecommenderModule(RunModule):
                 self.valid_users = np.sort(rng.choice(users, cfg.data.valid_users, replace=False))
 
     def training_step(self, batch, batch_idx):
-        if self.bpr:
+        if not self.candidate:
             users, pos, neg = batch
-            loss = bpr_loss(self.model, users, pos, neg, self.weight_decay)
+            user_emb, item_emb = self.model.embeddings()
+            loss = self.loss_fn(user_emb[users], item_emb[pos], item_emb[neg])
+            loss = loss + self.weight_decay * self.model.ego_penalty(users, torch.cat([pos, neg])) / len(users)
             self.record_loss(loss, len(users))  # the epoch's mean over triples
             return loss
         users, candidates, levels = batch

@@ -16,8 +16,6 @@ carved from each user's training items (``data.valid_ratio``; 0: the last epoch 
 from __future__ import annotations
 
 import dataclasses
-import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -28,26 +26,20 @@ from rankopt.recsys.config import RecRunConfig
 from rankopt.recsys.data import RecData, inductive_split, load_directory, ratio_split
 from rankopt.recsys.models import RECOMMENDERS, Recommender
 from rankopt.recsys.module import RecommendationData, RecommenderModule, known_items
+from rankopt.runs import RunFolder
 from rankopt.train.checkpoint import read_model_weights
 from rankopt.train.engine import fit
-from rankopt.train.run import load_run, open_run, save_config, save_results
+from rankopt.validation import check_device
 
-__all__ = ["build_model", "load_data", "train_recsys", "evaluate_run", "trainer_device"]
+__all__ = ["build_model", "load_data", "train_recsys", "evaluate_run", "trainer_device", "run_data"]
 
 
 def trainer_device(device: str) -> tuple[str, object]:
     """Lightning's (accelerator, devices) for a torch device string; an absent CUDA device is an error."""
-    dev = torch.device(device)
-    if dev.type == "cpu":
-        return "cpu", 1
+    dev = check_device(device, "train.device")
     if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError(f"train.device={device}: no CUDA device is available here (use cpu)")
-        index = dev.index or 0
-        if index >= torch.cuda.device_count():
-            raise ValueError(f"train.device={device}: only {torch.cuda.device_count()} CUDA device(s) here")
-        return "gpu", [index]
-    raise ValueError(f"train.device={device}: use cpu or cuda[:N]")
+        return "gpu", [dev.index or 0]
+    return "cpu", 1
 
 
 def build_model(cfg: RecRunConfig, n_users: int, n_items: int, graph) -> Recommender:
@@ -89,31 +81,32 @@ def _fit(cfg: RecRunConfig, module, data_module, run_dir: Path, epochs: int, res
                min_epochs=t.min_epochs)
 
 
-def train_recsys(cfg: RecRunConfig, run_dir: str | Path | None = None, resume: bool = False,
-                 progress: bool = True) -> tuple[dict, Path]:
-    """Train (or continue) the run, select on validation, test the selected (or refitted) model;
-    returns (the metrics.json object, run folder). Resuming a finished run returns its metrics unchanged."""
-    cfg.validate()
+def train_recsys(cfg: RecRunConfig, folder: RunFolder, resume: Path | None = None, progress: bool = True) -> dict:
+    """Train (or, from ``resume``, continue) the run in ``folder``, select on validation, test the
+    selected (or refitted) model; write and return the metrics.json object."""
     trainer_device(cfg.train.device)
-    run_dir, last, finished = open_run(cfg, run_dir, resume)
-    if finished is not None:
-        return finished, run_dir
     data = load_data(cfg)
-    save_config(cfg, run_dir)
+    if resume is not None:
+        folder.check_data(data.fingerprint(), "the interactions")
+    folder.write_config(cfg)
+    folder.write_manifest(data.fingerprint(), data.fingerprint(("test",)), extra={"n_users": data.n_users, "n_items": data.n_items,
+                                                     "interactions": {k: len(getattr(data, k)) for k in
+                                                                      ("train", "valid", "test", "context")
+                                                                      if getattr(data, k) is not None}})
     module = _module(cfg, data)
-    result = _fit(cfg, module, RecommendationData(cfg, data, data.train), run_dir, cfg.train.epochs, last, progress)
+    result = _fit(cfg, module, RecommendationData(cfg, data, data.train), folder.path, cfg.train.epochs, resume, progress)
     selection, history = result["selection"], result["history"]
     refit = None
     if cfg.train.refit and selection["split"] is not None:
         epochs = selection["epoch"]
         known = known_items(data)
-        refit_dir = run_dir / "refit"
+        refit_dir = folder.path / "refit"
         refit_last = refit_dir / "checkpoints" / "last.ckpt"
         both = dataclasses.replace(data, train=known)
         again = _fit(cfg, _module(cfg, both), RecommendationData(cfg, both, known, validate=False), refit_dir,
                      epochs, refit_last if refit_last.is_file() else None, progress)
         result["test"], result["test_per_query"] = again["test"], again["test_per_query"]
-        refit = {"on": "train+valid", "epochs": epochs, "checkpoint": os.path.relpath(refit_dir / again["selection"]["checkpoint"], run_dir)}
+        refit = {"on": "train+valid", "epochs": epochs, "checkpoint": folder.relative(refit_dir / again["selection"]["checkpoint"])}
     selected = [h for h in history if h["epoch"] <= selection["epoch"]]
     out = {
         "test": result["test"], "selection": selection, "valid": result["valid"], "history": history,
@@ -121,26 +114,30 @@ def train_recsys(cfg: RecRunConfig, run_dir: str | Path | None = None, resume: b
                      "refit": refit, "excluded_users": data.excluded_users},
         "timing": {"seconds_per_epoch": float(np.mean([h.get("seconds", 0.0) for h in history])) if history else 0.0,
                    "seconds_to_best": float(sum(h.get("seconds", 0.0) for h in selected))},
-        "run_dir": str(run_dir),
+        "run_dir": str(folder.path),
     }
-    save_results(run_dir, out, result["test_per_query"])
-    return out, run_dir
+    folder.write_results(out, result["test_per_query"])
+    return out
+
+
+def run_data(folder: RunFolder, cfg: RecRunConfig | None = None) -> RecData:
+    """The interactions a run was trained and tested on, read again; refused if they changed since."""
+    cfg = cfg or folder.config("recsys")
+    data = load_data(cfg)
+    folder.check_data(data.fingerprint(), "the interactions")
+    return data
 
 
 def evaluate_run(run_dir: str | Path, device: str | None = None) -> dict:
     """Re-evaluate a finished recommendation run on its test split, with the checkpoint it was tested with."""
-    run_dir = Path(run_dir)
-    cfg = load_run(run_dir, task="recsys")
-    metrics_file = run_dir / "metrics.json"
-    if not metrics_file.is_file():
-        raise FileNotFoundError(f"{run_dir} has no metrics.json: the run has not finished (resume it with --resume)")
-    saved = json.loads(metrics_file.read_text())
-    refit = (saved.get("protocol") or {}).get("refit")
-    checkpoint = run_dir / (refit["checkpoint"] if refit else saved["selection"]["checkpoint"])
+    folder = RunFolder(run_dir)
+    cfg = folder.config("recsys")
+    checkpoint = folder.selected_checkpoint()
+    refit = (folder.metrics().get("protocol") or {}).get("refit")
     if device is not None:
         cfg.train.device = device
     trainer_device(cfg.train.device)
-    data = load_data(cfg)
+    data = run_data(folder, cfg)
     if refit:  # the refitted model was trained on (and serves from) train + valid
         data = dataclasses.replace(data, train=known_items(data))
     module = _module(cfg, data)

@@ -1,11 +1,10 @@
-"""What a recommender training step draws and computes: BPR triples with uniform negatives
-(LightGCN-PyTorch semantics) and, for the candidate losses, per-user blocks of sampled positives and
-uniform / PPR negatives.
+"""What a recommender training step draws: BPR triples with uniform negatives (LightGCN-PyTorch's
+sampler) and, for the candidate losses, per-user blocks of sampled positives and uniform / PPR
+negatives. The losses computed on them are :mod:`rankopt.recsys.losses`; the step is
+:class:`rankopt.recsys.module.RecommenderModule`'s.
 
-BPR (Rendle et al., 2009) as LightGCN-PyTorch computes it: for (user, positive, negative) triples sampled
-as its sampler does (``bpr_triples``), loss = mean softplus(s_neg − s_pos) + λ·½(|e_u⁰|² + |e_p⁰|² +
-|e_n⁰|²)/batch on the layer-0 embeddings. Negatives are drawn uniformly among the items the user has
-not interacted with in training.
+BPR triples (``bpr_triples``): as many (user, positive, negative) triples per epoch as training
+interactions, negatives drawn uniformly among the items the user has not interacted with in training.
 """
 
 from __future__ import annotations
@@ -15,8 +14,7 @@ import torch
 
 from rankopt.recsys.data import Interactions
 
-__all__ = ["interaction_keys", "uniform_negatives", "bpr_triples", "bpr_loss", "bpr_epoch", "train_bpr",
-           "CandidateSampler"]
+__all__ = ["interaction_keys", "uniform_negatives", "bpr_triples", "CandidateSampler"]
 
 
 def interaction_keys(train: Interactions, n_items: int) -> np.ndarray:
@@ -39,14 +37,6 @@ def uniform_negatives(keys: np.ndarray, n_items: int, users: np.ndarray, rng: np
     raise ValueError("could not sample negatives: some users have interacted with (almost) every item")
 
 
-def bpr_loss(model, users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor, weight_decay: float = 1e-4) -> torch.Tensor:
-    user_emb, item_emb = model.embeddings()
-    u, p, n = user_emb[users], item_emb[pos], item_emb[neg]
-    loss = torch.nn.functional.softplus((u * n).sum(1) - (u * p).sum(1)).mean()
-    reg = model.ego_penalty(users, torch.cat([pos, neg]))
-    return loss + weight_decay * reg / len(users)
-
-
 def bpr_triples(train: Interactions, n_items: int, rng: np.random.Generator, keys: np.ndarray | None = None,
                 sampling: str = "user") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One epoch of (user, positive, negative) triples, as many as training interactions.
@@ -66,31 +56,6 @@ def bpr_triples(train: Interactions, n_items: int, rng: np.random.Generator, key
         raise ValueError(f"sampling={sampling!r} is not one of user, interaction")
     keys = interaction_keys(train, n_items) if keys is None else keys
     return users, pos, uniform_negatives(keys, n_items, users, rng)
-
-
-def bpr_epoch(model, train: Interactions, n_items: int, opt: torch.optim.Optimizer, rng: np.random.Generator,
-              keys: np.ndarray, batch_size: int = 2048, weight_decay: float = 1e-4, sampling: str = "user") -> float:
-    """One epoch of BPR in mini-batches of ``batch_size`` triples (``bpr_triples``); returns its mean loss."""
-    device = model.item.weight.device
-    users, pos, neg = (torch.from_numpy(a).to(device) for a in bpr_triples(train, n_items, rng, keys, sampling))
-    total = 0.0
-    for start in range(0, len(users), batch_size):
-        sl = slice(start, start + batch_size)
-        loss = bpr_loss(model, users[sl], pos[sl], neg[sl], weight_decay)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        total += float(loss.detach()) * len(users[sl])
-    return total / len(users)
-
-
-def train_bpr(model, train: Interactions, n_items: int, epochs: int = 10, batch_size: int = 2048, lr: float = 1e-3,
-              weight_decay: float = 1e-4, seed: int = 0, sampling: str = "user") -> list[float]:
-    """``epochs`` epochs of BPR with a new Adam; returns the mean loss of each epoch."""
-    rng = np.random.default_rng(seed)
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    keys = interaction_keys(train, n_items)
-    return [bpr_epoch(model, train, n_items, opt, rng, keys, batch_size, weight_decay, sampling) for _ in range(epochs)]
 
 
 class CandidateSampler:

@@ -4,6 +4,7 @@ HTML from the Jinja2 templates next to this module (self-contained: no request o
 
 from __future__ import annotations
 
+import logging
 import math
 from itertools import combinations
 from pathlib import Path
@@ -15,6 +16,8 @@ from rankopt.report.sources import Source, load_source
 from rankopt.report.stats import bootstrap_ci, paired_bootstrap_ci, randomization_test
 
 __all__ = ["report", "compare", "render"]
+
+log = logging.getLogger(__name__)
 
 GALLERY_QUERIES = 6  # sampled queries shown, and as many of the worst by AP
 GALLERY_DEPTH = 8  # results shown per query
@@ -280,6 +283,12 @@ def _check_same_queries(sources: list[Source]) -> None:
         data_a, data_b = first.config.get("data", {}), s.config.get("data", {})
         if data_a.get("name") != data_b.get("name"):
             raise ValueError(f"{s.path} was tested on {data_b.get('name')!r}, {first.path} on {data_a.get('name')!r}")
+        if first.data_fingerprint and s.data_fingerprint and first.data_fingerprint != s.data_fingerprint:
+            raise ValueError(f"{s.path} and {first.path} were tested on different data (test fingerprints "
+                             f"{s.data_fingerprint} and {first.data_fingerprint}): their queries cannot be paired")
+    unrecorded = [str(s.path) for s in sources if s.data_fingerprint is None]
+    if unrecorded:
+        log.warning("%s recorded no fingerprint of their test data: paired by query order only", ", ".join(unrecorded))
 
 
 def _overlay_histograms(sources, runs, name: str) -> str:

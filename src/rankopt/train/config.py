@@ -1,93 +1,108 @@
-"""Run configuration: typed sections, YAML recipes, and ``key=value`` overrides checked against them.
+"""The image-retrieval task's config: what ``rankopt train`` reads from a recipe and ``--set``.
 
-One mechanism for every task: a root config (``RunConfig`` for image retrieval,
-``rankopt.recsys.config.RecRunConfig`` for recommendation) is a dataclass of sections (data, model,
-loss, optim, train) with a ``task`` name, a ``validate()`` method and its packaged recipes. A recipe is
-a YAML file of sections; every key it or an override names must exist (an unknown one is an error
-suggesting the closest), and every value must have the field's type; then ``validate()`` checks
-ranges and combinations, before any work starts. The resolved config is what a run saves in its
-folder (config.yaml, with its task) and what ``--resume`` reloads.
+The machinery (recipes, overrides, types, closest-key suggestions, choices) is :mod:`rankopt.config`;
+this module declares the sections and the checks that the types cannot say.
+
+>>> from rankopt.config import load_config
+>>> cfg = load_config("fashion-mnist", ["train.epochs=1", "model.dim=32"])
+>>> cfg.loss.name, cfg.model.dim, cfg.train.monitor
+('roadmap', 32, 'map@r')
 """
 
 from __future__ import annotations
 
-import dataclasses
-import difflib
-import re
-import types
-import typing
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, ClassVar
 
-import yaml
+from rankopt.config import check_choices, check_metrics, check_range, setting
+from rankopt.data import DATASETS
+from rankopt.losses import LOSSES
+from rankopt.models.backbones import BACKBONES, check_backbone
+from rankopt.models.pooling import POOLINGS
 
-from rankopt import recipes
-from rankopt.registry import unknown
-from rankopt.train.module import OptimConfig
-
-__all__ = [
-    "DataConfig", "ModelConfig", "LossConfig", "TrainConfig", "RunConfig", "load_config", "apply_overrides",
-    "recipe_names", "to_dict", "from_dict", "validate", "config_class",
-]
+__all__ = ["DataConfig", "ModelConfig", "LossConfig", "OptimConfig", "TrainConfig", "RunConfig"]
 
 
 @dataclass
 class DataConfig:
-    name: str = "fashion-mnist"
-    root: str | None = None  # the dataset folder (fashion-mnist: optional)
-    train_split: str = "train"
-    test_split: str = "auto"  # the test queries; auto: the dataset's published protocol (In-Shop, DyML: query)
-    gallery_split: str | None = "auto"  # what test queries rank: a split (In-Shop, DyML: gallery), or none: leave-one-out
-    valid: str | None = "carve"  # the selection split: carve (from training), none (select the last epoch), or a split name
-    valid_fraction: float = 0.1  # carved validation: share of the training classes (images for Fashion-MNIST)
-    test_fraction: float = 0.5  # image folder / CSV without splits: share of the classes held out for test
-    split_seed: int = 0  # seed of every carved split (independent of the training seed)
-    options: dict = field(default_factory=dict)  # extra loader arguments (hierarchy, level, ...)
-    sampler: str = "m_per_class"  # or hierarchical
-    batch_size: int = 128
-    m: int = 16  # images per class in a batch
-    image_size: int = 224  # image datasets: crop size (resize to image_size * 8/7)
-    num_workers: int = 0
-    limit: int | None = None  # use only the first images of each split (quick runs)
-    train_limit: int | None = None  # use only the first training images (a smaller budget, full test set)
-    skip_bad_images: bool = False
+    name: str = setting("fashion-mnist", help="the dataset", choices=DATASETS)
+    root: str | None = setting(None, help="the dataset folder (fashion-mnist: optional, the Debian package's files)")
+    train_split: str = setting("train", help="the split trained on")
+    test_split: str = setting("auto", help="the test queries; auto: the dataset's published protocol (In-Shop, DyML: query)")
+    gallery_split: str | None = setting(
+        "auto", help="what test queries rank: a split (In-Shop, DyML: gallery), or none: leave-one-out")
+    valid: str | None = setting(
+        "carve", help="the selection split: carve (from training), none (select the last epoch), or a split name")
+    valid_fraction: float = setting(0.1, help="carved validation: share of the training classes (images for Fashion-MNIST)")
+    test_fraction: float = setting(0.5, help="image folder / CSV without splits: share of the classes held out for test")
+    split_seed: int = setting(0, help="seed of every carved split (independent of the training seed)")
+    options: dict = setting(help="extra loader arguments (hierarchy, level, classes, ...)", default_factory=dict)
+    sampler: str = setting("m_per_class", help="batch sampler", choices=("m_per_class", "hierarchical"))
+    batch_size: int = setting(128, help="images per training batch")
+    m: int = setting(16, help="images per class in a batch")
+    image_size: int = setting(224, help="image datasets: crop size (resized to image_size · 8/7 for evaluation)")
+    num_workers: int = setting(0, help="data loader worker processes")
+    limit: int | None = setting(None, help="use only the first images of each split (quick runs)")
+    train_limit: int | None = setting(None, help="use only the first training images (a smaller budget, full test set)")
+    skip_bad_images: bool = setting(False, help="drop unreadable images (checked once, counted) instead of failing")
 
 
 @dataclass
 class ModelConfig:
-    backbone: str = "small_cnn"
-    dim: int = 64
-    pooling: str = "avg"
-    layer_norm: bool = False
-    freeze_bn: bool = False
-    weights: str | None = None  # path of pretrained backbone weights
-    in_channels: int = 1
+    backbone: str = setting("small_cnn", help="the feature extractor", choices=BACKBONES)
+    dim: int = setting(64, help="embedding dimension")
+    pooling: str = setting("avg", help="global pooling of the feature map", choices=POOLINGS)
+    layer_norm: bool = setting(False, help="LayerNorm before the head")
+    freeze_bn: bool = setting(False, help="keep BatchNorm statistics and affine parameters as loaded")
+    weights: str | None = setting(None, help="pretrained backbone weights: a file, or 'packaged' (EfficientNet-Lite0's "
+                                  "ImageNet weights)")
+    in_channels: int = setting(1, help="image channels the backbone takes")
 
 
 @dataclass
 class LossConfig:
-    name: str = "roadmap"
-    options: dict = field(default_factory=dict)  # constructor arguments of the loss
-    memory: int = 0  # CrossBatchMemory size (a FIFO queue); 0 = none
-    memory_unique: bool = False  # ROADMAP's memory instead: one slot per training item, its latest embedding
-    memory_start_step: int = 0
+    name: str = setting("roadmap", help="the rank loss", choices=LOSSES)
+    options: dict = setting(help="constructor arguments of the loss", default_factory=dict)
+    memory: int = setting(0, help="CrossBatchMemory size (a FIFO queue); 0: none")
+    memory_unique: bool = setting(False, help="ROADMAP's memory instead: one slot per training item, its latest embedding")
+    memory_start_step: int = setting(0, help="training step from which the memory is used")
+
+
+@dataclass
+class OptimConfig:
+    optimizer: str = setting("adam", help="the optimizer", choices=("adam", "adamw", "sgd"))
+    lr_backbone: float = setting(1e-4, help="learning rate of the backbone")
+    lr_head: float = setting(1e-3, help="learning rate of the head (and of a model without backbone/head groups)")
+    lr_proxies: float | None = setting(None, help="learning rate of class proxies; None: the head's")
+    weight_decay: float = setting(1e-4, help="weight decay")
+    momentum: float = setting(0.9, help="sgd momentum")
+    nesterov: bool = setting(False, help="sgd: Nesterov momentum")
+    scheduler: str = setting("none", help="learning-rate schedule", choices=("none", "multistep", "cosine"))
+    milestones: list[int] = setting(help="multistep: epochs where the rate is multiplied by gamma", default_factory=list)
+    gamma: float = setting(0.3, help="multistep factor")
+    eta_min: float = setting(0.0, help="cosine: final learning rate, as a fraction of each group's")
+    warmup_frozen_epochs: int = setting(0, help="backbone frozen for the first epochs")
+
+    def __post_init__(self) -> None:
+        check_choices(self)
 
 
 @dataclass
 class TrainConfig:
-    epochs: int = 2
-    seed: int = 0
-    eval_every: int = 1
-    patience: int = 0  # stop after this many validations without a better monitored value (0: never)
-    time_limit: float | None = None  # seconds of fitting (validation included); the epoch crossing it is the last
-    metrics: list = field(default_factory=lambda: ["hit@1", "map@r", "ap", "hap", "asi", "ndcg"])
-    monitor: str = "map@r"
-    precision: str = "32-true"
-    accelerator: str = "auto"
-    devices: Any = "auto"
-    strategy: str = "auto"
-    run_dir: str | None = None  # default: runs/<recipe>-<timestamp>
+    epochs: int = setting(2, help="epochs to train")
+    seed: int = setting(0, help="training seed (initial weights, batches)")
+    eval_every: int = setting(1, help="validate every this many epochs (and after the last)")
+    patience: int = setting(0, help="stop after this many validations without a better monitored value (0: never)")
+    time_limit: float | None = setting(
+        None, help="seconds of fitting (validation included); the epoch crossing it is the last")
+    metrics: list = setting(help="metrics of validation and test",
+                            default_factory=lambda: ["hit@1", "map@r", "ap", "hap", "asi", "ndcg"])
+    monitor: str = setting("map@r", help="the validation metric that selects the epoch")
+    precision: str = setting("32-true", help="Lightning precision: 32-true, 16-mixed, bf16-mixed, ...")
+    accelerator: str = setting("auto", help="Lightning accelerator: auto, cpu, gpu")
+    devices: Any = setting("auto", help="Lightning devices: auto, a count or a list of indices")
+    strategy: str = setting("auto", help="Lightning strategy: auto, ddp, ...")
+    run_dir: str | None = setting(None, help="the run folder (default: runs/<recipe>-<timestamp>)")
 
 
 @dataclass
@@ -101,192 +116,28 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def validate(self) -> RunConfig:
-        OptimConfig.__post_init__(self.optim)  # re-validate choices after overrides
-        return _validate_images(self)
-
-
-def config_class(task: str) -> type:
-    """The root config of a task: images (RunConfig) or recsys (RecRunConfig)."""
-    if task == "images":
-        return RunConfig
-    if task == "recsys":
-        from rankopt.recsys.config import RecRunConfig
-
-        return RecRunConfig
-    raise ValueError(f"unknown task {task!r} in a run's config.yaml (images or recsys)")
-
-
-def recipe_names(task: str = "images") -> list[str]:
-    return recipes.names(task)
-
-
-def _read_recipe(recipe: str, task: str = "images") -> tuple[str, dict]:
-    path = Path(recipe)
-    if path.suffix in (".yaml", ".yml") or path.exists():
-        if not path.is_file():
-            raise ValueError(f"recipe file {path} does not exist")
-        name, text = path.stem, path.read_text()
-    else:
-        names = recipe_names(task)
-        if recipe not in names:
-            raise unknown("recipe", recipe, names)
-        name, text = recipe, recipes.read(recipe, task)
-    try:
-        data = yaml.safe_load(text) or {}
-    except yaml.YAMLError as err:
-        raise ValueError(f"recipe {recipe}: not valid YAML ({err})") from None
-    if not isinstance(data, dict):
-        raise ValueError(f"recipe {recipe}: expected a mapping of sections, got {type(data).__name__}")
-    return name, data
-
-
-_EXPONENT = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$")
-
-
-def _check_type(value: Any, annotation: Any, key: str) -> Any:
-    """Coerce ints to floats where a float is expected; otherwise the value must match the annotation."""
-    if annotation is Any:
-        return value
-    origin = typing.get_origin(annotation)
-    options = typing.get_args(annotation) if origin in (typing.Union, types.UnionType) else (annotation,)
-    for opt in options:
-        if opt is type(None) and value is None:
-            return None
-        base = typing.get_origin(opt) or opt
-        if base is float and isinstance(value, int) and not isinstance(value, bool):
-            return float(value)
-        if base is float and isinstance(value, str) and _EXPONENT.match(value):  # YAML 1.1 reads 1e-5 as text
-            return float(value)
-        if base in (int, float) and isinstance(value, bool):
-            continue
-        if isinstance(base, type) and isinstance(value, base):
-            return value
-    names = " or ".join(getattr(o, "__name__", str(o)) for o in options)
-    raise ValueError(f"{key}: expected {names}, got {value!r} ({type(value).__name__})")
-
-
-def _apply(section: Any, values: dict, prefix: str) -> None:
-    fields = {f.name: f for f in dataclasses.fields(section)}
-    hints = typing.get_type_hints(type(section))
-    for key, value in values.items():
-        if key not in fields:
-            close = difflib.get_close_matches(key, fields, n=3)
-            hint = f"; did you mean {', '.join(prefix + c for c in close)}?" if close else ""
-            raise ValueError(f"unknown config key {prefix}{key}{hint}")
-        current = getattr(section, key)
-        if dataclasses.is_dataclass(current):
-            if not isinstance(value, dict):
-                raise ValueError(f"{prefix}{key}: expected a section (mapping), got {value!r}")
-            _apply(current, value, f"{prefix}{key}.")
-        else:
-            setattr(section, key, _check_type(value, hints[key], prefix + key))
-
-
-def _override(text: str) -> dict:
-    if "=" not in text:
-        raise ValueError(f"override {text!r} is not key=value (e.g. train.epochs=3)")
-    key, raw = text.split("=", 1)
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else None
-    except yaml.YAMLError:
-        value = raw
-    out: dict = {}
-    node = out
-    parts = key.strip().split(".")
-    for p in parts[:-1]:
-        node = node.setdefault(p, {})
-    node[parts[-1]] = value
-    return out
-
-
-def apply_overrides(cfg, overrides: list[str] | tuple[str, ...]):
-    """Apply ``section.key=value`` overrides in place (checked like a recipe), validate, return cfg."""
-    for text in overrides:
-        _apply(cfg, _override(text), "")
-    return cfg.validate()
-
-
-def validate(cfg):
-    """Ranges and combinations that the types cannot say, checked before any work starts."""
-    return cfg.validate()
-
-
-def check_range(key: str, value, low=None, high=None, *, low_open: bool = False, high_open: bool = False) -> None:
-    """One range check with the message every config uses: ``key=value must be ...``."""
-    if value is None:
-        return
-    if low is not None and (value <= low if low_open else value < low):
-        raise ValueError(f"{key}={value} must be {'above' if low_open else 'at least'} {low}")
-    if high is not None and (value >= high if high_open else value > high):
-        raise ValueError(f"{key}={value} must be {'below' if high_open else 'at most'} {high}")
-
-
-def check_metrics(metrics: list, monitor: str, section: str = "train") -> None:
-    """Metric names known (an unknown one raises here, not after an epoch) and the monitor among them."""
-    from rankopt.metrics.names import parse_metrics
-
-    if not metrics:
-        raise ValueError(f"{section}.metrics is empty: name at least the monitored metric")
-    names = [spec.name for spec in parse_metrics(list(metrics))]
-    if monitor not in names:
-        raise ValueError(f"{section}.monitor={monitor!r} is not among {section}.metrics ({', '.join(names)})")
-
-
-def _validate_images(cfg: RunConfig) -> RunConfig:
-    d, t = cfg.data, cfg.train
-    for key, value in (("train.epochs", t.epochs), ("train.eval_every", t.eval_every), ("data.batch_size", d.batch_size),
-                       ("data.m", d.m), ("data.limit", d.limit), ("data.train_limit", d.train_limit)):
-        if value is not None and value < 1:
-            raise ValueError(f"{key}={value} must be at least 1")
-    for key, value in (("data.valid_fraction", d.valid_fraction), ("data.test_fraction", d.test_fraction)):
-        if not 0 < value < 1:
-            raise ValueError(f"{key}={value} must be between 0 and 1 (exclusive)")
-    m = cfg.model
-    from rankopt.models.backbones import check_backbone
-    from rankopt.models.pooling import POOLINGS
-
-    if m.pooling not in POOLINGS:
-        raise ValueError(f"model.pooling={m.pooling!r} is not one of {', '.join(POOLINGS)}")
-    check_backbone(m.backbone, m.weights, m.in_channels, m.pooling)
-    if d.name == "fashion-mnist" and m.in_channels != 1:
-        raise ValueError(f"model.in_channels={m.in_channels}: Fashion-MNIST images have 1 channel (use model.backbone=small_cnn)")
-    for key, value in (("optim.lr_backbone", cfg.optim.lr_backbone), ("optim.lr_head", cfg.optim.lr_head),
-                       ("optim.lr_proxies", cfg.optim.lr_proxies)):
-        if value is not None and not value > 0:
-            raise ValueError(f"{key}={value} must be positive")
-    if cfg.loss.memory_unique and cfg.loss.memory:
-        raise ValueError("loss.memory_unique sizes the memory to the training set: leave loss.memory at 0")
-    if cfg.loss.memory < 0:
-        raise ValueError(f"loss.memory={cfg.loss.memory} must be 0 (none) or a size")
-    check_range("train.patience", t.patience, 0)
-    check_range("train.time_limit", t.time_limit, 0, low_open=True)
-    check_metrics(t.metrics, t.monitor)
-    return cfg
-
-
-def load_config(recipe: str | None = "fashion-mnist", overrides: list[str] | tuple[str, ...] = (), task: str = "images"):
-    """Defaults, then the recipe (a packaged name of the task or a YAML path), then each ``key=value``
-    override; validated."""
-    cfg = config_class(task)()
-    if recipe is not None:
-        name, data = _read_recipe(recipe, task)
-        data.pop("recipe", None)
-        found = data.pop("task", task)
-        if found != task:
-            raise ValueError(f"recipe {recipe} is a {found} recipe, not {task}")
-        _apply(cfg, data, "")
-        cfg.recipe = name
-    return apply_overrides(cfg, overrides)
-
-
-def to_dict(cfg) -> dict:
-    return {"task": cfg.task, **dataclasses.asdict(cfg)}
-
-
-def from_dict(data: dict):
-    """A config saved by a run (its config.yaml; without a task: an image run)."""
-    data = dict(data)
-    cfg = config_class(data.pop("task", "images"))()
-    cfg.recipe = data.pop("recipe", cfg.recipe)
-    _apply(cfg, data, "")
-    return cfg
+        """Ranges and combinations that the types cannot say, checked before any work starts."""
+        check_choices(self)
+        d, t, m, o = self.data, self.train, self.model, self.optim
+        for key, value in (("train.epochs", t.epochs), ("train.eval_every", t.eval_every), ("data.batch_size", d.batch_size),
+                           ("data.m", d.m), ("data.limit", d.limit), ("data.train_limit", d.train_limit),
+                           ("model.dim", m.dim), ("data.image_size", d.image_size)):
+            check_range(key, value, 1)
+        for key, value in (("data.valid_fraction", d.valid_fraction), ("data.test_fraction", d.test_fraction)):
+            check_range(key, value, 0, 1, low_open=True, high_open=True)
+        check_range("data.num_workers", d.num_workers, 0)
+        check_backbone(m.backbone, m.weights, m.in_channels, m.pooling)
+        if d.name == "fashion-mnist" and m.in_channels != 1:
+            raise ValueError(f"model.in_channels={m.in_channels}: Fashion-MNIST images have 1 channel (use model.backbone=small_cnn)")
+        for key, value in (("optim.lr_backbone", o.lr_backbone), ("optim.lr_head", o.lr_head),
+                           ("optim.lr_proxies", o.lr_proxies)):
+            check_range(key, value, 0, low_open=True)
+        check_range("optim.weight_decay", o.weight_decay, 0)
+        check_range("optim.warmup_frozen_epochs", o.warmup_frozen_epochs, 0)
+        if self.loss.memory_unique and self.loss.memory:
+            raise ValueError("loss.memory_unique sizes the memory to the training set: leave loss.memory at 0")
+        check_range("loss.memory", self.loss.memory, 0)
+        check_range("train.patience", t.patience, 0)
+        check_range("train.time_limit", t.time_limit, 0, low_open=True)
+        check_metrics(t.metrics, t.monitor)
+        return self

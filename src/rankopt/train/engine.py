@@ -6,18 +6,18 @@ after *every* epoch, evaluated or not; both atomically) and logs/version_N/metri
 per start, so a resume never overwrites the logs of the first part). Passing
 ``resume=RUN_DIR/checkpoints/last.ckpt`` continues a killed run from the end of its last complete
 epoch, exactly as the uninterrupted run would have gone on (samplers draw from (seed, epoch) or keep
-their state in the checkpoint, the global RNG is re-seeded from (seed, step)). Early stopping and the
-time limit are Lightning's callbacks, their state checkpointed with the rest.
+their state in the checkpoint, the global RNG is re-seeded from (seed, step)). Selection, early
+stopping and the time limit are callbacks on Lightning's public hooks (``BestCheckpoint``,
+``Patience``, ``TimeLimit``), their state checkpointed with the rest; no private Lightning API is used.
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import lightning.pytorch as pl
 import torch
-from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint, Timer, TQDMProgressBar
+from lightning.pytorch.callbacks import Callback, Timer, TQDMProgressBar
 from lightning.pytorch.loggers import CSVLogger
 from torch.utils.data import DataLoader, Dataset
 
@@ -27,7 +27,7 @@ from rankopt.train.module import RunModule
 from rankopt.train.protocol import EvalSet
 from rankopt.train.shards import ShardSampler
 
-__all__ = ["RetrievalData", "LastCheckpoint", "Patience", "TimeLimit", "fit"]
+__all__ = ["RetrievalData", "LastCheckpoint", "BestCheckpoint", "Patience", "TimeLimit", "fit"]
 
 
 class RetrievalData(pl.LightningDataModule):
@@ -93,39 +93,107 @@ class ValidateLastEpoch(Callback):
             trainer.check_val_every_n_epoch = 1
 
 
-class Patience(EarlyStopping):
-    """Lightning's early stopping on ``valid/<monitor>`` (``patience`` validations without a strictly
-    better value), which also stays stopped when a run that had stopped early is resumed.
-    ``min_epochs``: it does not end a run before that epoch (slow starters plateau first); counting goes
-    on, so the first validation from then on stops a run that has not improved in ``patience``. The
-    time limit is not held back by it."""
+class BestCheckpoint(Callback):
+    """best.ckpt whenever a validation gives a strictly better ``monitor`` (the first epoch wins a tie).
+    Its state (best value and epoch) travels in every checkpoint; paths are the run folder's own, so a
+    copied or moved run resumes with its own best.ckpt (Lightning's ModelCheckpoint stores absolute
+    paths and forgets its best score when the folder moved)."""
+
+    def __init__(self, path: str | Path, monitor: str) -> None:
+        self.path, self.monitor = Path(path), monitor
+        self.best_value: float | None = None
+        self.best_epoch: int | None = None
+
+    @property
+    def state_key(self) -> str:
+        return f"BestCheckpoint[{self.monitor}]"
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.sanity_checking or self.monitor not in trainer.callback_metrics:
+            return
+        value = float(trainer.callback_metrics[self.monitor])
+        if self.best_value is None or value > self.best_value:
+            self.best_value, self.best_epoch = value, trainer.current_epoch + 1
+            trainer.save_checkpoint(self.path)
+
+    def state_dict(self) -> dict:
+        return {"best_value": self.best_value, "best_epoch": self.best_epoch}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.best_value, self.best_epoch = state["best_value"], state["best_epoch"]
+
+    def on_load_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict) -> None:
+        # a checkpoint of an earlier release holds ModelCheckpoint's state instead: its best score
+        if self.state_key in checkpoint.get("callbacks", {}):
+            return
+        for key, state in checkpoint.get("callbacks", {}).items():
+            if key.startswith("ModelCheckpoint") and state.get("best_model_score") is not None:
+                score = float(state["best_model_score"])  # logged as float32: the history has the exact value
+                history = [h for h in checkpoint.get("rankopt_history", []) if self.monitor in h]
+                first = next((h for h in history if abs(h[self.monitor] - score) <= 1e-6 * max(1.0, abs(score))), None)
+                self.best_value = score if first is None else first[self.monitor]
+                self.best_epoch = None if first is None else first["epoch"]
+
+
+class Patience(Callback):
+    """Stop after ``patience`` validations without a strictly better ``monitor``, and stay stopped when
+    a run that had stopped is resumed. ``min_epochs``: it does not end a run before that epoch (slow
+    starters plateau first); counting goes on, so the first validation from then on stops a run that
+    has not improved in ``patience``. The time limit is not held back by it."""
 
     def __init__(self, monitor: str, patience: int, min_epochs: int = 0) -> None:
-        super().__init__(monitor=monitor, mode="max", patience=patience, check_on_train_epoch_end=False)
-        self.min_epochs = min_epochs
+        self.monitor, self.patience, self.min_epochs = monitor, patience, min_epochs
+        self.best: float | None = None
+        self.wait = 0
+
+    @property
+    def state_key(self) -> str:
+        return f"Patience[{self.monitor}]"
+
+    def _stop_allowed(self, trainer: pl.Trainer, epoch: int) -> bool:
+        return self.wait >= self.patience and epoch >= self.min_epochs
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if self.wait_count >= self.patience and trainer.current_epoch >= self.min_epochs:  # restored after the stop
+        if self._stop_allowed(trainer, trainer.current_epoch):  # restored after the stop
             trainer.should_stop = True
 
-    def _run_early_stopping_check(self, trainer: pl.Trainer) -> None:
-        stopped_before = trainer.should_stop  # e.g. by the time limit: left as it is
-        super()._run_early_stopping_check(trainer)
-        if not stopped_before and trainer.should_stop and trainer.current_epoch + 1 < self.min_epochs:
-            trainer.should_stop = False
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.sanity_checking or self.monitor not in trainer.callback_metrics:
+            return
+        value = float(trainer.callback_metrics[self.monitor])
+        if self.best is None or value > self.best:
+            self.best, self.wait = value, 0
+        else:
+            self.wait += 1
+        if self._stop_allowed(trainer, trainer.current_epoch + 1):
+            trainer.should_stop = True
+
+    def state_dict(self) -> dict:
+        return {"best": self.best, "wait": self.wait}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.best, self.wait = state["best"], state["wait"]
+
+    def on_load_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict) -> None:
+        if self.state_key in checkpoint.get("callbacks", {}):
+            return
+        for key, state in checkpoint.get("callbacks", {}).items():  # an earlier release's EarlyStopping
+            if key.startswith("EarlyStopping") and "wait_count" in state:
+                best = state.get("best_score")
+                self.wait = int(state["wait_count"])
+                self.best = None if best is None or not bool(torch.isfinite(torch.as_tensor(best))) else float(best)
 
 
 class TimeLimit(Timer):
     """Lightning's Timer (wall-clock seconds of fitting, validation included, kept across a resume),
-    checked when an epoch's training ends: the epoch that crosses the limit is validated, so that it
-    can be selected, and is the last."""
+    checked when an epoch's last training batch ends: the epoch that crosses the limit is validated,
+    so that it can be selected, and is the last."""
 
     def __init__(self, seconds: float) -> None:
         super().__init__(duration={"seconds": seconds}, interval="epoch", verbose=False)
 
-    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args, **kwargs) -> None:
-        last = trainer.fit_loop.epoch_loop.batch_progress.current.ready >= trainer.num_training_batches
-        if last and self.time_remaining() <= 0:
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs, batch, batch_idx: int) -> None:
+        if batch_idx + 1 >= trainer.num_training_batches and self.time_remaining() <= 0:
             trainer.check_val_every_n_epoch = 1
             trainer.should_stop = True
 
@@ -137,12 +205,7 @@ class EpochBar(TQDMProgressBar):
     """Lightning's progress bar with epochs counted from 1, as in the history and metrics.json."""
 
     def on_train_epoch_start(self, trainer: pl.Trainer, *args) -> None:
-        # Lightning's own hook, without its 0-based description (set and drawn before ours could replace it)
-        if self._leave:
-            self.train_progress_bar = self.init_train_tqdm()
-        total = self.total_train_batches
-        self.train_progress_bar.reset(total=None if total == float("inf") else total)
-        self.train_progress_bar.initial = 0
+        super().on_train_epoch_start(trainer, *args)
         self.train_progress_bar.set_description(f"Epoch {trainer.current_epoch + 1}/{trainer.max_epochs}")
 
 
@@ -173,33 +236,33 @@ def fit(module: RunModule, data: pl.LightningDataModule, run_dir: str | Path, *,
     best = None
     split = data.selection_split
     if split is not None:
-        best = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor=f"valid/{module.monitor}", mode="max",
-                               save_top_k=1, enable_version_counter=False, save_on_train_epoch_end=False)
+        best = BestCheckpoint(ckpt_dir / "best.ckpt", f"valid/{module.monitor}")
         callbacks.insert(0, best)
         if patience:
             callbacks.append(Patience(f"valid/{module.monitor}", patience, min_epochs))
     if time_limit is not None:
         callbacks.append(TimeLimit(time_limit))
-    trainer = pl.Trainer(
-        max_epochs=epochs, default_root_dir=run_dir, accelerator=accelerator, devices=devices, strategy=strategy,
-        precision=precision, plugins=[AtomicCheckpointIO()], callbacks=callbacks,
-        logger=CSVLogger(run_dir, name="logs"), check_val_every_n_epoch=eval_every,  # a resume logs to a new version
-        use_distributed_sampler=False, num_sanity_val_steps=0, enable_progress_bar=progress,
-        enable_model_summary=False, deterministic=False, log_every_n_steps=10,
-    )
+    try:
+        trainer = pl.Trainer(
+            max_epochs=epochs, default_root_dir=run_dir, accelerator=accelerator, devices=devices, strategy=strategy,
+            precision=precision, plugins=[AtomicCheckpointIO()], callbacks=callbacks,
+            logger=CSVLogger(run_dir, name="logs"), check_val_every_n_epoch=eval_every,  # a resume logs to a new version
+            use_distributed_sampler=False, num_sanity_val_steps=0, enable_progress_bar=progress,
+            enable_model_summary=False, deterministic=False, log_every_n_steps=10,
+        )
+    except (TypeError, ValueError, RuntimeError) as err:  # the constructor only checks these settings
+        raise ValueError(f"the trainer cannot run with accelerator={accelerator!r}, devices={devices!r}, "
+                         f"strategy={strategy!r}, precision={precision!r} here: {err}") from None
     trainer.fit(module, datamodule=data, ckpt_path=str(resume) if resume else None)
     history = [dict(entry) for entry in module.history]
-    if best is not None and best.best_model_path:
-        selected = Path(best.best_model_path)
-    else:
-        selected = ckpt_dir / "last.ckpt"
+    selected = ckpt_dir / "best.ckpt" if best is not None and best.best_epoch is not None else ckpt_dir / "last.ckpt"
     epoch = _epoch_of(selected)
     trainer.test(module, datamodule=data, ckpt_path=str(selected), verbose=False, weights_only=True)
     module.history = history  # the test loaded the selected checkpoint's (shorter) history
     key = f"valid/{module.monitor}"
     chosen = next((h for h in history if h["epoch"] == epoch), {})
     selection = {"split": split, "metric": module.monitor, "value": chosen.get(key), "epoch": epoch,
-                 "epochs_run": len(history), "checkpoint": os.path.relpath(selected, run_dir)}
+                 "epochs_run": len(history), "checkpoint": selected.relative_to(ckpt_dir.parent).as_posix()}
     valid = {k[len("valid/"):]: v for k, v in chosen.items() if k.startswith("valid/")}
     return {"test": dict(module.test_metrics), "selection": selection, "valid": valid, "history": history,
             "is_global_zero": trainer.is_global_zero, "test_per_query": module.test_per_query}

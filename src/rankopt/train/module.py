@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
-
 import lightning.pytorch as pl
 import torch
 from torch import nn
@@ -21,31 +19,10 @@ from torch import nn
 from rankopt.losses import CrossBatchMemory, Loss
 from rankopt.losses.distributed import distributed_loss
 from rankopt.progress import progress_bar
+from rankopt.train.config import OptimConfig
 from rankopt.train.shards import evaluate_shards
 
-__all__ = ["OptimConfig", "RunModule", "RetrievalModule"]
-
-
-@dataclass
-class OptimConfig:
-    optimizer: str = "adam"  # adam | adamw | sgd
-    lr_backbone: float = 1e-4
-    lr_head: float = 1e-3
-    lr_proxies: float | None = None  # None: the head's learning rate
-    weight_decay: float = 1e-4
-    momentum: float = 0.9  # sgd
-    nesterov: bool = False  # sgd
-    scheduler: str = "none"  # none | multistep | cosine
-    milestones: list[int] = field(default_factory=list)  # multistep, in epochs
-    gamma: float = 0.3  # multistep
-    eta_min: float = 0.0  # cosine: final lr, as a fraction of each group's lr
-    warmup_frozen_epochs: int = 0  # backbone frozen for the first epochs
-
-    def __post_init__(self) -> None:
-        if self.optimizer not in ("adam", "adamw", "sgd"):
-            raise ValueError(f"optimizer={self.optimizer!r} is not adam, adamw or sgd")
-        if self.scheduler not in ("none", "multistep", "cosine"):
-            raise ValueError(f"scheduler={self.scheduler!r} is not none, multistep or cosine")
+__all__ = ["RunModule", "RetrievalModule"]
 
 
 class RunModule(pl.LightningModule):

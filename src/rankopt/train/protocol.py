@@ -5,8 +5,10 @@ the others) or as query → gallery. Selection never reads the test split. A dat
 validation split gets one carved from its training split, in the relation its test split has to
 training: class-disjoint for the retrieval benchmarks (a seeded ``valid_fraction`` of the training
 classes), stratified by class over images for Fashion-MNIST (same classes, other images). An image
-folder or CSV without splits is split the same seeded, class-disjoint way, test included. Carved
-splits are listed in the run folder (``splits/*.txt``: image paths, or indices into the split).
+folder or CSV without splits is split the same seeded, class-disjoint way, test included. Every part
+a run trains or evaluates on (train, valid, test, test_gallery) is recorded in its folder as the
+dataset split it comes from and the indices of its items there (``Splits.items``), so that readers
+rebuild exactly those items (``from_items``) and recognise changed data by its fingerprint.
 Training labels are renumbered 0..K-1 over the training set (class proxies need it); evaluation
 sets keep the dataset-wide ids, so a query and a gallery item of one class share a label.
 """
@@ -20,10 +22,13 @@ from typing import Callable
 import numpy as np
 from torch.utils.data import Dataset
 
-from rankopt.atomic import atomic_write_text
 from rankopt.data import Subset, available_splits
+from rankopt.runs import SplitItems, fingerprint
 
-__all__ = ["EvalSet", "Splits", "carve", "standard_test", "test_splits", "build_splits", "CARVE_BY"]
+__all__ = ["EvalSet", "Splits", "carve", "standard_test", "test_splits", "build_splits", "from_items", "base_of",
+           "CARVE_BY", "PARTS"]
+
+PARTS = ("train", "valid", "test", "test_gallery")
 
 # how a validation split is carved from training: like each dataset's own test split
 CARVE_BY = {"fashion-mnist": "images"}  # every other dataset: "classes"
@@ -61,7 +66,10 @@ class Splits:
     valid: EvalSet | None
     test: EvalSet
     carved: dict[str, str] = field(default_factory=dict)  # split → how it was carved
-    listing: dict[str, list[str]] = field(default_factory=dict)  # carved split → its items
+    # the dataset split each part reads (None: an unsplit image folder or CSV, read whole)
+    train_split: str | None = None
+    valid_split: str | None = None
+    test_split: str | None = None
 
     def describe(self) -> dict:
         return {
@@ -70,9 +78,59 @@ class Splits:
             "test": {**self.test.describe(), **({"carved": self.carved["test"]} if "test" in self.carved else {})},
         }
 
-    def write_listing(self, run_dir: str | Path) -> None:
-        for name, items in self.listing.items():
-            atomic_write_text(Path(run_dir) / "splits" / f"{name}.txt", "\n".join(items) + "\n")
+    def parts(self) -> dict[str, tuple[str | None, Dataset]]:
+        """Each part's dataset split (None: an unsplit dataset read whole) and its items."""
+        out = {"train": (self.train_split, self.train)}
+        if self.valid is not None:
+            out["valid"] = (self.valid_split, self.valid.queries)
+        out["test"] = (self.test_split, self.test.queries)
+        if self.test.gallery is not None:
+            out["test_gallery"] = (self.test.gallery_split, self.test.gallery)
+        return out
+
+    def items(self, root: str | Path | None) -> dict[str, SplitItems]:
+        """The recorded form of every part: its split, the indices of its items there, their paths."""
+        out = {}
+        for name, (split, ds) in self.parts().items():
+            base, idx = base_of(ds)
+            out[name] = SplitItems(split, idx, _identities(base, idx, root))
+        return out
+
+    def fingerprint(self, root: str | Path | None, parts: tuple[str, ...] = PARTS) -> str:
+        """What the run's data (or only some ``parts`` of it) is recognised by: each part's split, items,
+        identities and labels."""
+        out = []
+        for name, item in self.items(root).items():
+            if name not in parts:
+                continue
+            base, _ = base_of(self.parts()[name][1])
+            out += [name, str(item.split), item.indices, item.items, base.labels[item.indices].numpy()]
+        return fingerprint(*out)
+
+
+def base_of(ds) -> tuple[Dataset, np.ndarray]:
+    """The dataset a chain of Subsets reads, and the indices of the chain's items in it."""
+    idx = None
+    while isinstance(ds, Subset):
+        idx = ds.indices if idx is None else ds.indices[idx]
+        ds = ds.dataset
+    return ds, (np.arange(len(ds), dtype=np.int64) if idx is None else np.asarray(idx, dtype=np.int64))
+
+
+def _identities(base, idx: np.ndarray, root) -> list[str]:
+    """Image paths relative to the data root, or the indices (datasets without files per item)."""
+    paths = getattr(base, "paths", None)
+    if paths is None:
+        return [str(i) for i in idx.tolist()]
+    root_path = Path(root) if root else None
+    out = []
+    for i in idx.tolist():
+        p = Path(paths[i])
+        try:
+            out.append(p.relative_to(root_path).as_posix() if root_path is not None and root_path.is_dir() else str(p))
+        except ValueError:
+            out.append(str(p))
+    return out
 
 
 def standard_test(name: str, options: dict) -> tuple[str, str | None]:
@@ -127,21 +185,6 @@ def carve(labels: np.ndarray, fraction: float, by: str, seed: int) -> tuple[np.n
     if out.all() or not out.any():
         raise ValueError(f"carving {fraction:.0%} by {by} from {len(labels)} items leaves one side empty")
     return np.flatnonzero(~out), np.flatnonzero(out)
-
-
-def _items(ds, root) -> list[str]:
-    """How a carved split is listed: image paths (relative to the data root) or indices."""
-    paths = getattr(ds, "paths", None)
-    if paths is None:
-        return [str(i) for i in getattr(ds, "indices", range(len(ds)))]
-    base = Path(root) if root else None
-    out = []
-    for p in paths:
-        try:
-            out.append(str(Path(p).relative_to(base)) if base is not None and base.is_dir() else str(p))
-        except ValueError:
-            out.append(str(p))
-    return out
 
 
 def _first(ds, n: int | None):
@@ -199,11 +242,35 @@ def build_splits(data_cfg, load: Callable[[str | None, bool], Dataset]) -> Split
     train = Subset(train_full, train_idx, relabel=True)
     if d.train_limit:
         train = Subset(train, np.arange(min(d.train_limit, len(train))))
-    listing = {}
-    if carved:
-        listing["train"] = _items(Subset(train_full, train_idx), d.root)
-        if valid is not None and "valid" in carved:
-            listing["valid"] = _items(valid.queries, d.root)
-        if "test" in carved:
-            listing["test"] = _items(test.queries, d.root)
-    return Splits(train, valid, test, carved, listing)
+    source = None if whole is not None else d.train_split  # where training (and a carved valid) items come from
+    valid_split = None if valid is None else (source if d.valid == "carve" else d.valid)
+    return Splits(train, valid, test, carved, train_split=source, valid_split=valid_split,
+                  test_split=None if whole is not None else test.split)
+
+
+def from_items(items: dict[str, SplitItems], load: Callable[[str | None, bool], Dataset]) -> Splits:
+    """The parts a run recorded (``RunFolder.split_items``), rebuilt from the dataset: each split read
+    once by ``load(split, train)`` (evaluation transforms: ``train=False``), its items taken by index."""
+    cache: dict = {}
+
+    def part(name: str, relabel: bool = False):
+        item = items[name]
+        if item.split not in cache:
+            cache[item.split] = load(item.split, False)
+        ds = cache[item.split]
+        if len(item.indices) and int(item.indices.max()) >= len(ds):
+            raise ValueError(f"the run's {name} items reach index {int(item.indices.max())} but the dataset's "
+                             f"{item.split or 'images'} now has {len(ds)}: the data changed since the run was trained")
+        return Subset(ds, item.indices, relabel=relabel), item.split
+
+    train, train_split = part("train", relabel=True)
+    valid = valid_split = None
+    if "valid" in items:
+        queries, valid_split = part("valid")
+        valid = EvalSet("valid" if valid_split in (None, items["train"].split) else valid_split, queries)
+    queries, test_split = part("test")
+    gallery = gallery_split = None
+    if "test_gallery" in items:
+        gallery, gallery_split = part("test_gallery")
+    test = EvalSet(test_split or "test", queries, gallery, gallery_split)
+    return Splits(train, valid, test, train_split=train_split, valid_split=valid_split, test_split=test_split)
