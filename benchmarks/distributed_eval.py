@@ -41,8 +41,10 @@ def make(folder: Path, n_gallery: int, n_queries: int, dim: int = 128, seed: int
     return q_path, g_path
 
 
-_MEASURE = ("import resource, subprocess, sys; p = subprocess.run(sys.argv[1:]); "
-            "print('PEAK', resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr); sys.exit(p.returncode)")
+_MEASURE = (
+    "import resource, subprocess, sys; p = subprocess.run(sys.argv[1:]); "
+    "print('PEAK', resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr); sys.exit(p.returncode)"
+)
 
 
 def run(cmd: list[str]) -> tuple[float, float, dict]:
@@ -70,8 +72,17 @@ def main() -> None:
         common = ["evaluate", str(q_path), "--gallery", str(g_path), "--json"]
         rows = [("one process", *run([str(bin_dir / "rankopt"), *common]))]
         for n in (int(x) for x in args.procs.split(",")):
-            cmd = [str(bin_dir / "torchrun"), "--nproc-per-node", str(n), "--master-port", "29533", "-m", "rankopt",
-                   *common, "--distributed"]
+            cmd = [
+                str(bin_dir / "torchrun"),
+                "--nproc-per-node",
+                str(n),
+                "--master-port",
+                "29533",
+                "-m",
+                "rankopt",
+                *common,
+                "--distributed",
+            ]
             rows.append((f"{n} process{'es' if n > 1 else ''}, --distributed", *run(cmd)))
     reference = rows[0][3]
     print(f"\ngallery {args.gallery:,} × 128, {args.queries:,} queries, default metrics\n")

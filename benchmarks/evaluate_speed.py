@@ -49,7 +49,9 @@ def make_data(n: int, dim: int = 512, seed: int = 0, noise: float = 2.4) -> tupl
     coarse = rng.integers(0, 12, size=n_classes)[fine]
     g = torch.Generator().manual_seed(seed)
     super_centers = torch.randn(12, dim, generator=g)
-    centers = super_centers[torch.from_numpy(coarse[np.unique(fine, return_index=True)[1]])] + torch.randn(n_classes, dim, generator=g)
+    centers = super_centers[torch.from_numpy(coarse[np.unique(fine, return_index=True)[1]])] + torch.randn(
+        n_classes, dim, generator=g
+    )
     x = centers[torch.from_numpy(fine)] + noise * torch.randn(n, dim, generator=g)
     x = torch.nn.functional.normalize(x, dim=1)
     labels = torch.from_numpy(np.stack([fine, coarse], axis=1)).to(torch.int64)
@@ -73,7 +75,11 @@ def run_case(case: str, n: int, device: str, dim: int = 512) -> dict:
             include=("mean_average_precision_at_r", "precision_at_1", "r_precision"), k="max_bin_count", device=dev
         )
         out = calc.get_accuracy(x, labels[:, 0])
-        values = {"map@r": out["mean_average_precision_at_r"], "p@1": out["precision_at_1"], "r-precision": out["r_precision"]}
+        values = {
+            "map@r": out["mean_average_precision_at_r"],
+            "p@1": out["precision_at_1"],
+            "r-precision": out["r_precision"],
+        }
     elif case == "e":
         from rankopt.metrics import evaluate
 
@@ -82,9 +88,11 @@ def run_case(case: str, n: int, device: str, dim: int = 512) -> dict:
     elif case in ("b", "c"):
         from rankopt.metrics import evaluate
 
-        names = ["map@r", "p@1", "r-precision"] if case == "b" else [
-            "ap", "map@r", "hit@1", "hit@10", "hit@100", "hit@1000", "ndcg", "hap", "asi"
-        ]
+        names = (
+            ["map@r", "p@1", "r-precision"]
+            if case == "b"
+            else ["ap", "map@r", "hit@1", "hit@10", "hit@100", "hit@1000", "ndcg", "hap", "asi"]
+        )
         # both sides rank the fine labels; rankopt gets the 2-level hierarchy only where it needs it
         lab = labels[:, :1] if case == "b" else labels
         out = evaluate(x, lab, metrics=names, device=dev)
@@ -99,7 +107,13 @@ def run_case(case: str, n: int, device: str, dim: int = 512) -> dict:
         torch.cuda.synchronize()
     elapsed = time.perf_counter() - t0
     peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    result = {"case": case, "seconds": elapsed, "peak_rss": peak_rss, "extra_rss": peak_rss - base_rss, "values": values}
+    result = {
+        "case": case,
+        "seconds": elapsed,
+        "peak_rss": peak_rss,
+        "extra_rss": peak_rss - base_rss,
+        "values": values,
+    }
     if dev.type == "cuda":
         result["peak_gpu"] = torch.cuda.max_memory_allocated()
     return result
@@ -119,8 +133,21 @@ def main() -> None:
     results = {}
     for case in args.cases.split(","):
         proc = subprocess.run(
-            [sys.executable, __file__, "--worker", case, "--n", str(args.n), "--dim", str(args.dim), "--device", args.device],
-            capture_output=True, text=True, env=os.environ,
+            [
+                sys.executable,
+                __file__,
+                "--worker",
+                case,
+                "--n",
+                str(args.n),
+                "--dim",
+                str(args.dim),
+                "--device",
+                args.device,
+            ],
+            capture_output=True,
+            text=True,
+            env=os.environ,
         )
         if proc.returncode != 0:
             print(f"case {case} failed:\n{proc.stderr[-2000:]}", file=sys.stderr)
@@ -139,7 +166,11 @@ def main() -> None:
         r = results[case]
         va = results["a"]["seconds"] / r["seconds"] if "a" in results else float("nan")
         vd = r["seconds"] / results["d"]["seconds"] if "d" in results else float("nan")
-        mem = f"{r['peak_gpu'] / 2**30:.2f} GB" if gpu else f"{r['peak_rss'] / 2**30:.2f} GB ({r['extra_rss'] / 2**30:.2f} GB)"
+        mem = (
+            f"{r['peak_gpu'] / 2**30:.2f} GB"
+            if gpu
+            else f"{r['peak_rss'] / 2**30:.2f} GB ({r['extra_rss'] / 2**30:.2f} GB)"
+        )
         print(f"| ({case}) | {CASES[case]} | {r['seconds']:.2f} | {va:.2f}× | {vd:.2f}× | {mem} |")
     print()
     for case in "abce":

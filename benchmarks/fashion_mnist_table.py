@@ -46,7 +46,12 @@ def main() -> None:
         name, options = LOSSES[label]
         results, per_epoch = {m: [] for m in METRICS}, []
         for seed in seeds:
-            overrides = [f"loss.name={name}", f"train.epochs={args.epochs}", f"train.seed={seed}", f"train.metrics={METRICS}"]
+            overrides = [
+                f"loss.name={name}",
+                f"train.epochs={args.epochs}",
+                f"train.seed={seed}",
+                f"train.metrics={METRICS}",
+            ]
             if args.limit:
                 overrides.append(f"data.train_limit={args.limit}")
             if args.data_dir:
@@ -60,10 +65,17 @@ def main() -> None:
             test = metrics["test"]
             for m in METRICS:
                 results[m].append(test[m])
-            print(f"# {label} seed {seed}: " + ", ".join(f"{m} {test[m]:.4f}" for m in METRICS)
-                  + f" (epoch {metrics['selection']['epoch']} selected)", flush=True)
+            print(
+                f"# {label} seed {seed}: "
+                + ", ".join(f"{m} {test[m]:.4f}" for m in METRICS)
+                + f" (epoch {metrics['selection']['epoch']} selected)",
+                flush=True,
+            )
         rows.append((label, results, statistics.mean(per_epoch)))
-    print(f"\nFashion-MNIST, small CNN, {args.epochs} epoch(s), seeds {seeds}" + (f", {args.limit} training images" if args.limit else ""))
+    print(
+        f"\nFashion-MNIST, small CNN, {args.epochs} epoch(s), seeds {seeds}"
+        + (f", {args.limit} training images" if args.limit else "")
+    )
     print("\n| loss | " + " | ".join(METRICS) + " | s per epoch, incl. evaluation |")
     print("|---|" + "---|" * (len(METRICS) + 1))
     for label, results, sec in rows:

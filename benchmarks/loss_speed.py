@@ -22,7 +22,15 @@ import time
 import torch
 
 LOSSES = [
-    "SupAP", "SupAP binned", "SmoothAP", "HAP", "HAP binned", "SupRecall", "SupNDCG", "PML SmoothAPLoss", "PML FastAPLoss",
+    "SupAP",
+    "SupAP binned",
+    "SmoothAP",
+    "HAP",
+    "HAP binned",
+    "SupRecall",
+    "SupNDCG",
+    "PML SmoothAPLoss",
+    "PML FastAPLoss",
 ]
 
 
@@ -36,7 +44,7 @@ def make(b: int, m: int, dim: int, device: torch.device, seed: int = 0):
     if not m:
         return batch, None
     mem_fine = torch.randint(0, max(n_classes, m // 5), (m,), generator=g)
-    mem_fine[: b] = fine  # the batch is in the memory (enqueued before the loss)
+    mem_fine[:b] = fine  # the batch is in the memory (enqueued before the loss)
     mem = torch.nn.functional.normalize(torch.randn(m, dim, generator=g), dim=1)
     mem[:b] = x
     return batch, (mem.to(device), torch.stack([mem_fine, mem_fine % 12], 1).to(device))
@@ -59,7 +67,7 @@ def run_one(name: str, b: int, m: int, device: str) -> dict:
             loss_fn = pml.SmoothAPLoss(temperature=0.01)
         else:
             loss_fn = pml.FastAPLoss(num_bins=10)
-        call = lambda e: loss_fn(e, lab)  # noqa: E731
+        call = lambda e: loss_fn(e, lab)
     else:
         import rankopt.losses as rl
 
@@ -68,10 +76,10 @@ def run_one(name: str, b: int, m: int, device: str) -> dict:
             return {"skipped": f"~{m * b * (m // 12):.0e} exact pairs; see the binned row"}
         loss_fn = getattr(rl, cls_name)(bin_width=0.001) if mode == ["binned"] else getattr(rl, cls_name)()
         if memory is None:
-            call = lambda e: loss_fn(e, lab)  # noqa: E731
+            call = lambda e: loss_fn(e, lab)
         else:
             mem_lab = memory[1] if hierarchical else memory[1][:, 0]
-            call = lambda e: loss_fn(e, lab, memory[0], mem_lab)  # noqa: E731
+            call = lambda e: loss_fn(e, lab, memory[0], mem_lab)
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # before any step: the high-water mark
     if dev.type == "cuda":
         torch.cuda.synchronize()
@@ -89,8 +97,11 @@ def run_one(name: str, b: int, m: int, device: str) -> dict:
     if dev.type == "cuda":
         torch.cuda.synchronize()
     elapsed = (time.perf_counter() - t0) / reps
-    peak = (torch.cuda.max_memory_allocated() if dev.type == "cuda"
-            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - base)
+    peak = (
+        torch.cuda.max_memory_allocated()
+        if dev.type == "cuda"
+        else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - base
+    )
     return {"seconds": elapsed, "peak": peak, "value": float(value)}
 
 
@@ -107,7 +118,10 @@ def main() -> None:
     configs = [(b, 0) for b in ((128, 256) if args.quick else (128, 256, 512, 1024))]
     configs += [(256, m) for m in ((4096,) if args.quick else (4096, 60000))]
     gpu = args.device.startswith("cuda")
-    print(f"{'GPU ' + torch.cuda.get_device_name() if gpu else f'CPU, {torch.get_num_threads()} threads'}, torch {torch.__version__}, 512-d\n")
+    print(
+        f"{'GPU ' + torch.cuda.get_device_name() if gpu else f'CPU, {torch.get_num_threads()} threads'}, torch "
+        f"{torch.__version__}, 512-d\n"
+    )
     print("| loss | " + " | ".join(f"B={b}" + (f", M={m}" if m else "") for b, m in configs) + " |")
     print("|---|" + "---|" * len(configs))
     for name in LOSSES:
@@ -115,7 +129,8 @@ def main() -> None:
         for b, m in configs:
             proc = subprocess.run(
                 [sys.executable, __file__, "--device", args.device, "--worker", name, str(b), str(m)],
-                capture_output=True, text=True,
+                capture_output=True,
+                text=True,
             )
             if proc.returncode != 0:
                 tail = proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else f"exit {proc.returncode}"

@@ -30,9 +30,9 @@ from pathlib import Path
 
 import numpy as np
 
+from rankopt.config import load_config
 from rankopt.ood import Features, create_detector, detector_names
 from rankopt.ood.run import ood_run_folder
-from rankopt.config import load_config
 from rankopt.runs import resume_run, start_run
 
 NEAR_CLASSES = [0, 1, 2, 3, 4, 5]
@@ -71,14 +71,18 @@ def fmt(values: list[float], digits: int = 3) -> str:
 def table(title: str, results: list[dict]) -> list[str]:
     sets = list(results[0]["n_ood"])
     names = list(results[0]["detectors"])
-    lines = [f"### {title}", "", "| detector | " + " | ".join(f"AUROC {s}" for s in sets)
-             + " | mean AUROC | mean FPR95-ID | mean FPR95-OOD |", "|---" * (len(sets) + 4) + "|"]
+    lines = [
+        f"### {title}",
+        "",
+        "| detector | " + " | ".join(f"AUROC {s}" for s in sets) + " | mean AUROC | mean FPR95-ID | mean FPR95-OOD |",
+        "|---" * (len(sets) + 4) + "|",
+    ]
     for n in names:
         cells = [fmt([r["detectors"][n]["per_ood"][s]["auroc"] for r in results]) for s in sets]
         cells += [fmt([r["detectors"][n]["mean"][m] for r in results]) for m in ("auroc", "fpr95_id", "fpr95_ood")]
         lines.append(f"| {n} | " + " | ".join(cells) + " |")
     lines += ["", "Claims (mean FPR95-ID over the OOD sets, per seed; lower is better):"]
-    fpr = lambda r, n: r["detectors"][n]["mean"]["fpr95_id"]  # noqa: E731
+    fpr = lambda r, n: r["detectors"][n]["mean"]["fpr95_id"]
     for hybrid, prior in PAIRS:
         wins = sum(fpr(r, hybrid) < fpr(r, prior) for r in results)
         delta = [fpr(r, hybrid) - fpr(r, prior) for r in results]
@@ -102,8 +106,9 @@ def benchmark(args) -> None:
         # 6 classes: batches of 96 = 6 classes × 16 images
         near_run = train(work, "near", seed, data + [f"data.options.classes={NEAR_CLASSES}", "data.batch_size=96"])
         out["near"].append(scored(work, "near", seed, near_run, sets=["heldout", "mnist", "noise"]))
-        out["efficientnet"].append(scored(work, "efficientnet", seed, work / f"far-seed{seeds[0]}",
-                                          backbone="efficientnet_lite0"))
+        out["efficientnet"].append(
+            scored(work, "efficientnet", seed, work / f"far-seed{seeds[0]}", backbone="efficientnet_lite0")
+        )
         print(f"seed {seed} done ({time.perf_counter() - t0:.0f} s)", flush=True)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(out, indent=1))

@@ -27,12 +27,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from rankopt.config import load_config
 from rankopt.recsys import LightGCN
 from rankopt.recsys.losses import BPRLoss, create_recsys_loss
 from rankopt.recsys.run import load_data
 from rankopt.recsys.training import CandidateSampler, bpr_triples, interaction_keys
 from rankopt.runs import start_run
-from rankopt.config import load_config
 
 ROOT = Path(__file__).resolve().parents[2] / "shared" / "data" / "recsys"
 THRESHOLD = {"ml-100k": 4.0}
@@ -54,7 +54,9 @@ def timed(step, n: int, device: str) -> float:
 
 def _config(name: str, root: Path, device: str, *overrides: str):
     threshold = [f"data.rating_threshold={THRESHOLD[name]}"] if name in THRESHOLD else []
-    return load_config(None, [f"data.root={root / name}", f"train.device={device}", *threshold, *overrides], task="recsys")
+    return load_config(
+        None, [f"data.root={root / name}", f"train.device={device}", *threshold, *overrides], task="recsys"
+    )
 
 
 def bpr_loss(model, users, pos, neg, weight_decay: float = 1e-4) -> torch.Tensor:
@@ -120,7 +122,10 @@ def main() -> None:
     args = parser.parse_args()
     from torch_geometric.nn.models import LightGCN as PyGLightGCN
 
-    print("| dataset | interactions | PyG step (ms) | rankopt step (ms) | speed-up | max |Δ emb| | BPR epoch PyG (s) | BPR epoch rankopt (s) | ITEM epoch rankopt (s) |")
+    print(
+        "| dataset | interactions | PyG step (ms) | rankopt step (ms) | speed-up | max |Δ emb| | BPR epoch PyG (s) | "
+        "BPR epoch rankopt (s) | ITEM epoch rankopt (s) |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
     for name in args.datasets:
         cfg = _config(name, args.root, args.device)
@@ -153,7 +158,9 @@ def main() -> None:
             e0 = theirs.embedding.weight
             ue, pe, ne = emb[users], emb[nu + pos], emb[nu + neg]
             loss = torch.nn.functional.softplus((ue * ne).sum(1) - (ue * pe).sum(1)).mean()
-            loss = loss + 1e-4 * 0.5 * (e0[users].pow(2).sum() + e0[nu + pos].pow(2).sum() + e0[nu + neg].pow(2).sum()) / len(users)
+            loss = loss + 1e-4 * 0.5 * (
+                e0[users].pow(2).sum() + e0[nu + pos].pow(2).sum() + e0[nu + neg].pow(2).sum()
+            ) / len(users)
             opt_theirs.zero_grad()
             loss.backward()
             opt_theirs.step()
@@ -161,8 +168,12 @@ def main() -> None:
         t_theirs, t_ours = timed(step_theirs, args.steps, args.device), timed(step_ours, args.steps, args.device)
         steps = -(-len(data.train) // 2048)
         t_item = hand_loop_epoch(cfg, data, "item-ndcg", args.device)
-        print(f"| {name} | {len(data.train):,} | {t_theirs * 1e3:.1f} | {t_ours * 1e3:.1f} | {t_theirs / t_ours:.2f}× | {diff:.1e} | "
-              f"{t_theirs * steps:.1f} | {t_ours * steps:.1f} | {t_item:.1f} |", flush=True)
+        print(
+            f"| {name} | {len(data.train):,} | {t_theirs * 1e3:.1f} | {t_ours * 1e3:.1f} | {t_theirs / t_ours:.2f}× "
+            f"| {diff:.1e} | "
+            f"{t_theirs * steps:.1f} | {t_ours * steps:.1f} | {t_item:.1f} |",
+            flush=True,
+        )
     print("\n| dataset | loss | hand-written loop epoch (s) | run engine epoch (s) | engine / loop |")
     print("|---|---|---|---|---|")
     for name in args.datasets:

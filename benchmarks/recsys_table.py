@@ -38,12 +38,17 @@ from pathlib import Path
 
 import torch
 
-from rankopt.runs import start_run
 from rankopt.config import load_config
+from rankopt.runs import start_run
 
 ROOT = Path(__file__).resolve().parents[2] / "shared" / "data" / "recsys"
 DATASETS = ("ml-100k", "lastfm", "ml-1m", "gowalla")
-VARIANTS = ("bpr", "item-uniform", "item-ppr", "softmax")  # the recipes' last name part; their settings are in the recipes
+VARIANTS = (
+    "bpr",
+    "item-uniform",
+    "item-ppr",
+    "softmax",
+)  # the recipes' last name part; their settings are in the recipes
 MODELS = ("mf", "lightgcn", "ngcf", "lightgcnpp")
 
 
@@ -53,32 +58,62 @@ def key(row: dict) -> tuple:
 
 def measure(dataset: str, model: str, variant: str, protocol: str, args, replay: dict | None = None) -> dict:
     recipe = f"{dataset}-{model}-{variant}"
-    overrides = [f"data.root={args.root / dataset}", f"data.protocol={protocol}", f"train.device={args.device}",
-                 f"train.seed={args.seed}"]
+    overrides = [
+        f"data.root={args.root / dataset}",
+        f"data.protocol={protocol}",
+        f"train.device={args.device}",
+        f"train.seed={args.seed}",
+    ]
     if replay is None:
         overrides += [f"train.epochs={args.epochs}", f"train.patience={args.patience}"]
         overrides += [f"train.time_limit={args.budget}"] if args.budget else []
     else:  # the recorded run's exact length, no time cap
-        overrides += [f"train.epochs={replay['epochs_run']}", f"train.patience={replay.get('patience', args.patience)}",
-                      "train.time_limit=null"] + ([f"train.eval_every={replay['eval_every']}"] if "eval_every" in replay else [])
+        overrides += [
+            f"train.epochs={replay['epochs_run']}",
+            f"train.patience={replay.get('patience', args.patience)}",
+            "train.time_limit=null",
+        ] + ([f"train.eval_every={replay['eval_every']}"] if "eval_every" in replay else [])
     cfg = load_config(recipe, overrides, task="recsys")
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
         result, _ = start_run(cfg, Path(tmp) / "run", progress=False)
         wall = time.perf_counter() - t0
     test, sel, timing = result["test"], result["selection"], result["timing"]
-    row = {"dataset": dataset, "model": model, "variant": variant, "protocol": protocol, "recall@20": test["recall@20"],
-           "ndcg@20": test["ndcg@20"], "valid_ndcg@20": sel["value"], "seconds_per_epoch": timing["seconds_per_epoch"],
-           "seconds_to_best": timing["seconds_to_best"], "best_epoch": sel["epoch"], "epochs_run": sel["epochs_run"],
-           "wall_seconds": wall, "patience": cfg.train.patience, "eval_every": cfg.train.eval_every, "n_users": test["n_users"],
-           "device": args.device, "lr": cfg.optim.lr, "masked": "train+valid", "recipe": recipe}
+    row = {
+        "dataset": dataset,
+        "model": model,
+        "variant": variant,
+        "protocol": protocol,
+        "recall@20": test["recall@20"],
+        "ndcg@20": test["ndcg@20"],
+        "valid_ndcg@20": sel["value"],
+        "seconds_per_epoch": timing["seconds_per_epoch"],
+        "seconds_to_best": timing["seconds_to_best"],
+        "best_epoch": sel["epoch"],
+        "epochs_run": sel["epochs_run"],
+        "wall_seconds": wall,
+        "patience": cfg.train.patience,
+        "eval_every": cfg.train.eval_every,
+        "n_users": test["n_users"],
+        "device": args.device,
+        "lr": cfg.optim.lr,
+        "masked": "train+valid",
+        "recipe": recipe,
+    }
     if replay is None:
         limit = cfg.train.time_limit
-        row["capped"] = bool(limit is not None and sel["epochs_run"] < cfg.train.epochs and timing["seconds_to_best"] >= 0.8 * limit)
+        row["capped"] = bool(
+            limit is not None and sel["epochs_run"] < cfg.train.epochs and timing["seconds_to_best"] >= 0.8 * limit
+        )
     else:
         same = sel["epoch"] == replay["best_epoch"] + 1 and sel["value"] == replay["valid_ndcg@20"]
-        row.update({k: replay[k] for k in ("seconds_per_epoch", "seconds_to_best", "capped")},
-                   replayed=True, same_training=bool(same), recorded_recall=replay["recall@20"], recorded_ndcg=replay["ndcg@20"])
+        row.update(
+            {k: replay[k] for k in ("seconds_per_epoch", "seconds_to_best", "capped")},
+            replayed=True,
+            same_training=bool(same),
+            recorded_recall=replay["recall@20"],
+            recorded_ndcg=replay["ndcg@20"],
+        )
     return row
 
 
@@ -91,18 +126,23 @@ def table(rows: list[dict], fallback: list[dict] = ()) -> str:
         by.setdefault(key(r), {**r, "old": r["protocol"] == "transductive"})  # inductive test masking is unchanged
     rows = list(by.values())
     for dataset in dict.fromkeys(r["dataset"] for r in rows):
-        out += [f"\n**{dataset}**\n", "| model | loss | trans. R@20 | trans. N@20 | ind. R@20 | ind. N@20 | s/ep | to best (s) |",
-                "|---|---|---|---|---|---|---|---|"]
+        out += [
+            f"\n**{dataset}**\n",
+            "| model | loss | trans. R@20 | trans. N@20 | ind. R@20 | ind. N@20 | s/ep | to best (s) |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
         for model in MODELS:
             for variant in VARIANTS:
                 t, i = by.get((dataset, model, variant, "transductive")), by.get((dataset, model, variant, "inductive"))
                 if t is None and i is None:
                     continue
-                cell = lambda r, m: "–" if r is None else f"{r[m]:.4f}" + ("†" if r.get("old") else "")  # noqa: E731
+                cell = lambda r, m: "–" if r is None else f"{r[m]:.4f}" + ("†" if r.get("old") else "")
                 speed = t or i
                 star = "*" if speed["capped"] else ""
-                out.append(f"| {model} | {variant} | {cell(t, 'recall@20')} | {cell(t, 'ndcg@20')} | {cell(i, 'recall@20')} | "
-                           f"{cell(i, 'ndcg@20')} | {speed['seconds_per_epoch']:.2f} | {speed['seconds_to_best']:.0f}{star} |")
+                out.append(
+                    f"| {model} | {variant} | {cell(t, 'recall@20')} | {cell(t, 'ndcg@20')} | {cell(i, 'recall@20')} | "
+                    f"{cell(i, 'ndcg@20')} | {speed['seconds_per_epoch']:.2f} | {speed['seconds_to_best']:.0f}{star} |"
+                )
     return "\n".join(out)
 
 
@@ -111,10 +151,14 @@ def main() -> None:
     parser.add_argument("--datasets", nargs="+", default=["ml-100k", "lastfm", "ml-1m"], choices=DATASETS)
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
-    parser.add_argument("--protocols", nargs="+", default=["transductive", "inductive"], choices=["transductive", "inductive"])
+    parser.add_argument(
+        "--protocols", nargs="+", default=["transductive", "inductive"], choices=["transductive", "inductive"]
+    )
     parser.add_argument("--epochs", type=int, default=1000, help="epoch cap (the time cap usually ends a run first)")
     parser.add_argument("--patience", type=int, default=10, help="validations without improvement before stopping")
-    parser.add_argument("--budget", type=float, help="seconds of fitting per run (default: the recipe's train.time_limit)")
+    parser.add_argument(
+        "--budget", type=float, help="seconds of fitting per run (default: the recipe's train.time_limit)"
+    )
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--root", type=Path, default=ROOT, help="folder holding the datasets' folders")

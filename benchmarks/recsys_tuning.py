@@ -44,9 +44,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from rankopt.runs import start_run
-from rankopt.report.stats import paired_bootstrap_ci, randomization_test
 from rankopt.config import load_config
+from rankopt.report.stats import paired_bootstrap_ci, randomization_test
+from rankopt.runs import start_run
 
 ROOT = Path(__file__).resolve().parents[2] / "shared" / "data" / "recsys"
 RESULTS = Path(__file__).with_name("results") / "recsys-tuned.jsonl"
@@ -60,19 +60,27 @@ DECAYS = (0.0, 1e-5, 1e-4, 1e-3)
 NEGATIVES = (100, 500, "all")
 START = {"optim.weight_decay": 1e-4, "loss.n_neg": 500}
 SEEDS = (0, 1, 2)
-SPLIT_NAMES = {("ml-100k", "auto"): "temporal per-user 80/10/10", ("ml-100k", "random"): "random per-user 80/10/10",
-               ("lastfm", "auto"): "LightGCN-PyTorch's data1/test1, 10% of training carved for validation",
-               ("ml-1m", "auto"): "LightGCN++'s", ("gowalla", "auto"): "LightGCN's"}
+SPLIT_NAMES = {
+    ("ml-100k", "auto"): "temporal per-user 80/10/10",
+    ("ml-100k", "random"): "random per-user 80/10/10",
+    ("lastfm", "auto"): "LightGCN-PyTorch's data1/test1, 10% of training carved for validation",
+    ("ml-1m", "auto"): "LightGCN++'s",
+    ("gowalla", "auto"): "LightGCN's",
+}
 PAIRS = (("bpr", "item-ndcg"), ("softmax", "item-ndcg"), ("ccl", "item-ndcg"), ("bpr", "ccl"), ("bpr", "softmax"))
 
 
 def stage1(loss: str) -> list[dict]:
     """The first stage's settings of a loss: learning rate × (score type × temperature | margin)."""
-    start = {"optim.weight_decay": START["optim.weight_decay"]} | ({} if loss == "bpr" else {"loss.n_neg": START["loss.n_neg"]})
+    start = {"optim.weight_decay": START["optim.weight_decay"]} | (
+        {} if loss == "bpr" else {"loss.n_neg": START["loss.n_neg"]}
+    )
     if loss == "bpr":
         knobs = [{}]
     elif loss == "ccl":
-        knobs = [{"loss.margin": m} | ({"loss.neg_weight": w} if w != 150.0 else {}) for m in MARGINS for w in CCL_WEIGHTS]
+        knobs = [
+            {"loss.margin": m} | ({"loss.neg_weight": w} if w != 150.0 else {}) for m in MARGINS for w in CCL_WEIGHTS
+        ]
     else:
         knobs = [{"loss.score": s, "loss.tau": t} for s, taus in TAUS.items() for t in taus]
     return [start | {"optim.lr": lr} | k for lr in LRS for k in knobs]
@@ -84,7 +92,10 @@ def yaml_value(v) -> str:
 
 
 def run_key(row: dict) -> str:
-    return json.dumps([row["kind"], row["dataset"], row["split"], row["model"], row["loss"], row["setting"], row["seed"]], sort_keys=True)
+    return json.dumps(
+        [row["kind"], row["dataset"], row["split"], row["model"], row["loss"], row["setting"], row["seed"]],
+        sort_keys=True,
+    )
 
 
 class Bench:
@@ -98,15 +109,35 @@ class Bench:
 
     def run(self, kind: str, loss: str, setting: dict, seed: int = 0, extra: dict | None = None) -> dict:
         a = self.args
-        row = {"kind": kind, "dataset": a.dataset, "split": a.split, "model": a.model, "loss": loss, "setting": setting, "seed": seed}
+        row = {
+            "kind": kind,
+            "dataset": a.dataset,
+            "split": a.split,
+            "model": a.model,
+            "loss": loss,
+            "setting": setting,
+            "seed": seed,
+        }
         old = self.done.get(run_key(row))
-        if old is not None and not (kind != "curve" and old.get("min_epochs", 0) < a.min_epochs and old["epochs_run"] < a.min_epochs
-                                    and not old["capped"]):
+        if old is not None and not (
+            kind != "curve"
+            and old.get("min_epochs", 0) < a.min_epochs
+            and old["epochs_run"] < a.min_epochs
+            and not old["capped"]
+        ):
             return old  # (a run that early stopping ended before --min-epochs is measured again)
-        options = DATA_OPTIONS[a.dataset] | {"data.root": str(a.root / a.dataset), "model.name": a.model, "loss.name": loss,
-                                              "train.seed": seed, "train.device": a.device, "train.eval_every": 2,
-                                              "train.epochs": a.epochs, "train.patience": a.patience, "train.time_limit": a.cap,
-                                              "train.min_epochs": a.min_epochs}
+        options = DATA_OPTIONS[a.dataset] | {
+            "data.root": str(a.root / a.dataset),
+            "model.name": a.model,
+            "loss.name": loss,
+            "train.seed": seed,
+            "train.device": a.device,
+            "train.eval_every": 2,
+            "train.epochs": a.epochs,
+            "train.patience": a.patience,
+            "train.time_limit": a.cap,
+            "train.min_epochs": a.min_epochs,
+        }
         options |= {"data.split": a.split} if a.split != "auto" else {}
         options |= (extra or {}) | setting
         cfg = load_config(None, [f"{k}={yaml_value(v)}" for k, v in options.items()], task="recsys")
@@ -117,16 +148,37 @@ class Bench:
             with open(folder.per_query_path) as f:
                 per_user = {int(r["user"]): float(r["ndcg@20"]) for r in csv.DictReader(f)}
         sel, test = result["selection"], result["test"]
-        row |= {"min_epochs": a.min_epochs, "valid_ndcg@20": sel["value"], "recall@20": test["recall@20"], "ndcg@20": test["ndcg@20"],
-                "best_epoch": sel["epoch"], "epochs_run": sel["epochs_run"], "wall_seconds": wall,
-                "seconds_per_epoch": result["timing"]["seconds_per_epoch"], "seconds_to_best": result["timing"]["seconds_to_best"],
-                "capped": bool(sel["epochs_run"] < a.epochs and wall >= a.cap), "device": a.device, "resolved": {"lr": cfg.optim.lr,
-                "weight_decay": cfg.optim.weight_decay, "score": cfg.loss.score, "tau": cfg.loss.tau, "n_neg": cfg.loss.n_neg}}
+        row |= {
+            "min_epochs": a.min_epochs,
+            "valid_ndcg@20": sel["value"],
+            "recall@20": test["recall@20"],
+            "ndcg@20": test["ndcg@20"],
+            "best_epoch": sel["epoch"],
+            "epochs_run": sel["epochs_run"],
+            "wall_seconds": wall,
+            "seconds_per_epoch": result["timing"]["seconds_per_epoch"],
+            "seconds_to_best": result["timing"]["seconds_to_best"],
+            "capped": bool(sel["epochs_run"] < a.epochs and wall >= a.cap),
+            "device": a.device,
+            "resolved": {
+                "lr": cfg.optim.lr,
+                "weight_decay": cfg.optim.weight_decay,
+                "score": cfg.loss.score,
+                "tau": cfg.loss.tau,
+                "n_neg": cfg.loss.n_neg,
+            },
+        }
         if kind == "seed":
             row["per_user_ndcg@20"] = per_user
         if kind == "curve":
-            row["history"] = [{k: h[k] for k in ("epoch", "seconds", "valid/ndcg@20") if k in h} for h in result["history"]]
-        print(json.dumps({k: v for k, v in row.items() if k not in ("per_user_ndcg@20", "history")}), file=sys.stderr, flush=True)
+            row["history"] = [
+                {k: h[k] for k in ("epoch", "seconds", "valid/ndcg@20") if k in h} for h in result["history"]
+            ]
+        print(
+            json.dumps({k: v for k, v in row.items() if k not in ("per_user_ndcg@20", "history")}),
+            file=sys.stderr,
+            flush=True,
+        )
         self.args.results.parent.mkdir(parents=True, exist_ok=True)
         with self.args.results.open("a") as f:
             f.write(json.dumps(row) + "\n")
@@ -144,11 +196,23 @@ class Bench:
     def tune(self, loss: str) -> dict:
         """Stages 1–3 on seed 0; returns the selected setting."""
         best = self.best([self.run("trial", loss, s) for s in stage1(loss)])
-        best = self.best([best] + [self.run("trial", loss, best["setting"] | {"optim.weight_decay": d})
-                                   for d in DECAYS if d != best["setting"]["optim.weight_decay"]])
+        best = self.best(
+            [best]
+            + [
+                self.run("trial", loss, best["setting"] | {"optim.weight_decay": d})
+                for d in DECAYS
+                if d != best["setting"]["optim.weight_decay"]
+            ]
+        )
         if loss != "bpr":
-            best = self.best([best] + [self.run("trial", loss, best["setting"] | {"loss.n_neg": n})
-                                       for n in NEGATIVES if n != best["setting"]["loss.n_neg"]])
+            best = self.best(
+                [best]
+                + [
+                    self.run("trial", loss, best["setting"] | {"loss.n_neg": n})
+                    for n in NEGATIVES
+                    if n != best["setting"]["loss.n_neg"]
+                ]
+            )
         return best["setting"]
 
 
@@ -156,8 +220,18 @@ def selected_rows(rows: list[dict], dataset: str, split: str, model: str) -> dic
     """The seed rows of the selected setting of each loss (the setting of its best seed-0 trial)."""
     out = {}
     for loss in LOSSES:
-        trials = [r for r in rows if r["kind"] == "trial" and (r["dataset"], r["split"], r["model"], r["loss"]) == (dataset, split, model, loss)]
-        seeds = [r for r in rows if r["kind"] == "seed" and (r["dataset"], r["split"], r["model"], r["loss"]) == (dataset, split, model, loss)]
+        trials = [
+            r
+            for r in rows
+            if r["kind"] == "trial"
+            and (r["dataset"], r["split"], r["model"], r["loss"]) == (dataset, split, model, loss)
+        ]
+        seeds = [
+            r
+            for r in rows
+            if r["kind"] == "seed"
+            and (r["dataset"], r["split"], r["model"], r["loss"]) == (dataset, split, model, loss)
+        ]
         if trials:
             chosen = max(trials, key=lambda r: r["valid_ndcg@20"])["setting"]
             seeds = [r for r in seeds if r["setting"] == chosen]
@@ -175,7 +249,9 @@ def setting_text(loss: str, r: dict) -> str:
     s = r["resolved"]
     parts = [f"lr {s['lr']:g}", f"wd {s['weight_decay']:g}"]
     if loss != "bpr":
-        parts += [s["score"]] + ([f"τ {s['tau']:g}"] if loss in ("item-ndcg", "softmax") else []) + [f"{s['n_neg']} neg"]
+        parts += (
+            [s["score"]] + ([f"τ {s['tau']:g}"] if loss in ("item-ndcg", "softmax") else []) + [f"{s['n_neg']} neg"]
+        )
     if loss == "ccl":
         parts.append(f"m {r['setting'].get('loss.margin', 0.8):g}, w {r['setting'].get('loss.neg_weight', 150.0):g}")
     return ", ".join(parts)
@@ -188,17 +264,34 @@ def table(rows: list[dict]) -> str:
         chosen = selected_rows(rows, dataset, split, model)
         if not chosen:
             continue
-        n_trials = {loss: sum(1 for r in rows if r["kind"] == "trial" and (r["dataset"], r["split"], r["model"], r["loss"]) == (dataset, split, model, loss))
-                    for loss in chosen}
-        out += [f"\n**{dataset}, {model}, {SPLIT_NAMES.get((dataset, split), split)} split**\n",
-                "| loss | selected setting (trials) | valid N@20 | test R@20 | test N@20 | best epoch | s/ep | to best (s) |",
-                "|---|---|---|---|---|---|---|---|"]
+        n_trials = {
+            loss: sum(
+                1
+                for r in rows
+                if r["kind"] == "trial"
+                and (r["dataset"], r["split"], r["model"], r["loss"]) == (dataset, split, model, loss)
+            )
+            for loss in chosen
+        }
+        out += [
+            f"\n**{dataset}, {model}, {SPLIT_NAMES.get((dataset, split), split)} split**\n",
+            "| loss | selected setting (trials) | valid N@20 | test R@20 | test N@20 | best epoch | s/ep | to best "
+            "(s) |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
         for loss, seeds in chosen.items():
-            stat = lambda m: f"{np.mean([r[m] for r in seeds]):.4f} ± {np.std([r[m] for r in seeds], ddof=1) if len(seeds) > 1 else 0:.4f}"  # noqa: E731
+            stat = lambda m: (
+                f"{np.mean([r[m] for r in seeds]):.4f} ± "
+                f"{np.std([r[m] for r in seeds], ddof=1) if len(seeds) > 1 else 0:.4f}"
+            )
             capped = "*" if any(r["capped"] for r in seeds) else ""
-            out.append(f"| {loss} | {setting_text(loss, seeds[0])} ({n_trials[loss] or 'transferred'}) | {stat('valid_ndcg@20')} | {stat('recall@20')} | "
-                       f"{stat('ndcg@20')} | {np.mean([r['best_epoch'] for r in seeds]):.0f} | "
-                       f"{np.mean([r['seconds_per_epoch'] for r in seeds]):.2f} | {np.mean([r['seconds_to_best'] for r in seeds]):.0f}{capped} |")
+            out.append(
+                f"| {loss} | {setting_text(loss, seeds[0])} ({n_trials[loss] or 'transferred'}) | "
+                f"{stat('valid_ndcg@20')} | {stat('recall@20')} | "
+                f"{stat('ndcg@20')} | {np.mean([r['best_epoch'] for r in seeds]):.0f} | "
+                f"{np.mean([r['seconds_per_epoch'] for r in seeds]):.2f} | "
+                f"{np.mean([r['seconds_to_best'] for r in seeds]):.0f}{capped} |"
+            )
         lines = []
         for a, b in PAIRS:
             if a in chosen and b in chosen and len(chosen[a]) == len(chosen[b]) == len(SEEDS):
@@ -208,16 +301,25 @@ def table(rows: list[dict]) -> str:
                 lo, hi = paired_bootstrap_ci(va, vb, n_resamples=5000)
                 p = randomization_test(va, vb, n_resamples=20000)
                 per_seed = [rb["ndcg@20"] - ra["ndcg@20"] for ra, rb in zip(chosen[a], chosen[b])]
-                lines.append(f"| {b} − {a} | {vb.mean() - va.mean():+.4f} | [{lo:+.4f}, {hi:+.4f}] | {p:.2g} | "
-                             f"{' / '.join(f'{d:+.4f}' for d in per_seed)} |")
+                lines.append(
+                    f"| {b} − {a} | {vb.mean() - va.mean():+.4f} | [{lo:+.4f}, {hi:+.4f}] | {p:.2g} | "
+                    f"{' / '.join(f'{d:+.4f}' for d in per_seed)} |"
+                )
         if lines:
-            out += ["", "| test N@20 difference | mean over users | 95% paired bootstrap | randomisation p | per seed (0 / 1 / 2) |",
-                    "|---|---|---|---|---|"] + lines
+            out += [
+                "",
+                "| test N@20 difference | mean over users | 95% paired bootstrap | randomisation p | per seed (0 / 1 "
+                "/ 2) |",
+                "|---|---|---|---|---|",
+            ] + lines
     curves = [r for r in rows if r["kind"] == "curve"]
     for dataset in dict.fromkeys(r["dataset"] for r in curves):
-        out += [f"\n**{dataset}: validation NDCG@20 against training seconds (equal wall-time budget)**\n",
-                "| loss | setting | budget (s) | epochs | s/ep | best valid N@20 (at s) | test R@20 | test N@20 | valid N@20 reached at s: 0.06 / 0.07 / 0.076 / 0.09 |",
-                "|---|---|---|---|---|---|---|---|---|"]
+        out += [
+            f"\n**{dataset}: validation NDCG@20 against training seconds (equal wall-time budget)**\n",
+            "| loss | setting | budget (s) | epochs | s/ep | best valid N@20 (at s) | test R@20 | test N@20 | valid "
+            "N@20 reached at s: 0.06 / 0.07 / 0.076 / 0.09 |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
         for r in (r for r in curves if r["dataset"] == dataset):
             t, points = 0.0, []
             for h in r["history"]:
@@ -226,9 +328,12 @@ def table(rows: list[dict]) -> str:
                     points.append((t, h["valid/ndcg@20"]))
             best_t, best_v = max(points, key=lambda p: p[1])
             reach = [next((f"{t:.0f}" for t, v in points if v >= level), "–") for level in (0.06, 0.07, 0.076, 0.09)]
-            out.append(f"| {r['loss']} | {setting_text(r['loss'], r)} | {r['setting']['train.time_limit']:.0f} ({r.get('device', 'cpu')}) | "
-                       f"{r['epochs_run']} | {r['seconds_per_epoch']:.1f} | "
-                       f"{best_v:.4f} ({best_t:.0f}) | {r['recall@20']:.4f} | {r['ndcg@20']:.4f} | {' / '.join(reach)} |")
+            out.append(
+                f"| {r['loss']} | {setting_text(r['loss'], r)} | {r['setting']['train.time_limit']:.0f} "
+                f"({r.get('device', 'cpu')}) | "
+                f"{r['epochs_run']} | {r['seconds_per_epoch']:.1f} | "
+                f"{best_v:.4f} ({best_t:.0f}) | {r['recall@20']:.4f} | {r['ndcg@20']:.4f} | {' / '.join(reach)} |"
+            )
     return "\n".join(out)
 
 
@@ -237,16 +342,24 @@ def main() -> None:
     parser.add_argument("action", choices=("tune", "curves", "table"))
     parser.add_argument("--dataset", default="ml-100k", choices=tuple(DATA_OPTIONS))
     parser.add_argument("--model", default="lightgcn")
-    parser.add_argument("--split", default="auto", choices=("auto", "random"), help="auto: the files' split (ML-100k: temporal)")
+    parser.add_argument(
+        "--split", default="auto", choices=("auto", "random"), help="auto: the files' split (ML-100k: temporal)"
+    )
     parser.add_argument("--losses", nargs="+", default=list(LOSSES), choices=LOSSES)
     parser.add_argument("--epochs", type=int, default=400)
     parser.add_argument("--patience", type=int, default=8, help="validations (every 2 epochs) without improvement")
-    parser.add_argument("--min-epochs", type=int, default=40, help="early stopping does not end a run before this epoch")
+    parser.add_argument(
+        "--min-epochs", type=int, default=40, help="early stopping does not end a run before this epoch"
+    )
     parser.add_argument("--cap", type=float, default=180.0, help="seconds per run (validation included): a safety cap")
     parser.add_argument("--budget", type=float, default=600.0, help="curves: seconds of fitting per loss")
     parser.add_argument("--settings-from", default="ml-100k", help="curves: use the settings selected on this dataset")
-    parser.add_argument("--transfer", help="tune: take each loss's setting selected on this dataset, re-tune only the learning rate")
-    parser.add_argument("--no-retune", action="store_true", help="with --transfer: run the seeds at the transferred setting as it is")
+    parser.add_argument(
+        "--transfer", help="tune: take each loss's setting selected on this dataset, re-tune only the learning rate"
+    )
+    parser.add_argument(
+        "--no-retune", action="store_true", help="with --transfer: run the seeds at the transferred setting as it is"
+    )
     parser.add_argument("--valid-users", type=int, default=3000, help="curves: validate on this fixed sample of users")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--root", type=Path, default=ROOT)
@@ -262,7 +375,9 @@ def main() -> None:
             if args.transfer and loss not in source:
                 sys.exit(f"no tuned {loss} setting on {args.transfer} yet: run `tune --dataset {args.transfer}` first")
             if args.transfer:
-                setting = source[loss][0]["setting"] if args.no_retune else bench.transfer(loss, source[loss][0]["setting"])
+                setting = (
+                    source[loss][0]["setting"] if args.no_retune else bench.transfer(loss, source[loss][0]["setting"])
+                )
             else:
                 setting = bench.tune(loss)
             for seed in SEEDS:
@@ -271,9 +386,21 @@ def main() -> None:
         source = selected_rows(bench.rows, args.settings_from, "auto", args.model)
         for loss in ("bpr", "item-ndcg"):
             if loss not in source:
-                sys.exit(f"no tuned {loss} setting on {args.settings_from} yet: run `tune --dataset {args.settings_from}` first")
-            bench.run("curve", loss, source[loss][0]["setting"] | {"train.time_limit": args.budget},
-                      extra={"train.eval_every": 1, "train.patience": 0, "train.epochs": 100000, "data.valid_users": args.valid_users})
+                sys.exit(
+                    f"no tuned {loss} setting on {args.settings_from} yet: run `tune --dataset {args.settings_from}` "
+                    "first"
+                )
+            bench.run(
+                "curve",
+                loss,
+                source[loss][0]["setting"] | {"train.time_limit": args.budget},
+                extra={
+                    "train.eval_every": 1,
+                    "train.patience": 0,
+                    "train.epochs": 100000,
+                    "data.valid_users": args.valid_users,
+                },
+            )
     print(table(bench.rows))
 
 

@@ -34,7 +34,7 @@ def make(users: int, items: int, seed: int = 0):
     rng = np.random.default_rng(seed)
     scores = torch.from_numpy(rng.random((users, items)))
     history = torch.from_numpy(rng.random((users, items)) < 0.05)
-    relevance = torch.from_numpy((rng.random((users, items)) < 0.01)) & ~history
+    relevance = torch.from_numpy(rng.random((users, items)) < 0.01) & ~history
     return scores, history, relevance
 
 
@@ -43,8 +43,8 @@ def full_sort(scores, history, relevance, block=1024):
     specs = parse_metrics(METRICS)
     out = {s.name: [] for s in specs}
     for start in range(0, len(scores), block):
-        s = scores[start:start + block].masked_fill(history[start:start + block], float("-inf"))
-        rel = relevance[start:start + block].to(torch.int64)
+        s = scores[start : start + block].masked_fill(history[start : start + block], float("-inf"))
+        rel = relevance[start : start + block].to(torch.int64)
         counts = torch.stack([(rel == 0).sum(1), (rel == 1).sum(1)], dim=1)
         ranking = ranking_from_scores(s, rel, counts, 1, s.shape[1])
         for spec in specs:
@@ -61,7 +61,10 @@ def with_torchmetrics(scores, history, relevance):
     preds, target = scores[keep], relevance[keep]
     recall = RetrievalRecall(top_k=20, empty_target_action="skip")
     ndcg = RetrievalNormalizedDCG(top_k=20, empty_target_action="skip")
-    return {"recall@20": float(recall(preds, target, indexes=rows)), "ndcg@20": float(ndcg(preds, target, indexes=rows))}
+    return {
+        "recall@20": float(recall(preds, target, indexes=rows)),
+        "ndcg@20": float(ndcg(preds, target, indexes=rows)),
+    }
 
 
 def timed(fn):
@@ -87,13 +90,19 @@ def main() -> None:
     cases["b"] = timed(lambda: full_sort(scores, history, relevance))
     if not args.skip_torchmetrics:
         cases["c"] = timed(lambda: with_torchmetrics(scores, history, relevance))
-    labels = {"a": "rank_metrics (top-k path)", "b": "full sort of every row", "c": "torchmetrics Retrieval{Recall,NormalizedDCG}"}
+    labels = {
+        "a": "rank_metrics (top-k path)",
+        "b": "full sort of every row",
+        "c": "torchmetrics Retrieval{Recall,NormalizedDCG}",
+    }
     base = cases["a"][0]
     print(f"\n{args.users} users × {args.items} items, {torch.get_num_threads()} threads\n")
     print("| case | seconds | × rank_metrics | recall@20 | ndcg@20 |")
     print("|---|---|---|---|---|")
     for key, (sec, out) in cases.items():
-        print(f"| ({key}) {labels[key]} | {sec:.2f} | {sec / base:.1f} | {out['recall@20']:.6f} | {out['ndcg@20']:.6f} |")
+        print(
+            f"| ({key}) {labels[key]} | {sec:.2f} | {sec / base:.1f} | {out['recall@20']:.6f} | {out['ndcg@20']:.6f} |"
+        )
     assert abs(cases["a"][1]["recall@20"] - cases["b"][1]["recall@20"]) < 1e-12
     assert abs(cases["a"][1]["ndcg@20"] - cases["b"][1]["ndcg@20"]) < 1e-12
 

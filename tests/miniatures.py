@@ -43,8 +43,19 @@ def write_inat(root: Path, n_classes: int = 8, per_class: int = 3, size: int = 4
     cats, rels = [], []
     for c in range(n_classes):
         sup = "Plantae" if c % 2 else "Animalia"
-        cats.append({"id": c, "name": f"s{c}", "supercategory": sup, "kingdom": sup, "phylum": "P", "class": "C",
-                     "order": f"O{c % 3}", "family": f"F{c % 4}", "genus": f"G{c}"})
+        cats.append(
+            {
+                "id": c,
+                "name": f"s{c}",
+                "supercategory": sup,
+                "kingdom": sup,
+                "phylum": "P",
+                "class": "C",
+                "order": f"O{c % 3}",
+                "family": f"F{c % 4}",
+                "genus": f"G{c}",
+            }
+        )
         for k in range(per_class):
             rel = f"train_val2018/{sup}/{c}/{k}.jpg"
             png(root / rel, _color(c * 3 + k), size)

@@ -35,12 +35,23 @@ def test_json_is_one_object_with_requested_metrics(tmp_path, capsys):
 def test_gallery_and_per_query(tmp_path, capsys):
     write(tmp_path / "q.npz", n=20, seed=1)
     write(tmp_path / "g.npz", n=30, seed=2)
-    rc = main(["evaluate", str(tmp_path / "q.npz"), "--gallery", str(tmp_path / "g.npz"), "--metrics", "ap,hit@5",
-               "--per-query", str(tmp_path / "out" / "pq.csv")])
+    rc = main(
+        [
+            "evaluate",
+            str(tmp_path / "q.npz"),
+            "--gallery",
+            str(tmp_path / "g.npz"),
+            "--metrics",
+            "ap,hit@5",
+            "--per-query",
+            str(tmp_path / "out" / "pq.csv"),
+        ]
+    )
     assert rc == 0
     text = capsys.readouterr().out
     assert "hit@5" in text and "20 queries, 30 ranked items" in text
-    rows = list(csv.DictReader(open(tmp_path / "out" / "pq.csv")))
+    with open(tmp_path / "out" / "pq.csv") as f:
+        rows = list(csv.DictReader(f))
     assert len(rows) == 20 and set(rows[0]) == {"query", "ap", "hit@5"}
 
 
@@ -57,7 +68,11 @@ def test_example_runs(capsys):
         (lambda p: (p / "empty.npz").write_bytes(b""), ["empty.npz"], "is empty"),
         (lambda p: (p / "bad.npz").write_bytes(b"not a zip"), ["bad.npz"], "not a readable .npz"),
         (lambda p: np.savez(p / "nolab.npz", embeddings=np.zeros((3, 2))), ["nolab.npz"], "no array 'labels'"),
-        (lambda p: np.savez(p / "f.npz", embeddings=np.random.rand(5, 2), labels=np.ones(5) * 0.5), ["f.npz"], "must be integers"),
+        (
+            lambda p: np.savez(p / "f.npz", embeddings=np.random.rand(5, 2), labels=np.ones(5) * 0.5),
+            ["f.npz"],
+            "must be integers",
+        ),
         (lambda p: np.savez(p / "n.npz", embeddings=np.full((5, 2), np.nan), labels=np.arange(5)), ["n.npz"], "NaN"),
         (lambda p: write(p / "k.npz", n=10), ["k.npz", "--metrics", "hit@100"], "k=100 is larger"),
         (lambda p: write(p / "m.npz", n=10), ["m.npz", "--metrics", "apx"], "unknown metric"),
@@ -74,5 +89,15 @@ def test_bad_input_exit_code_2_without_traceback(tmp_path, monkeypatch, setup, a
 
 def test_help_lists_every_option():
     proc = subprocess.run([sys.executable, "-m", "rankopt.cli", "evaluate", "--help"], capture_output=True, text=True)
-    for opt in ["--gallery", "--metrics", "--ties", "--no-positive", "--similarity", "--device", "--json", "--per-query", "--backend"]:
+    for opt in [
+        "--gallery",
+        "--metrics",
+        "--ties",
+        "--no-positive",
+        "--similarity",
+        "--device",
+        "--json",
+        "--per-query",
+        "--backend",
+    ]:
         assert opt in proc.stdout

@@ -25,8 +25,14 @@ def _tool(name: str) -> str:
 
 def test_docs_build_strict(tmp_path):
     env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}
-    proc = subprocess.run([_tool("mkdocs"), "build", "--strict", "-d", str(tmp_path / "site")], cwd=ROOT,
-                          capture_output=True, text=True, env=env, timeout=600)
+    proc = subprocess.run(
+        [_tool("mkdocs"), "build", "--strict", "-d", str(tmp_path / "site")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-4000:]
     config = (tmp_path / "site" / "config" / "index.html").read_text()
     from rankopt.config import get_task, settings_of
@@ -35,16 +41,32 @@ def test_docs_build_strict(tmp_path):
         for s in settings_of(get_task(task).config):
             assert f"<code>{s.key}</code>" in config, s.key
     cli = (tmp_path / "site" / "cli" / "index.html").read_text()
-    for command in ("rankopt train", "rankopt recsys train", "rankopt ood detect", "rankopt ood score", "rankopt embed"):
+    for command in (
+        "rankopt train",
+        "rankopt recsys train",
+        "rankopt ood detect",
+        "rankopt ood score",
+        "rankopt embed",
+    ):
         assert command in cli, command
     api = (tmp_path / "site" / "api" / "index.html").read_text()
     assert "RunFolder" in api and "selected_checkpoint" in api
 
 
 def test_ruff_lint_and_format():
-    lint = subprocess.run([_tool("ruff"), "check", "src", "tests", "benchmarks", "tools"], cwd=ROOT, capture_output=True,
-                          text=True, timeout=300)
+    lint = subprocess.run(
+        [_tool("ruff"), "check", "src", "tests", "benchmarks", "tools"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert lint.returncode == 0, lint.stdout[-4000:]
-    fmt = subprocess.run([_tool("ruff"), "format", "--check", "src", "tests", "benchmarks", "tools"], cwd=ROOT,
-                         capture_output=True, text=True, timeout=300)
+    fmt = subprocess.run(
+        [_tool("ruff"), "format", "--check", "src", "tests", "benchmarks", "tools"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert fmt.returncode == 0, fmt.stdout[-4000:]

@@ -3,22 +3,25 @@ suggest the closest, and what a member needs is metadata the callers read."""
 
 import pytest
 
+from rankopt.config import load_config
 from rankopt.data import DATASETS, create_dataset
 from rankopt.losses import LOSSES, create_loss
 from rankopt.models import BACKBONES
 from rankopt.recsys.models import RECOMMENDERS
 from rankopt.registry import Registry
-from rankopt.config import load_config
 
 
-@pytest.mark.parametrize("call,match", [
-    (lambda: create_loss("smoth-ap"), "did you mean smoothap"),
-    (lambda: create_dataset("fashion_mnst"), "did you mean fashion-mnist"),
-    (lambda: BACKBONES.create("resnet5"), "did you mean resnet50"),
-    (lambda: RECOMMENDERS.create("lightgc"), "did you mean lightgcn"),
-    (lambda: load_config("roadmap-sop-resnet5"), "did you mean roadmap-sop-resnet50"),
-    (lambda: load_config("ml-100k-lightgcn-bp", task="recsys"), "did you mean ml-100k-lightgcn-bpr"),
-])
+@pytest.mark.parametrize(
+    "call,match",
+    [
+        (lambda: create_loss("smoth-ap"), "did you mean smoothap"),
+        (lambda: create_dataset("fashion_mnst"), "did you mean fashion-mnist"),
+        (lambda: BACKBONES.create("resnet5"), "did you mean resnet50"),
+        (lambda: RECOMMENDERS.create("lightgc"), "did you mean lightgcn"),
+        (lambda: load_config("roadmap-sop-resnet5"), "did you mean roadmap-sop-resnet50"),
+        (lambda: load_config("ml-100k-lightgcn-bp", task="recsys"), "did you mean ml-100k-lightgcn-bpr"),
+    ],
+)
 def test_unknown_names_suggest_the_closest(call, match):
     with pytest.raises(ValueError, match=match):
         call()
@@ -42,9 +45,14 @@ def test_losses_declare_what_they_need():
     assert not create_loss("roadmap").hierarchical and create_loss("roadmap").proxy_parameters() == []
 
 
-@pytest.mark.parametrize("override,match", [("model.weights=/x.pth", "no pretrained weights"),
-                                            ("model.pooling=cls", "class token"),
-                                            ("model.pooling=mean", "is not one of")])
+@pytest.mark.parametrize(
+    "override,match",
+    [
+        ("model.weights=/x.pth", "no pretrained weights"),
+        ("model.pooling=cls", "class token"),
+        ("model.pooling=mean", "is not one of"),
+    ],
+)
 def test_backbone_metadata_checks_the_config(override, match):
     with pytest.raises(ValueError, match=match):
         load_config("fashion-mnist", [override])

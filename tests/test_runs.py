@@ -12,7 +12,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -22,8 +21,16 @@ from miniatures import png, write_fashion
 from rankopt.cli import main
 from rankopt.metrics import evaluate
 
-OOD_FAST = ["--detectors", "msp,mahalanobis,heat_el", "--option", "heat_el.epochs=1", "--option", "heat_el.hidden=16",
-            "--ood", "noise"]
+OOD_FAST = [
+    "--detectors",
+    "msp,mahalanobis,heat_el",
+    "--option",
+    "heat_el.epochs=1",
+    "--option",
+    "heat_el.hidden=16",
+    "--ood",
+    "noise",
+]
 
 
 def cli(args, capsys) -> tuple[int, str, str]:
@@ -37,7 +44,9 @@ def last_json(out: str) -> dict:
 
 
 def files_of(folder: Path) -> dict[Path, bytes]:
-    return {p.relative_to(folder): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file() and p.name != ".lock"}
+    return {
+        p.relative_to(folder): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file() and p.name != ".lock"
+    }
 
 
 def write_query_gallery(root: Path, classes: int = 6, per: int = 6) -> Path:
@@ -58,15 +67,56 @@ def runs(tmp_path_factory):
     base = tmp_path_factory.mktemp("runs")
     fashion = write_fashion(base / "fashion", 400, 100) if (base / "fashion").mkdir() is None else None
     images = write_query_gallery(base / "qg")
-    small = ["--set", "train.epochs=1", "--set", "model.dim=8", "--set", "data.batch_size=40", "--set", "data.m=4", "--json"]
+    small = [
+        "--set",
+        "train.epochs=1",
+        "--set",
+        "model.dim=8",
+        "--set",
+        "data.batch_size=40",
+        "--set",
+        "data.m=4",
+        "--json",
+    ]
     kinds = {
         "carved": ["train", "--data-dir", fashion, *small],
         "no_valid": ["train", "--data-dir", fashion, "--set", "data.valid=none", *small],
-        "limit": ["train", "--data-dir", fashion, "--set", "data.limit=60", "--set", "data.valid_fraction=0.34", *small],
-        "query_gallery": ["train", "--set", "data.name=image-folder", "--set", f"data.root={images}", "--set",
-                          "data.test_split=query", "--set", "data.gallery_split=gallery", "--set", "model.in_channels=3",
-                          "--set", "data.image_size=16", "--set", "data.valid=none", "--set", "data.batch_size=12",
-                          "--set", "data.m=2", "--set", "train.epochs=1", "--set", "model.dim=8", "--json"],
+        "limit": [
+            "train",
+            "--data-dir",
+            fashion,
+            "--set",
+            "data.limit=60",
+            "--set",
+            "data.valid_fraction=0.34",
+            *small,
+        ],
+        "query_gallery": [
+            "train",
+            "--set",
+            "data.name=image-folder",
+            "--set",
+            f"data.root={images}",
+            "--set",
+            "data.test_split=query",
+            "--set",
+            "data.gallery_split=gallery",
+            "--set",
+            "model.in_channels=3",
+            "--set",
+            "data.image_size=16",
+            "--set",
+            "data.valid=none",
+            "--set",
+            "data.batch_size=12",
+            "--set",
+            "data.m=2",
+            "--set",
+            "train.epochs=1",
+            "--set",
+            "model.dim=8",
+            "--json",
+        ],
     }
     sys.path.insert(0, str(Path(__file__).parent / "recsys"))
     from test_runner import synthetic
@@ -91,6 +141,7 @@ def copy_of(runs, tmp_path):
         target = tmp_path / name
         shutil.copytree(runs[name], target)
         return target
+
     return make
 
 
@@ -229,7 +280,8 @@ def test_a_copied_and_a_moved_folder_use_their_own_files(runs, tmp_path, capsys)
     assert rc == 0, err
     data = np.load(tmp_path / "e.npz")
     assert evaluate(data["embeddings"], data["labels"], metrics=["map@r"])["map@r"] == pytest.approx(
-        metrics["test"]["map@r"], abs=1e-6)
+        metrics["test"]["map@r"], abs=1e-6
+    )
     # a moved run trained further: its own best.ckpt (not the original's) is selected and tested
     original_best = (runs["carved"] / "checkpoints" / "best.ckpt").read_bytes()
     (runs["carved"] / "checkpoints" / "best.ckpt").rename(runs["carved"] / "checkpoints" / "best.ckpt.away")
@@ -267,23 +319,41 @@ def test_a_second_writer_is_refused_and_a_killed_writer_leaves_no_lock(runs, cop
     import signal
 
     run = copy_of("carved")
-    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from rankopt.runs import RunFolder\n"
-                               "with RunFolder(sys.argv[1]).lock():\n    print('locked', flush=True); time.sleep(600)",
-                               str(run)], stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from rankopt.runs import RunFolder\n"
+            "with RunFolder(sys.argv[1]).lock():\n    print('locked', flush=True); time.sleep(600)",
+            str(run),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "locked"
         rankopt = str(Path(sys.executable).parent / "rankopt")
         env = {**os.environ, "OMP_NUM_THREADS": "1"}
-        second = subprocess.run([rankopt, "train", "--resume", str(run), "--set", "train.epochs=2"], capture_output=True,
-                                text=True, env=env, timeout=300)
+        second = subprocess.run(
+            [rankopt, "train", "--resume", str(run), "--set", "train.epochs=2"],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=300,
+        )
         assert second.returncode == 2, second.stderr[-2000:]
         assert f"is being written by pid {holder.pid}" in second.stderr
         assert len(second.stderr.strip().splitlines()) == 1
     finally:
         holder.send_signal(signal.SIGKILL)
         holder.wait()
-    third = subprocess.run([rankopt, "train", "--resume", str(run), "--set", "train.epochs=2", "--json"],
-                           capture_output=True, text=True, env=env, timeout=300)
+    third = subprocess.run(
+        [rankopt, "train", "--resume", str(run), "--set", "train.epochs=2", "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert third.returncode == 0, third.stderr[-2000:]
     assert last_json(third.stdout)["selection"]["epochs_run"] == 2
 
@@ -322,8 +392,25 @@ def test_comparisons_refuse_runs_on_different_data(runs, copy_of, tmp_path, caps
     other = synthetic(tmp_path / "other", n_users=80, n_items=40) if (tmp_path / "other").mkdir() is None else None
     lines = (other / "test.txt").read_text().splitlines()
     (other / "test.txt").write_text("\n".join(lines[1:] + lines[:1]) + "\n")  # same users, other order
-    assert main(["recsys", "train", str(other), "--epochs", "1", "--dim", "8", "--k", "5", "--run-dir",
-                 str(tmp_path / "rec2"), "--json"]) == 0
+    assert (
+        main(
+            [
+                "recsys",
+                "train",
+                str(other),
+                "--epochs",
+                "1",
+                "--dim",
+                "8",
+                "--k",
+                "5",
+                "--run-dir",
+                str(tmp_path / "rec2"),
+                "--json",
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
     rc, _, err = cli(["report", runs["recsys"], tmp_path / "rec2", "-o", tmp_path / "c.html"], capsys)
     assert rc == 2 and "different data" in err, err

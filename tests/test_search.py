@@ -45,7 +45,9 @@ def test_cosine_normalises_a_separate_gallery():
     """Gallery rows of very unequal norms: cosine ranks by angle, as a brute-force cosine does."""
     g = torch.Generator().manual_seed(2)
     q = torch.randn(20, 5, dtype=torch.float64, generator=g)
-    gal = torch.randn(40, 5, dtype=torch.float64, generator=g) * torch.logspace(-2, 2, 40, dtype=torch.float64).unsqueeze(1)
+    gal = torch.randn(40, 5, dtype=torch.float64, generator=g) * torch.logspace(
+        -2, 2, 40, dtype=torch.float64
+    ).unsqueeze(1)
     vals, idx = knn(q, 4, gal)
     cos = torch.nn.functional.cosine_similarity(q.unsqueeze(1), gal.unsqueeze(0), dim=2)
     want_vals, want_idx = cos.topk(4, dim=1)
@@ -117,7 +119,7 @@ def test_overflow_bounds_of_dot_and_euclidean_scores():
     from rankopt.search import prepare_search
 
     def rows(sq_norm):  # two rows of squared norm sq_norm
-        return torch.full((2, 1), sq_norm ** 0.5, dtype=torch.float32)
+        return torch.full((2, 1), sq_norm**0.5, dtype=torch.float32)
 
     prepare_search(rows(1.5e38), rows(1.5e38), similarity="dot")  # 1.5e38 < 3.4e38: fine
     prepare_search(rows(1.0e38), rows(1.0e38), similarity="euclidean")  # 2e38 + 1e38 = 3e38: fine

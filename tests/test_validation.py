@@ -38,7 +38,16 @@ def test_k_larger_than_gallery():
         evaluate(x, y, metrics=["hit@10"])
 
 
-@pytest.mark.parametrize("name,match", [("apx", "did you mean ap"), ("hit@0", "positive integer"), ("hit", "unknown"), ("ndcg/level1", "binary metrics only"), ("rcall@5", "did you mean recall@10")])
+@pytest.mark.parametrize(
+    "name,match",
+    [
+        ("apx", "did you mean ap"),
+        ("hit@0", "positive integer"),
+        ("hit", "unknown"),
+        ("ndcg/level1", "binary metrics only"),
+        ("rcall@5", "did you mean recall@10"),
+    ],
+)
 def test_bad_metric_names(name, match):
     with pytest.raises(ValueError, match=match):
         parse_metric(name)

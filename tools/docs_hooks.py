@@ -35,7 +35,7 @@ def _cli_help() -> str:
         with contextlib.redirect_stdout(text):
             p.print_help()
         out.append(f"### `rankopt {' '.join(words)}`\n\n```text\n{text.getvalue().rstrip()}\n```\n")
-        for action in p._actions:  # noqa: SLF001 - argparse keeps its sub-parsers here
+        for action in p._actions:
             if action.__class__.__name__ == "_SubParsersAction":
                 for name, sub in action.choices.items():
                     walk(sub, [*words, name])

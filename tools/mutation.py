@@ -41,7 +41,9 @@ def mutmut(*args: str, capture: bool = True) -> str:
     cmd = [str(Path(sys.executable).parent / "mutmut"), *args]
     out = subprocess.run(cmd, cwd=ROOT, capture_output=capture, text=True)
     if out.returncode not in (0, 1):  # mutmut returns 1 when mutants survive
-        raise SystemExit(f"{' '.join(cmd[:3])} failed ({out.returncode}):\n{(out.stdout or '')[-3000:]}{(out.stderr or '')[-3000:]}")
+        raise SystemExit(
+            f"{' '.join(cmd[:3])} failed ({out.returncode}):\n{(out.stdout or '')[-3000:]}{(out.stderr or '')[-3000:]}"
+        )
     return out.stdout or ""
 
 
@@ -82,8 +84,11 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--areas", nargs="+", choices=list(AREAS), default=list(AREAS))
     parser.add_argument("--jobs", type=int, default=2, help="mutants run at once")
-    parser.add_argument("--report", action="store_true",
-                        help="only print the table of the same sample from the results so far (e.g. of an interrupted run)")
+    parser.add_argument(
+        "--report",
+        action="store_true",
+        help="only print the table of the same sample from the results so far (e.g. of an interrupted run)",
+    )
     args = parser.parse_args()
     t0 = time.time()
     if not args.report:
@@ -97,8 +102,10 @@ def main() -> None:
         if area in by_area:
             by_area[area].append(name)
     rng = random.Random(args.seed)
-    sample = {a: (sorted(v) if not args.per_area or len(v) <= args.per_area else sorted(rng.sample(sorted(v), args.per_area)))
-              for a, v in by_area.items()}
+    sample = {
+        a: (sorted(v) if not args.per_area or len(v) <= args.per_area else sorted(rng.sample(sorted(v), args.per_area)))
+        for a, v in by_area.items()
+    }
     chosen = [n for v in sample.values() for n in v]
     if not args.report:
         print(f"{len(names)} mutants in all; running {len(chosen)} ({time.time() - t0:.0f} s so far) ...", flush=True)
@@ -117,8 +124,12 @@ def main() -> None:
         survivors += [(area, n, s) for n, s in zip(picked, states) if s not in KILLED]
         lo, hi = wilson(killed, len(picked))
         score = 100 * killed / max(1, len(picked))
-        print(f"| {area} | {len(by_area[area])} | {len(picked)}{f' (+{unchecked} unchecked)' if unchecked else ''} | {killed} | "
-              f"{len(picked) - killed - no_test} | {no_test} | {score:.0f}% | {100 * lo:.0f}–{100 * hi:.0f}% | ≥{TARGET[area]}% |")
+        print(
+            f"| {area} | {len(by_area[area])} | {len(picked)}{f' (+{unchecked} unchecked)' if unchecked else ''} | "
+            f"{killed} | "
+            f"{len(picked) - killed - no_test} | {no_test} | {score:.0f}% | {100 * lo:.0f}–{100 * hi:.0f}% | "
+            f"≥{TARGET[area]}% |"
+        )
     print(f"\n{len(chosen)} mutants, {(time.time() - t0) / 60:.1f} min. Not killed (`mutmut show NAME`):")
     for area, name, state in survivors:
         print(f"  [{area}] {name}: {state}")

@@ -63,8 +63,10 @@ def gather_in_order(values: torch.Tensor, index: torch.Tensor, total: int) -> to
     counts = torch.bincount(all_index, minlength=total) if len(all_index) else torch.zeros(total, dtype=torch.int64)
     if len(counts) != total or bool((counts != 1).any()):
         missing = int((counts[:total] == 0).sum())
-        raise ValueError(f"gathered shards do not cover the {total} items exactly once ({missing} missing, "
-                         f"{int((counts > 1).sum())} repeated)")
+        raise ValueError(
+            f"gathered shards do not cover the {total} items exactly once ({missing} missing, "
+            f"{int((counts > 1).sum())} repeated)"
+        )
     out = torch.empty((total, *values.shape[1:]), dtype=values.dtype, device=values.device)
     out[all_index] = all_values
     return out

@@ -48,13 +48,34 @@ from rankopt import recipes
 from rankopt.registry import Registry, unknown
 
 __all__ = [
-    "setting", "Task", "TaskCommand", "TASKS", "get_task", "tasks", "config_class", "load_config", "apply_overrides", "from_dict", "to_dict",
-    "recipe_names", "check_range", "check_choices", "check_metrics", "changed_keys", "settings_of", "Setting",
+    "setting",
+    "Task",
+    "TaskCommand",
+    "TASKS",
+    "get_task",
+    "tasks",
+    "config_class",
+    "load_config",
+    "apply_overrides",
+    "from_dict",
+    "to_dict",
+    "recipe_names",
+    "check_range",
+    "check_choices",
+    "check_metrics",
+    "changed_keys",
+    "settings_of",
+    "Setting",
 ]
 
 
-def setting(default: Any = dataclasses.MISSING, *, help: str, choices: Iterable[str] | None = None,  # noqa: A002
-            default_factory: Callable[[], Any] | Any = dataclasses.MISSING) -> Any:
+def setting(
+    default: Any = dataclasses.MISSING,
+    *,
+    help: str,
+    choices: Iterable[str] | None = None,
+    default_factory: Callable[[], Any] | Any = dataclasses.MISSING,
+) -> Any:
     """A config field with its help text and, where the value is a name, the names it may take
     (a tuple, or a :class:`~rankopt.registry.Registry` read when checked, so that entries registered
     later count)."""
@@ -89,7 +110,9 @@ def settings_of(cls_or_cfg: Any, prefix: str = "") -> Iterator[Setting]:
         if dataclasses.is_dataclass(value):
             yield from settings_of(value, f"{prefix}{f.name}.")
         else:
-            yield Setting(f"{prefix}{f.name}", hints[f.name], value, f.metadata.get("help", ""), f.metadata.get("choices"))
+            yield Setting(
+                f"{prefix}{f.name}", hints[f.name], value, f.metadata.get("help", ""), f.metadata.get("choices")
+            )
 
 
 def _type_name(annotation: Any) -> str:
@@ -194,7 +217,9 @@ def config_class(name: str) -> type:
     """The root config class of a task."""
     _load_tasks()
     if name not in TASKS:
-        raise ValueError(f"unknown task {name!r} (a run's config.yaml or a recipe names one of {', '.join(TASKS.names())})")
+        raise ValueError(
+            f"unknown task {name!r} (a run's config.yaml or a recipe names one of {', '.join(TASKS.names())})"
+        )
     return get_task(name).config
 
 
@@ -263,8 +288,11 @@ def _apply(section: Any, values: dict, prefix: str) -> None:
             close = difflib.get_close_matches(key, fields, n=3)
             if not close:  # e.g. optim.lr where the keys are lr_head and lr_backbone
                 close = [k for k in fields if k.startswith(str(key)) or str(key) in k][:3]
-            hint = f"; did you mean {', '.join(prefix + c for c in close)}?" if close else \
-                f"; {prefix.rstrip('.') or 'the config'} has {', '.join(prefix + k for k in fields)}"
+            hint = (
+                f"; did you mean {', '.join(prefix + c for c in close)}?"
+                if close
+                else f"; {prefix.rstrip('.') or 'the config'} has {', '.join(prefix + k for k in fields)}"
+            )
             raise ValueError(f"unknown config key {prefix}{key}{hint}")
         current = getattr(section, key)
         if dataclasses.is_dataclass(current):
@@ -341,8 +369,15 @@ def changed_keys(before: dict, after: dict, prefix: str = "") -> list[str]:
     return out
 
 
-def check_range(key: str, value: Any, low: float | None = None, high: float | None = None, *,
-                low_open: bool = False, high_open: bool = False) -> None:
+def check_range(
+    key: str,
+    value: Any,
+    low: float | None = None,
+    high: float | None = None,
+    *,
+    low_open: bool = False,
+    high_open: bool = False,
+) -> None:
     """One range check with the message every config uses: ``key=value must be ...``.
 
     >>> check_range("train.epochs", 0, 1)

@@ -23,8 +23,16 @@ import numpy as np
 
 from rankopt.atomic import atomic_write
 
-__all__ = ["read_npz", "read_embeddings", "read_embedding_rows", "write_embeddings", "check_writable", "read_example",
-           "EXAMPLES", "EMBEDDING_KEYS"]
+__all__ = [
+    "read_npz",
+    "read_embeddings",
+    "read_embedding_rows",
+    "write_embeddings",
+    "check_writable",
+    "read_example",
+    "EXAMPLES",
+    "EMBEDDING_KEYS",
+]
 
 EMBEDDING_KEYS = "'embeddings' (N, d) float and 'labels' (N,) or (N, L) int"
 EXAMPLES = {"digits": "scikit-learn's 8×8 digits (1,797 images; raw pixels as embeddings; labels [digit, parity])"}
@@ -38,12 +46,15 @@ def _check_archive(p: Path, what: str, expected: str) -> None:
     if p.stat().st_size == 0:
         raise ValueError(f"{what} {p} is empty; expected an .npz with {expected}")
     if not zipfile.is_zipfile(p):
-        raise ValueError(f"{what} {p} is not a readable .npz file (an .npz is a zip archive of .npy arrays, as "
-                         f"numpy.savez writes; expected {expected})")
+        raise ValueError(
+            f"{what} {p} is not a readable .npz file (an .npz is a zip archive of .npy arrays, as "
+            f"numpy.savez writes; expected {expected})"
+        )
 
 
-def read_npz(path: str | Path, what: str, required: tuple[str, ...], optional: tuple[str, ...] | None = (),
-             expected: str = "") -> dict[str, np.ndarray]:
+def read_npz(
+    path: str | Path, what: str, required: tuple[str, ...], optional: tuple[str, ...] | None = (), expected: str = ""
+) -> dict[str, np.ndarray]:
     """The arrays of an npz file: every ``required`` key must be there; ``optional=None`` allows any
     other key, else only those listed."""
     p = Path(path)
@@ -54,8 +65,10 @@ def read_npz(path: str | Path, what: str, required: tuple[str, ...], optional: t
             files = list(data.files)
             missing = [k for k in required if k not in files]
             if missing:
-                raise ValueError(f"{what} {p} has no array {', '.join(repr(m) for m in missing)}; "
-                                 f"found {files or 'no arrays'}; expected {expected}")
+                raise ValueError(
+                    f"{what} {p} has no array {', '.join(repr(m) for m in missing)}; "
+                    f"found {files or 'no arrays'}; expected {expected}"
+                )
             if optional is not None:
                 unknown = sorted(set(files) - set(required) - set(optional))
                 if unknown:
@@ -88,11 +101,17 @@ def read_embedding_rows(path: str | Path, world: int, rank: int, what: str = "fi
             names = archive.namelist()
             missing = [k for k in ("embeddings", "labels") if f"{k}.npy" not in names]
             if missing:
-                raise ValueError(f"{what} {p} has no array {', '.join(repr(m) for m in missing)}; expected {EMBEDDING_KEYS}")
+                raise ValueError(
+                    f"{what} {p} has no array {', '.join(repr(m) for m in missing)}; expected {EMBEDDING_KEYS}"
+                )
             for key in ("embeddings", "labels"):
                 with archive.open(f"{key}.npy") as f:
                     version = np.lib.format.read_magic(f)
-                    header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+                    header = (
+                        np.lib.format.read_array_header_1_0
+                        if version == (1, 0)
+                        else np.lib.format.read_array_header_2_0
+                    )
                     shape, fortran, dtype = header(f)
                     if fortran or dtype.hasobject or not shape:
                         raise ValueError(f"{what} {p}: '{key}' must be a C-ordered numeric array")

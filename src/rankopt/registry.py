@@ -19,7 +19,7 @@ def unknown(kind: str, name: str, names: list[str], limit: int = 16) -> ValueErr
     """The error for a name not among ``names``: the closest ones first, then (some of) the known."""
     close = difflib.get_close_matches(name, names, n=3)
     hint = f"; did you mean {', '.join(close)}?" if close else ""
-    known = ", ".join(names) if len(names) <= limit else f"{', '.join(names[:limit // 2])}, ... ({len(names)} in all)"
+    known = ", ".join(names) if len(names) <= limit else f"{', '.join(names[: limit // 2])}, ... ({len(names)} in all)"
     return ValueError(f"unknown {kind} {name!r}{hint} Known: {known}")
 
 

@@ -129,8 +129,9 @@ class LabelGroups:
         slot = (self.starts[pos].unsqueeze(1) + offsets).clamp(max=len(self.order) - 1)
         return torch.where(offsets < size.unsqueeze(1), self.order[slot], torch.full_like(slot, -1))
 
-    def relevant(self, query_labels: torch.Tensor, gallery_labels: torch.Tensor,
-                 exclude: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def relevant(
+        self, query_labels: torch.Tensor, gallery_labels: torch.Tensor, exclude: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """For queries (Q, L), grouped here by their coarsest label on a tree: the gallery items at
         level >= 1 — (indices, valid, levels), each (Q, M); padding and each query's ``exclude`` index
         (itself, in leave-one-out) are invalid, with index 0 and level 0."""

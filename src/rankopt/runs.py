@@ -49,15 +49,35 @@ import yaml
 from rankopt.atomic import atomic_write_text
 from rankopt.config import changed_keys, from_dict, get_task, to_dict
 
-__all__ = ["RunFolder", "SplitItems", "RunLockedError", "DataChangedError", "fingerprint", "is_rank_zero",
-           "RESUMABLE", "start_run", "resume_run"]
+__all__ = [
+    "RunFolder",
+    "SplitItems",
+    "RunLockedError",
+    "DataChangedError",
+    "fingerprint",
+    "is_rank_zero",
+    "RESUMABLE",
+    "start_run",
+    "resume_run",
+]
 
 MANIFEST_FORMAT = 1
 RUN_DIR_ENV = "RANKOPT_RUN_DIR"  # tells the processes DDP launches where rank 0 writes
 
 # what a --resume may change in any task: where and on what hardware it runs, never what it trains
-RESUMABLE = ("train.epochs", "train.patience", "train.min_epochs", "train.time_limit", "train.run_dir",
-             "train.accelerator", "train.devices", "train.strategy", "train.device", "data.num_workers", "data.root")
+RESUMABLE = (
+    "train.epochs",
+    "train.patience",
+    "train.min_epochs",
+    "train.time_limit",
+    "train.run_dir",
+    "train.accelerator",
+    "train.devices",
+    "train.strategy",
+    "train.device",
+    "data.num_workers",
+    "data.root",
+)
 
 
 class RunLockedError(OSError):
@@ -180,8 +200,9 @@ class RunFolder:
     def metrics(self) -> dict:
         """metrics.json of a finished run."""
         if not self.metrics_path.is_file():
-            raise FileNotFoundError(f"{self.path} has no metrics.json: the run has not finished "
-                                    f"(resume it with --resume {self.path})")
+            raise FileNotFoundError(
+                f"{self.path} has no metrics.json: the run has not finished (resume it with --resume {self.path})"
+            )
         try:
             return json.loads(self.metrics_path.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError) as err:
@@ -210,8 +231,9 @@ class RunFolder:
 
         path = self.per_query_path
         if not path.is_file():
-            raise FileNotFoundError(f"{path} is missing: the run was tested before per-query values were saved; "
-                                    "evaluate it again")
+            raise FileNotFoundError(
+                f"{path} is missing: the run was tested before per-query values were saved; evaluate it again"
+            )
         with path.open(newline="") as f:
             rows = list(csv.reader(f))
         if not rows or rows[0][:1] != [id_column]:
@@ -219,8 +241,11 @@ class RunFolder:
         header, body = rows[0], rows[1:]
         try:
             ids = np.array([int(r[0]) for r in body], dtype=np.int64)
-            cols = {name: np.array([float(r[j]) if r[j] != "" else np.nan for r in body])
-                    for j, name in enumerate(header) if j}
+            cols = {
+                name: np.array([float(r[j]) if r[j] != "" else np.nan for r in body])
+                for j, name in enumerate(header)
+                if j
+            }
         except (ValueError, IndexError) as err:
             raise ValueError(f"{path}: malformed row ({err})") from None
         return ids, cols
@@ -235,17 +260,28 @@ class RunFolder:
         except json.JSONDecodeError as err:
             raise ValueError(f"{self.manifest_path} is not valid JSON ({err})") from None
 
-    def write_manifest(self, data_fingerprint: str, test_fingerprint: str, parts: dict[str, SplitItems] | None = None,
-                       extra: dict | None = None) -> None:
+    def write_manifest(
+        self,
+        data_fingerprint: str,
+        test_fingerprint: str,
+        parts: dict[str, SplitItems] | None = None,
+        extra: dict | None = None,
+    ) -> None:
         """The data's fingerprint (``test_fingerprint``: of the test data alone, what comparisons pair
         runs on) and the items of every part (splits/<part>.txt), before training."""
         parts = parts or {}
         for name, part in parts.items():
             lines = [f"{i}\t{item}" if item != str(i) else str(i) for i, item in zip(part.indices.tolist(), part.items)]
             atomic_write_text(self.splits_dir / f"{name}.txt", "\n".join(lines) + "\n")
-        manifest = {"format": MANIFEST_FORMAT, "fingerprint": data_fingerprint, "test_fingerprint": test_fingerprint,
-                    "parts": {name: {"split": p.split, "n": len(p.indices), "file": f"{name}.txt"}
-                              for name, p in parts.items()}, **(extra or {})}
+        manifest = {
+            "format": MANIFEST_FORMAT,
+            "fingerprint": data_fingerprint,
+            "test_fingerprint": test_fingerprint,
+            "parts": {
+                name: {"split": p.split, "n": len(p.indices), "file": f"{name}.txt"} for name, p in parts.items()
+            },
+            **(extra or {}),
+        }
         atomic_write_text(self.manifest_path, json.dumps(manifest, indent=2))
 
     def split_items(self, part: str) -> SplitItems | None:
@@ -270,8 +306,10 @@ class RunFolder:
         recorded = None if manifest is None else manifest.get("fingerprint")
         if recorded is not None and recorded != current:
             raise DataChangedError(
-                f"{what} of {self.path} changed since the run was trained (fingerprint {current}, recorded {recorded}): "
-                "its numbers would not be the run's; point data.root at the original files or train a new run")
+                f"{what} of {self.path} changed since the run was trained (fingerprint {current}, recorded "
+                f"{recorded}): "
+                "its numbers would not be the run's; point data.root at the original files or train a new run"
+            )
 
     def data_fingerprint(self, test: bool = False) -> str | None:
         """The recorded fingerprint of the run's data (``test``: of its test data alone); None: not recorded."""
@@ -302,8 +340,10 @@ class RunFolder:
             except BlockingIOError:
                 handle.seek(0)
                 holder = handle.read().strip() or "another process"
-                raise RunLockedError(f"{self.path} is being written by {holder}: wait for it to finish, or write "
-                                     "the run to another folder") from None
+                raise RunLockedError(
+                    f"{self.path} is being written by {holder}: wait for it to finish, or write "
+                    "the run to another folder"
+                ) from None
             handle.seek(0)
             handle.truncate()
             handle.write(f"pid {os.getpid()}")
@@ -320,12 +360,17 @@ class RunFolder:
     def for_new_run(cls, cfg: Any, run_dir: str | Path | None) -> RunFolder:
         """The folder a new run writes: ``run_dir``, ``train.run_dir``, or runs/<recipe>-<time>.
         A folder that holds a run is refused (resume it instead)."""
-        path = run_dir or cfg.train.run_dir or (None if is_rank_zero() else os.environ.get(RUN_DIR_ENV)) \
+        path = (
+            run_dir
+            or cfg.train.run_dir
+            or (None if is_rank_zero() else os.environ.get(RUN_DIR_ENV))
             or f"runs/{cfg.recipe}-{time.strftime('%Y%m%d-%H%M%S')}"
+        )
         folder = cls(path)
         if is_rank_zero() and (folder.last_checkpoint.exists() or folder.finished()):
-            raise FileExistsError(f"{folder.path} already holds a run; resume it with --resume {folder.path} "
-                                  "or choose another folder")
+            raise FileExistsError(
+                f"{folder.path} already holds a run; resume it with --resume {folder.path} or choose another folder"
+            )
         return folder
 
     def resume_config(self, overrides: list[str], task: str) -> tuple[Any, list[str]]:
@@ -341,16 +386,20 @@ class RunFolder:
         if refused:
             flat_saved, flat_new = _flat(saved), _flat(to_dict(cfg))
             what = ", ".join(f"{k} ({flat_saved.get(k)!r} → {flat_new.get(k)!r})" for k in refused)
-            raise ValueError(f"--resume cannot change {what}: {self.path}'s checkpoints were trained with the saved "
-                             f"value; start a new run (another --run-dir) to train with it. A resume may change "
-                             f"{', '.join(sorted(allowed))}")
+            raise ValueError(
+                f"--resume cannot change {what}: {self.path}'s checkpoints were trained with the saved "
+                f"value; start a new run (another --run-dir) to train with it. A resume may change "
+                f"{', '.join(sorted(allowed))}"
+            )
         return cfg, changed
 
     def check_resumable(self) -> Path:
         """The checkpoint a resume continues from; refused when the run never finished an epoch."""
         if not self.last_checkpoint.is_file():
-            raise FileNotFoundError(f"{self.path} has no checkpoints/last.ckpt to resume from "
-                                    "(the run ended before its first epoch: start it again)")
+            raise FileNotFoundError(
+                f"{self.path} has no checkpoints/last.ckpt to resume from "
+                "(the run ended before its first epoch: start it again)"
+            )
         return self.last_checkpoint
 
 
@@ -374,8 +423,9 @@ def start_run(cfg: Any, run_dir: str | Path | None = None, progress: bool = True
     return _execute(cfg, folder, None, progress), folder
 
 
-def resume_run(run_dir: str | Path, overrides: list[str] = (), task: str | None = None,
-               progress: bool = True) -> tuple[dict, RunFolder]:
+def resume_run(
+    run_dir: str | Path, overrides: list[str] = (), task: str | None = None, progress: bool = True
+) -> tuple[dict, RunFolder]:
     """Continue the run in ``run_dir`` from its last checkpoint (``overrides``: only the keys a resume may
     change, e.g. more epochs). A finished run that is not asked to train further is returned as it is,
     nothing written."""

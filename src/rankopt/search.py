@@ -145,7 +145,10 @@ def prepare_search(
             raise ValueError("query_index goes with a separate gallery; without one each query is removed already")
         self_index = torch.as_tensor(query_index, dtype=torch.int64, device=dev)
         if self_index.shape != (q.shape[0],):
-            raise ValueError(f"query_index has shape {tuple(self_index.shape)}; expected ({q.shape[0]},), one gallery index per query")
+            raise ValueError(
+                f"query_index has shape {tuple(self_index.shape)}; expected ({q.shape[0]},), one gallery index per "
+                "query"
+            )
         if len(self_index) and (int(self_index.min()) < 0 or int(self_index.max()) >= g.shape[0]):
             raise ValueError(f"query_index must lie in [0, {g.shape[0]}), the gallery's rows")
     sqnorm = (g * g).sum(dim=1) if similarity == "euclidean" else None
@@ -160,7 +163,9 @@ def _check_score_range(q: torch.Tensor, g: torch.Tensor, sqnorm: torch.Tensor | 
     big = torch.finfo(q.dtype).max
     qn = q.norm(dim=1).max() if len(q) else q.new_zeros(())
     gn = g.norm(dim=1).max() if len(g) else g.new_zeros(())
-    bound = float(qn) * float(gn) * (2 if sqnorm is not None else 1) + (float(sqnorm.max()) if sqnorm is not None and len(g) else 0.0)
+    bound = float(qn) * float(gn) * (2 if sqnorm is not None else 1) + (
+        float(sqnorm.max()) if sqnorm is not None and len(g) else 0.0
+    )
     if not (bound < big) or not bool(torch.isfinite(qn)) or not bool(torch.isfinite(gn)):
         raise ValueError(
             f"similarities would overflow {q.dtype}: embedding norms reach {float(qn):.3g} (queries) and "
@@ -213,7 +218,9 @@ def knn(
     return torch.cat(values), torch.cat(indices)
 
 
-def check_query_gallery_labels(search: Search, query_labels: Any, gallery_labels: Any | None) -> tuple[torch.Tensor, torch.Tensor]:
+def check_query_gallery_labels(
+    search: Search, query_labels: Any, gallery_labels: Any | None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Labels for a prepared search: int64 (Q, L) and (G, L) on the search device."""
     if not search.separate_gallery:
         if gallery_labels is not None:

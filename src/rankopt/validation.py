@@ -11,7 +11,15 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["InputTypeError", "check_device", "as_tensor", "check_embeddings", "check_labels", "check_same_length", "check_choice"]
+__all__ = [
+    "InputTypeError",
+    "check_device",
+    "as_tensor",
+    "check_embeddings",
+    "check_labels",
+    "check_same_length",
+    "check_choice",
+]
 
 
 class InputTypeError(TypeError, ValueError):
@@ -27,8 +35,10 @@ def as_tensor(x: Any, name: str) -> torch.Tensor:
         if x.dtype == object:
             raise InputTypeError(f"{name} is a numpy array of Python objects; expected a numeric array")
         if x.dtype.kind in "USV":
-            raise InputTypeError(f"{name} holds {'strings' if x.dtype.kind in 'US' else 'raw bytes'} ({x.dtype}); expected "
-                            "numbers (map class names to integer ids first)")
+            raise InputTypeError(
+                f"{name} holds {'strings' if x.dtype.kind in 'US' else 'raw bytes'} ({x.dtype}); expected "
+                "numbers (map class names to integer ids first)"
+            )
         return torch.from_numpy(np.ascontiguousarray(x))
     try:
         return torch.as_tensor(np.asarray(x))
@@ -89,7 +99,7 @@ def check_same_length(a: torch.Tensor, b: torch.Tensor, a_name: str, b_name: str
 def check_device(device: str | torch.device | None, name: str = "device") -> torch.device | None:
     """A torch device that exists here: a malformed name, or a CUDA device this machine does not have,
     is a ValueError naming it (torch's own errors come later, from deep inside)."""
-    if device is None or isinstance(device, torch.device) and device.type == "cpu":
+    if device is None or (isinstance(device, torch.device) and device.type == "cpu"):
         return None if device is None else device
     try:
         dev = torch.device(device)

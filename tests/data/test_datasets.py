@@ -7,14 +7,23 @@ import struct
 import numpy as np
 import pytest
 
+from miniatures import png
 from rankopt.data import (
-    BadImageError, DatasetNotFoundError, FashionMNIST, cars196, create_dataset, csv_images, cub200, dyml, gldv2,
-    image_folder, inaturalist, inshop, sop,
+    BadImageError,
+    DatasetNotFoundError,
+    FashionMNIST,
+    cars196,
+    create_dataset,
+    csv_images,
+    cub200,
+    dyml,
+    gldv2,
+    image_folder,
+    inaturalist,
+    inshop,
+    sop,
 )
 from rankopt.data.fashion_mnist import read_idx
-
-
-from miniatures import png
 
 
 def test_sop(tmp_path):
@@ -46,8 +55,28 @@ def test_cub_first_half_train(tmp_path):
 
 def test_inaturalist_base_and_full(tmp_path):
     cats = [
-        {"id": 7, "name": "a", "supercategory": "Plantae", "kingdom": "Plantae", "phylum": "P1", "class": "C1", "order": "O1", "family": "F1", "genus": "G1"},
-        {"id": 9, "name": "b", "supercategory": "Plantae", "kingdom": "Plantae", "phylum": "P1", "class": "C1", "order": "O2", "family": "F1", "genus": "G1"},
+        {
+            "id": 7,
+            "name": "a",
+            "supercategory": "Plantae",
+            "kingdom": "Plantae",
+            "phylum": "P1",
+            "class": "C1",
+            "order": "O1",
+            "family": "F1",
+            "genus": "G1",
+        },
+        {
+            "id": 9,
+            "name": "b",
+            "supercategory": "Plantae",
+            "kingdom": "Plantae",
+            "phylum": "P1",
+            "class": "C1",
+            "order": "O2",
+            "family": "F1",
+            "genus": "G1",
+        },
     ]
     (tmp_path / "train2018.json").write_text(json.dumps({"categories": cats}))
     rels = ["train_val2018/Plantae/7/x.jpg", "train_val2018/Plantae/9/y.jpg", "train_val2018/Plantae/9/z.jpg"]
@@ -64,8 +93,12 @@ def test_inaturalist_base_and_full(tmp_path):
 
 
 def test_inshop_splits_and_levels(tmp_path):
-    rows = [("img/WOMEN/Dresses/id_1/01.jpg", "id_1", "train"), ("img/MEN/Denim/id_2/01.jpg", "id_2", "query"),
-            ("img/WOMEN/Denim/id_3/01.jpg", "id_3", "gallery"), ("img/MEN/Denim/id_2/02.jpg", "id_2", "gallery")]
+    rows = [
+        ("img/WOMEN/Dresses/id_1/01.jpg", "id_1", "train"),
+        ("img/MEN/Denim/id_2/01.jpg", "id_2", "query"),
+        ("img/WOMEN/Denim/id_3/01.jpg", "id_3", "gallery"),
+        ("img/MEN/Denim/id_2/02.jpg", "id_2", "gallery"),
+    ]
     for r in rows:
         png(tmp_path / r[0])
     text = "4\nimage_name item_id evaluation_status\n" + "\n".join(" ".join(r) for r in rows) + "\n"
@@ -79,7 +112,9 @@ def test_dyml_train_and_benchmark(tmp_path):
     (tmp_path / "train/imgs").mkdir(parents=True)
     for f in ["a.jpg", "b.jpg"]:
         png(tmp_path / "train/imgs" / f)
-    (tmp_path / "train/label.csv").write_text("fname, fine_id0.jpg, middle_id, coarse_id\na.jpg, 5, 2, 1\nb.jpg, 6, 2, 1\n")
+    (tmp_path / "train/label.csv").write_text(
+        "fname, fine_id0.jpg, middle_id, coarse_id\na.jpg, 5, 2, 1\nb.jpg, 6, 2, 1\n"
+    )
     tr = dyml(tmp_path, "vehicle", "train")
     assert tr.labels.tolist() == [[0, 0, 0], [1, 0, 0]]
     png(tmp_path / "bmk_middle/query/q.jpg")
@@ -105,7 +140,8 @@ def test_cars196(tmp_path):
 def test_gldv2_drops_unclustered(tmp_path):
     (tmp_path / "train_clean.csv").write_text("landmark_id,images\n1,abc123 abd456\n2,bcd789\n")
     (tmp_path / "train_label_to_subcategory_with_clusters.csv").write_text(
-        "landmark_id,cluster,overall_cluster\n1,church,religious\n2,,\n")
+        "landmark_id,cluster,overall_cluster\n1,church,religious\n2,,\n"
+    )
     for i in ["abc123", "abd456"]:
         png(tmp_path / f"images/train/{i[0]}/{i[1]}/{i[2]}/{i}.jpg")
     ds = gldv2(tmp_path, "train")
@@ -178,16 +214,26 @@ def test_registry_suggests():
 
 # one label space over every split ------------------------------------------------------------------
 
+
 def test_inshop_query_and_gallery_share_labels_when_id_sets_differ(tmp_path):
     """Query items {2, 5}, gallery items {1, 2, 3, 5}: per-split numbering would give query id 5 the
     label 1 and gallery id 5 the label 3; one mapping over the file gives both the same label."""
     rows = []
-    for item, status in [(1, "gallery"), (2, "query"), (2, "gallery"), (3, "gallery"), (5, "query"), (5, "gallery"),
-                         (4, "train")]:
+    for item, status in [
+        (1, "gallery"),
+        (2, "query"),
+        (2, "gallery"),
+        (3, "gallery"),
+        (5, "query"),
+        (5, "gallery"),
+        (4, "train"),
+    ]:
         rel = f"img/WOMEN/Dresses/id_{item:08d}/{status}.jpg"
         png(tmp_path / rel)
         rows.append(f"{rel} id_{item:08d} {status}")
-    (tmp_path / "list_eval_partition.txt").write_text(f"{len(rows)}\nimage_name item_id evaluation_status\n" + "\n".join(rows) + "\n")
+    (tmp_path / "list_eval_partition.txt").write_text(
+        f"{len(rows)}\nimage_name item_id evaluation_status\n" + "\n".join(rows) + "\n"
+    )
     q, g = inshop(tmp_path, "query"), inshop(tmp_path, "gallery")
     q_items = [p.parts[-2] for p in q.paths]
     g_items = [p.parts[-2] for p in g.paths]

@@ -109,6 +109,7 @@ def hap(emb, labels, ref=None, ref_labels=None, include_self=True, alpha=1.0, st
             continue
         total = 0.0
         for k in items:
+
             def h(j):
                 t = s[i, j] - s[i, k]
                 if smooth_hrank and level(i, j) > level(i, k):
@@ -159,8 +160,14 @@ def fastap(emb, labels, num_bins=10):
         pos = [j for j in others if labels[j] == labels[i]]
         if not pos:
             continue
-        hp = [sum(torch.clamp(1 - (2 - 2 * s[i, j] - z * width).abs() / width, min=0) for j in pos) for z in range(num_bins + 1)]
-        ha = [sum(torch.clamp(1 - (2 - 2 * s[i, j] - z * width).abs() / width, min=0) for j in others) for z in range(num_bins + 1)]
+        hp = [
+            sum(torch.clamp(1 - (2 - 2 * s[i, j] - z * width).abs() / width, min=0) for j in pos)
+            for z in range(num_bins + 1)
+        ]
+        ha = [
+            sum(torch.clamp(1 - (2 - 2 * s[i, j] - z * width).abs() / width, min=0) for j in others)
+            for z in range(num_bins + 1)
+        ]
         total, cp, ca = 0.0, 0.0, 0.0
         for z in range(num_bins + 1):
             cp, ca = cp + hp[z], ca + ha[z]
@@ -183,4 +190,6 @@ def calibration(emb, labels, pos_margin=0.9, neg_margin=0.6):
             elif s[i, j] > neg_margin:
                 neg_terms.append(s[i, j] - neg_margin)
     zero = emb.sum() * 0
-    return (torch.stack(pos_terms).mean() if pos_terms else zero) + (torch.stack(neg_terms).mean() if neg_terms else zero)
+    return (torch.stack(pos_terms).mean() if pos_terms else zero) + (
+        torch.stack(neg_terms).mean() if neg_terms else zero
+    )

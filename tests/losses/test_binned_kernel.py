@@ -22,7 +22,9 @@ def memory_case(seed=0, b=8, n=2000, d=32, levels=1):
     return x, torch.stack([fine_q, fine_q % 2], 1), mem, torch.stack([fine_m, fine_m % 2], 1)
 
 
-@pytest.mark.parametrize("step", [SupRankStep(), SupRankStep(start=0.0, offset=1.0), SupRankStep(offset=1.44), Sigmoid(0.01)])
+@pytest.mark.parametrize(
+    "step", [SupRankStep(), SupRankStep(start=0.0, offset=1.0), SupRankStep(offset=1.44), Sigmoid(0.01)]
+)
 def test_sums_and_gradients_close_to_exact(step):
     x, y, mem, my = memory_case()
     s = (x @ mem.T).requires_grad_()

@@ -79,7 +79,9 @@ def test_normalize_false_ranks_raw_dot_products(name):
     raw = float(deterministic(name, normalize=False)(x, y))
     assert raw != pytest.approx(float(deterministic(name)(x, y)), abs=1e-3)  # the option is used, not ignored
     # the default on raw embeddings is normalize=False on their unit vectors
-    assert float(deterministic(name, normalize=False)(normalize(x, dim=1), y)) == pytest.approx(float(deterministic(name)(x, y)), abs=1e-6)
+    assert float(deterministic(name, normalize=False)(normalize(x, dim=1), y)) == pytest.approx(
+        float(deterministic(name)(x, y)), abs=1e-6
+    )
 
 
 def test_unit_norm_embeddings_keep_their_exact_gradient():
@@ -97,7 +99,8 @@ def test_reference_set_is_normalised_too():
     x, y = batch()
     ref, ref_y = batch(seed=3)
     assert float(SupAP()(x, y, ref, ref_y)) == pytest.approx(
-        float(SupAP()(normalize(x, dim=1), y, normalize(ref, dim=1), ref_y)), abs=1e-6)
+        float(SupAP()(normalize(x, dim=1), y, normalize(ref, dim=1), ref_y)), abs=1e-6
+    )
 
 
 def test_wrappers_and_combinations_take_the_pml_call():
@@ -132,20 +135,28 @@ def test_the_pml_program_with_the_loss_swapped():
             return model(x)
 
     before = evaluate(embed(test_x), test_y, metrics="map@r")["map@r"]
-    for epoch in range(3):
+    for _epoch in range(3):
         order = torch.randperm(len(train_x))
         for i in range(0, len(order) - 63, 64):
-            idx = order[i:i + 64]
+            idx = order[i : i + 64]
             optimizer.zero_grad()
             embeddings = model(train_x[idx])  # raw, not normalised: the loss does it
             loss = loss_func(embeddings, train_y[idx])
             loss.backward()
             optimizer.step()
     emb = embed(test_x)
-    pml = AccuracyCalculator(include=("precision_at_1", "mean_average_precision_at_r", "r_precision"),
-                             device=torch.device("cpu")).get_accuracy(emb, test_y, emb, test_y, ref_includes_query=True)
-    ours = evaluate(emb, test_y, emb, test_y, ref_includes_query=True, similarity="euclidean",
-                    metrics=["precision_at_1", "mean_average_precision_at_r", "r_precision"])
+    pml = AccuracyCalculator(
+        include=("precision_at_1", "mean_average_precision_at_r", "r_precision"), device=torch.device("cpu")
+    ).get_accuracy(emb, test_y, emb, test_y, ref_includes_query=True)
+    ours = evaluate(
+        emb,
+        test_y,
+        emb,
+        test_y,
+        ref_includes_query=True,
+        similarity="euclidean",
+        metrics=["precision_at_1", "mean_average_precision_at_r", "r_precision"],
+    )
     for name in pml:
         assert ours[name] == pytest.approx(pml[name], abs=1e-6), name
     assert ours["mean_average_precision_at_r"] > before + 0.1  # it trained, on raw embeddings

@@ -8,8 +8,13 @@ import torch
 from rankopt.losses.rank_kernel import SELECTORS, pair_sums
 from rankopt.losses.steps import Sigmoid, SupRankStep
 
-SELECT = {"lower": lambda a, b: a < b, "not_lower": lambda a, b: a >= b, "higher": lambda a, b: a > b,
-          "not_higher": lambda a, b: a <= b, "all": lambda a, b: True}
+SELECT = {
+    "lower": lambda a, b: a < b,
+    "not_lower": lambda a, b: a >= b,
+    "higher": lambda a, b: a > b,
+    "not_higher": lambda a, b: a <= b,
+    "all": lambda a, b: True,
+}
 
 
 def loop(scores, items, item_levels, valid, step, selector, cand_levels, cand_index=None, weights=None, grad_out=None):
@@ -89,7 +94,9 @@ def test_pair_sums_over_a_candidate_index(selector):
     scores, items, item_levels, valid, levels, _ = case(seed=2)
     cand_index = torch.stack([torch.randperm(9, generator=torch.Generator().manual_seed(i))[:6] for i in range(3)])
     cand_levels = levels.gather(1, cand_index)
-    got = pair_sums(scores, items, item_levels, valid, Sigmoid(0.1), selector, cand_levels=cand_levels, cand_index=cand_index)
+    got = pair_sums(
+        scores, items, item_levels, valid, Sigmoid(0.1), selector, cand_levels=cand_levels, cand_index=cand_index
+    )
     want, _ = loop(scores, items, item_levels, valid, Sigmoid(0.1), selector, cand_levels, cand_index=cand_index)
     torch.testing.assert_close(got * valid, want)
 

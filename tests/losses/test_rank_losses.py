@@ -2,9 +2,9 @@
 rankopt.metrics; gradcheck; bad input."""
 
 import pytest
+import reference_losses as ref
 import torch
 
-import reference_losses as ref
 from rankopt.losses import HAP, BlackBoxAP, Calibration, FastAP, SmoothAP, SupAP, SupNDCG, SupRecall, create_loss
 from rankopt.losses.steps import Heaviside
 from rankopt.metrics import rank_metrics
@@ -46,7 +46,7 @@ def test_supap(seed, include_self):
 def test_supap_published_offsets():
     x, y = batch(1)
     for start, offset in [(0.5, 1.44), (0.0, 1.0)]:
-        step = lambda t, s=start, o=offset: ref.suprank_step(t, start=s, offset=o)  # noqa: E731
+        step = lambda t, s=start, o=offset: ref.suprank_step(t, start=s, offset=o)
         assert_same(SupAP(start=start, offset=offset), lambda e, l: ref.supap(e, l, step=step), x, y)
 
 
@@ -77,7 +77,9 @@ def test_supndcg(levels):
 def test_suprecall():
     x, y = batch(6, n=16)
     assert_same(SupRecall(), lambda e, l: ref.suprecall(e, l), x, y)
-    assert_same(SupRecall(k=(1, 3), temperature=0.5), lambda e, l: ref.suprecall(e, l, ks=(1, 3), temperature=0.5), x, y)
+    assert_same(
+        SupRecall(k=(1, 3), temperature=0.5), lambda e, l: ref.suprecall(e, l, ks=(1, 3), temperature=0.5), x, y
+    )
 
 
 def test_fastap_and_calibration():
@@ -126,7 +128,9 @@ def test_exact_steps_equal_metrics():
         want = []
         for i in range(20):
             others = torch.cat([torch.arange(i), torch.arange(i + 1, 20)])
-            want.append(rank_metrics(s[i, others][None], lv[i, others][None], name, ties="pessimistic", n_levels=2)[name])
+            want.append(
+                rank_metrics(s[i, others][None], lv[i, others][None], name, ties="pessimistic", n_levels=2)[name]
+            )
         assert 1 - float(loss(x, labels)) == pytest.approx(float(torch.cat(want).nanmean()), abs=1e-9), name
 
 
@@ -182,7 +186,15 @@ def test_memory_budget_does_not_change_results():
         (lambda: SupAP()(torch.randn(3, 2), torch.tensor([0.0, 1.0, 0.0])), "integer"),
         (lambda: SupAP()(torch.randn(3, 2), torch.zeros(3, 2, dtype=torch.int64)), "flat labels"),
         (lambda: SupAP()(torch.randn(3, 2), torch.zeros(3, dtype=torch.int64), torch.randn(4, 2)), "both"),
-        (lambda: SupAP()(torch.randn(3, 2), torch.zeros(3, dtype=torch.int64), torch.randn(4, 5), torch.zeros(4, dtype=torch.int64)), "dimension"),
+        (
+            lambda: SupAP()(
+                torch.randn(3, 2),
+                torch.zeros(3, dtype=torch.int64),
+                torch.randn(4, 5),
+                torch.zeros(4, dtype=torch.int64),
+            ),
+            "dimension",
+        ),
         (lambda: create_loss("supapp"), "did you mean supap"),
     ],
 )

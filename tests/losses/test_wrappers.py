@@ -95,7 +95,7 @@ def test_distributed_gradients_equal_single_process():
 
 def test_normsoftmax_proxies_and_errors():
     loss = NormSoftmax(5, 6)
-    (x, y), = batches(1)
+    ((x, y),) = batches(1)
     v = loss(x, y)
     assert v.requires_grad and loss.proxy_parameters()[0].shape == (5, 6)
     with pytest.raises(ValueError, match="out of range"):
@@ -116,7 +116,7 @@ def test_memory_keeps_float64():
 def test_unique_memory_holds_the_latest_embedding_of_each_item():
     """ROADMAP's memory: one slot per dataset item; a second batch overwrites the slots of its items."""
     g = torch.Generator().manual_seed(2)
-    emb = lambda n: torch.nn.functional.normalize(torch.randn(n, 5, generator=g), dim=1)  # noqa: E731
+    emb = lambda n: torch.nn.functional.normalize(torch.randn(n, 5, generator=g), dim=1)
     first, second = emb(4), emb(4)
     labels = torch.tensor([0, 1, 0, 1, 2, 2])
     mem = CrossBatchMemory(SupAP(), size=6, unique=True)

@@ -16,8 +16,8 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from rankopt.metrics import evaluate
 from rankopt.collectives import shard_bounds
+from rankopt.metrics import evaluate
 from rankopt.metrics.distributed import evaluate_distributed
 
 METRICS = ["ap", "mrr", "ndcg", "hit@1", "hit@5", "map@r", "r-precision", "recall@4", "p@3", "mrr@3", "map@4"]
@@ -68,8 +68,11 @@ def test_three_processes_equal_one():
         per_rank = [torch.load(f"{out}.{r}") for r in range(3)]
     assert per_rank[0] == per_rank[1] == per_rank[2]  # every process holds the same result
     for got, (x, labels, q, ql, metrics, similarity) in zip(per_rank[0], cases):
-        want = evaluate(x, labels, metrics=metrics, similarity=similarity) if q is None else \
-            evaluate(q, ql, x, labels, metrics=metrics, similarity=similarity)
+        want = (
+            evaluate(x, labels, metrics=metrics, similarity=similarity)
+            if q is None
+            else evaluate(q, ql, x, labels, metrics=metrics, similarity=similarity)
+        )
         for name in metrics + ["n_queries", "n_excluded"]:
             assert got[name] == pytest.approx(want[name], abs=1e-12), (similarity, name)
 
@@ -96,20 +99,48 @@ def test_torchrun_command_prints_the_single_process_json(tmp_path):
     torchrun = str(Path(sys.executable).parent / "torchrun")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     common = ["--metrics", ",".join(HIER), "--similarity", "dot", "--json", "--memory-budget", "0.01"]
-    run = subprocess.run([torchrun, "--nproc-per-node", "3", "--master-port", "29517", "-m", "rankopt", "evaluate",
-                          str(tmp_path / "emb.npz"), "--distributed", "--per-query", str(tmp_path / "pq.csv"), *common],
-                         capture_output=True, text=True, env=env, timeout=300)
+    run = subprocess.run(
+        [
+            torchrun,
+            "--nproc-per-node",
+            "3",
+            "--master-port",
+            "29517",
+            "-m",
+            "rankopt",
+            "evaluate",
+            str(tmp_path / "emb.npz"),
+            "--distributed",
+            "--per-query",
+            str(tmp_path / "pq.csv"),
+            *common,
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     lines = [line for line in run.stdout.splitlines() if line.startswith("{")]
     assert len(lines) == 1  # rank 0 prints, the others do not
-    single = subprocess.run([sys.executable, "-m", "rankopt", "evaluate", str(tmp_path / "emb.npz"), *common],
-                            capture_output=True, text=True, env=env, timeout=300)
+    single = subprocess.run(
+        [sys.executable, "-m", "rankopt", "evaluate", str(tmp_path / "emb.npz"), *common],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert single.returncode == 0, single.stderr[-2000:]
     got, want = json.loads(lines[0]), json.loads(single.stdout.strip().splitlines()[-1])
     assert got.keys() == want.keys()
     for k in want:
         assert got[k] == (pytest.approx(want[k], abs=1e-12) if isinstance(want[k], float) else want[k]), k
     assert len((tmp_path / "pq.csv").read_text().splitlines()) == 91
-    outside = subprocess.run([sys.executable, "-m", "rankopt", "evaluate", str(tmp_path / "emb.npz"), "--distributed"],
-                             capture_output=True, text=True, env=env, timeout=120)
+    outside = subprocess.run(
+        [sys.executable, "-m", "rankopt", "evaluate", str(tmp_path / "emb.npz"), "--distributed"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert outside.returncode == 2 and "torchrun" in outside.stderr

@@ -56,7 +56,9 @@ def test_against_pytorch_metric_learning():
 
     x, y = make_data(n=400, seed=1)
     calc = AccuracyCalculator(
-        include=("mean_average_precision_at_r", "precision_at_1", "r_precision"), k="max_bin_count", device=torch.device("cpu")
+        include=("mean_average_precision_at_r", "precision_at_1", "r_precision"),
+        k="max_bin_count",
+        device=torch.device("cpu"),
     )
     pml = calc.get_accuracy(x.float(), y, x.float(), y, ref_includes_query=True)
     ours = evaluate(x, y, metrics=["map@r", "p@1", "r-precision"])
@@ -76,7 +78,9 @@ def test_against_torchmetrics_hit_rate_and_recall():
         keep = torch.arange(200) != q
         target = y[keep] == y[q]
         assert res.values["hit@5"][q] == pytest.approx(float(retrieval_hit_rate(s[q, keep], target, top_k=5)), abs=1e-6)
-        assert res.values["recall@5"][q] == pytest.approx(float(retrieval_recall(s[q, keep], target, top_k=5)), abs=1e-6)
+        assert res.values["recall@5"][q] == pytest.approx(
+            float(retrieval_recall(s[q, keep], target, top_k=5)), abs=1e-6
+        )
 
 
 @pytest.mark.parametrize(
@@ -172,7 +176,9 @@ def test_hierarchical_metrics_against_direct_loop():
 def test_non_tree_labels_count_levels_by_comparison():
     # fine label 0 appears under two coarse labels: not a tree; levels are still "shared columns"
     labels = torch.tensor([[0, 0], [0, 1], [1, 0], [1, 1], [0, 0], [2, 1]])
-    x = torch.nn.functional.normalize(torch.randn(6, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(1)), dim=1)
+    x = torch.nn.functional.normalize(
+        torch.randn(6, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(1)), dim=1
+    )
     res = evaluate_per_query(x, labels, metrics=["hap", "ap/level1"]).values
     s = x @ x.T
     for q in range(6):
@@ -198,7 +204,7 @@ def test_no_positive_policies():
 def test_euclidean_and_dot_rankings():
     x, y = make_data(n=100, seed=11)
     x = x * torch.linspace(0.5, 2.0, 100, dtype=torch.float64).unsqueeze(1)
-    for sim, score in [("dot", x @ x.T), ("euclidean", -torch.cdist(x, x) ** 2)]:
+    for sim, score in [("dot", x @ x.T), ("euclidean", -(torch.cdist(x, x) ** 2))]:
         got = evaluate_per_query(x, y, metrics=["ap"], similarity=sim).values["ap"]
         for q in range(1, 100, 13):
             order = sorted((j for j in range(100) if j != q), key=lambda j: -float(score[q, j]))
@@ -238,7 +244,9 @@ def test_level_counts_over_several_query_chunks_equal_a_plain_count(tree):
 
     g = torch.Generator().manual_seed(1)
     fine = torch.randint(0, 12, (40,), generator=g)
-    coarse = fine // 4 if tree else torch.randint(0, 3, (40,), generator=g)  # not a tree: a fine label under several coarse
+    coarse = (
+        fine // 4 if tree else torch.randint(0, 3, (40,), generator=g)
+    )  # not a tree: a fine label under several coarse
     labels = torch.stack([fine, coarse], dim=1)
     got = level_counts(labels, labels, queries_in_gallery=True, chunk_size=7)
     lv = levels(labels, labels).to(torch.int64)

@@ -9,7 +9,13 @@ import torch
 
 from rankopt.metrics import evaluate, parse_metric
 
-PML_NAMES = ["precision_at_1", "r_precision", "mean_average_precision_at_r", "mean_average_precision", "mean_reciprocal_rank"]
+PML_NAMES = [
+    "precision_at_1",
+    "r_precision",
+    "mean_average_precision_at_r",
+    "mean_average_precision",
+    "mean_reciprocal_rank",
+]
 
 
 def data(seed=0, n=300, d=16, classes=25):

@@ -28,8 +28,12 @@ def recbole_loop(scores, target, k):
     idcg = sum(1 / math.log2(p + 2) for p in range(min(k, len(target))))
     precisions = [sum(hits[:p]) / p for p in range(1, k + 1) if hits[p - 1]]
     return {
-        f"recall@{k}": sum(hits) / len(target), f"ndcg@{k}": dcg / idcg, f"mrr@{k}": 0.0 if first is None else 1 / first,
-        f"precision@{k}": sum(hits) / k, f"hr@{k}": float(any(hits)), f"map@{k}": sum(precisions) / min(k, len(target)),
+        f"recall@{k}": sum(hits) / len(target),
+        f"ndcg@{k}": dcg / idcg,
+        f"mrr@{k}": 0.0 if first is None else 1 / first,
+        f"precision@{k}": sum(hits) / k,
+        f"hr@{k}": float(any(hits)),
+        f"map@{k}": sum(precisions) / min(k, len(target)),
     }
 
 
@@ -60,8 +64,14 @@ def test_recbole_program_gives_recbole_numbers():
 @pytest.mark.parametrize("form", ["int", "bool", "float01", "csr", "coo", "torch"])
 def test_relevance_forms_and_mask_argument_agree(form):
     scores, history, test = recbole_data(seed=1)
-    rel = {"int": test.astype(np.int64), "bool": test, "float01": test.astype(np.float32), "csr": sp.csr_matrix(test),
-           "coo": sp.coo_matrix(test.astype(np.float64)), "torch": torch.from_numpy(test)}[form]
+    rel = {
+        "int": test.astype(np.int64),
+        "bool": test,
+        "float01": test.astype(np.float32),
+        "csr": sp.csr_matrix(test),
+        "coo": sp.coo_matrix(test.astype(np.float64)),
+        "torch": torch.from_numpy(test),
+    }[form]
     by_mask = rank_metrics(scores, rel, RECBOLE + ["ap"], mask=history)
     masked = scores.copy()
     masked[history] = -np.inf
@@ -107,20 +117,25 @@ def test_graded_relevance_warns_and_level1_counts_every_rating():
         rank_metrics(scores, ratings, ["recall@10"], n_levels=5)  # levels stated: the user knows
     binary = rank_metrics(scores, ratings > 0, ["recall@10"])
     torch.testing.assert_close(every["recall@10/level1"], binary["recall@10"], equal_nan=True)
-    torch.testing.assert_close(top["recall@10"], rank_metrics(scores, ratings == 5, ["recall@10"])["recall@10"], equal_nan=True)
+    torch.testing.assert_close(
+        top["recall@10"], rank_metrics(scores, ratings == 5, ["recall@10"])["recall@10"], equal_nan=True
+    )
 
 
-@pytest.mark.parametrize("bad,match", [
-    (lambda s, r: rank_metrics(s, r, ["r@10"]), "ambiguous"),
-    (lambda s, r: rank_metrics(np.where(r > 0, np.inf, s), r, ["hit@10"]), r"\+inf"),
-    (lambda s, r: rank_metrics(np.where(r > 0, np.nan, s), r, ["hit@10"]), "NaN"),
-    (lambda s, r: rank_metrics(s, r * 0.5, ["hit@10"]), "non-integer"),
-    (lambda s, r: rank_metrics(s, -r, ["hit@10"]), ">= 0"),
-    (lambda s, r: rank_metrics(s, r[:, :-1], ["hit@10"]), "shape"),
-    (lambda s, r: rank_metrics(s, r, ["hit@10"], mask=r * 2), "0/1"),
-    (lambda s, r: rank_metrics(s, r, ["hit@10"], reduce="sum"), "reduce"),
-    (lambda s, r: rank_metrics(s, r, ["hit@10"], reduce="mean", no_positive="error"), "no relevant item"),
-])
+@pytest.mark.parametrize(
+    "bad,match",
+    [
+        (lambda s, r: rank_metrics(s, r, ["r@10"]), "ambiguous"),
+        (lambda s, r: rank_metrics(np.where(r > 0, np.inf, s), r, ["hit@10"]), r"\+inf"),
+        (lambda s, r: rank_metrics(np.where(r > 0, np.nan, s), r, ["hit@10"]), "NaN"),
+        (lambda s, r: rank_metrics(s, r * 0.5, ["hit@10"]), "non-integer"),
+        (lambda s, r: rank_metrics(s, -r, ["hit@10"]), ">= 0"),
+        (lambda s, r: rank_metrics(s, r[:, :-1], ["hit@10"]), "shape"),
+        (lambda s, r: rank_metrics(s, r, ["hit@10"], mask=r * 2), "0/1"),
+        (lambda s, r: rank_metrics(s, r, ["hit@10"], reduce="sum"), "reduce"),
+        (lambda s, r: rank_metrics(s, r, ["hit@10"], reduce="mean", no_positive="error"), "no relevant item"),
+    ],
+)
 def test_bad_input_is_named(bad, match):
     rng = np.random.default_rng(5)
     s, r = rng.normal(size=(6, 20)), (rng.random((6, 20)) < 0.3).astype(np.int64)
@@ -167,19 +182,52 @@ def _small():
     return ue, ie, (np.array([0, 1, 2, 9]), np.array([3, 4, 5, 6]))
 
 
-@pytest.mark.parametrize("call,error,match", [
-    (lambda ue, ie, t: evaluate_recommender((ue, ie), (t[0], t[1][:-1])), ValueError,
-     "test: user and item ids must be two 1-D arrays of one length"),
-    (lambda ue, ie, t: evaluate_recommender((ue, ie), {"user": t[0]}), TypeError,
-     r"test must be Interactions or a pair of arrays \(user ids, item ids\); got dict"),
-    (lambda ue, ie, t: evaluate_recommender((ue, ie), t, (t[0], t[1][:2])), ValueError, "masked: user and item ids"),
-    (lambda ue, ie, t: evaluate_recommender((ue, ie[:, :3]), t), ValueError, r"\(users, d\) and \(items, d\); got \(10, 5\), \(70, 3\)"),
-    (lambda ue, ie, t: evaluate_recommender(lambda u: (ue @ ie.T)[:, :5].T, t), ValueError, r"for 4 users; expected \(users, items\)$"),
-    (lambda ue, ie, t: evaluate_recommender(np.array([["a"] * 70] * 10), t), TypeError, "scores holds strings"),
-    (lambda ue, ie, t: evaluate_recommender((ue @ ie.T)[:9], t), ValueError, "user 9 has a test item but the score matrix has 9 rows"),
-    (lambda ue, ie, t: evaluate_recommender((ue, ie), t, metrics=["ndcg@5"], ks=[5]), ValueError, "^give metrics or ks, not both$"),
-    (lambda ue, ie, t: evaluate_recommender((ue, ie), t, users=np.array([5, 6])), ValueError, "no test user has a test item"),
-])
+@pytest.mark.parametrize(
+    "call,error,match",
+    [
+        (
+            lambda ue, ie, t: evaluate_recommender((ue, ie), (t[0], t[1][:-1])),
+            ValueError,
+            "test: user and item ids must be two 1-D arrays of one length",
+        ),
+        (
+            lambda ue, ie, t: evaluate_recommender((ue, ie), {"user": t[0]}),
+            TypeError,
+            r"test must be Interactions or a pair of arrays \(user ids, item ids\); got dict",
+        ),
+        (
+            lambda ue, ie, t: evaluate_recommender((ue, ie), t, (t[0], t[1][:2])),
+            ValueError,
+            "masked: user and item ids",
+        ),
+        (
+            lambda ue, ie, t: evaluate_recommender((ue, ie[:, :3]), t),
+            ValueError,
+            r"\(users, d\) and \(items, d\); got \(10, 5\), \(70, 3\)",
+        ),
+        (
+            lambda ue, ie, t: evaluate_recommender(lambda u: (ue @ ie.T)[:, :5].T, t),
+            ValueError,
+            r"for 4 users; expected \(users, items\)$",
+        ),
+        (lambda ue, ie, t: evaluate_recommender(np.array([["a"] * 70] * 10), t), TypeError, "scores holds strings"),
+        (
+            lambda ue, ie, t: evaluate_recommender((ue @ ie.T)[:9], t),
+            ValueError,
+            "user 9 has a test item but the score matrix has 9 rows",
+        ),
+        (
+            lambda ue, ie, t: evaluate_recommender((ue, ie), t, metrics=["ndcg@5"], ks=[5]),
+            ValueError,
+            "^give metrics or ks, not both$",
+        ),
+        (
+            lambda ue, ie, t: evaluate_recommender((ue, ie), t, users=np.array([5, 6])),
+            ValueError,
+            "no test user has a test item",
+        ),
+    ],
+)
 def test_evaluate_recommender_names_bad_input(call, error, match):
     ue, ie, test = _small()
     with pytest.raises(error, match=match):

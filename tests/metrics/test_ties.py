@@ -11,11 +11,14 @@ from hypothesis import strategies as st
 import reference_metrics as ref
 from rankopt.metrics import rank_metrics
 
-METRICS = "ap,map@r,r-precision,hit@1,hit@3,p@2,recall@3,mrr,mrr@2,mrr@3,map@3,map@5,ndcg,ndcg@3,hap,asi,ap/level1,hit@2/level1"
+METRICS = (
+    "ap,map@r,r-precision,hit@1,hit@3,p@2,recall@3,mrr,mrr@2,mrr@3,map@3,map@5,ndcg,ndcg@3,hap,asi,"
+    "ap/level1,hit@2/level1"
+)
 
 
 def reference_values(scores, levels, n_levels, ties):
-    e = lambda fn, **kw: ref.expected(fn, scores, levels, ties, **kw)  # noqa: E731
+    e = lambda fn, **kw: ref.expected(fn, scores, levels, ties, **kw)
     L = n_levels
     return {
         "ap": e(ref.ap, level=L),
@@ -86,8 +89,10 @@ def test_permuting_items_changes_nothing_under_expected_ties(case):
     rnd.shuffle(perm)
     a = rank_metrics(torch.tensor([scores]), torch.tensor([levels]), SHORT, n_levels=2)
     b = rank_metrics(
-        torch.tensor([[scores[i] for i in perm]]), torch.tensor([[levels[i] for i in perm]]),
-        SHORT, n_levels=2,
+        torch.tensor([[scores[i] for i in perm]]),
+        torch.tensor([[levels[i] for i in perm]]),
+        SHORT,
+        n_levels=2,
     )
     for name in a:
         assert float(a[name][0]) == pytest.approx(float(b[name][0]), abs=1e-12), name
@@ -99,7 +104,10 @@ def test_pessimistic_le_expected_le_optimistic(case):
     scores, levels, _ = case
     levels[0] = 2
     names = "ap,map@r,r-precision,hit@1,p@2,mrr,ndcg,asi,ap/level1"
-    out = {t: rank_metrics(torch.tensor([scores]), torch.tensor([levels]), names, ties=t, n_levels=2) for t in ("pessimistic", "expected", "optimistic")}
+    out = {
+        t: rank_metrics(torch.tensor([scores]), torch.tensor([levels]), names, ties=t, n_levels=2)
+        for t in ("pessimistic", "expected", "optimistic")
+    }
     for name in out["expected"]:
         lo, mid, hi = (float(out[t][name][0]) for t in ("pessimistic", "expected", "optimistic"))
         assert lo <= mid + 1e-12 and mid <= hi + 1e-12, (name, lo, mid, hi)
@@ -130,10 +138,12 @@ def test_many_queries_at_once_equal_one_by_one():
 def test_asi_of_several_partially_tied_rows_at_once_matches_enumeration():
     """The hypergeometric expectation of ASI's tied positions, computed for many rows in one call
     (each row its own tie groups and counts) equals each row's enumeration."""
-    rows = [([0, 0, .5, .5, .5, 0, 0], [3, 1, 1, 1, 1, 1, 1]),
-            ([.5, .5, 0, 0, .5, 1, 0], [1, 3, 2, 3, 0, 1, 3]),
-            ([1, .5, .5, .5, .5, 0, 0], [3, 3, 1, 2, 3, 1, 0]),
-            ([0, 0, 0, 0, .5, .5, .5], [3, 2, 2, 1, 1, 3, 3])]
+    rows = [
+        ([0, 0, 0.5, 0.5, 0.5, 0, 0], [3, 1, 1, 1, 1, 1, 1]),
+        ([0.5, 0.5, 0, 0, 0.5, 1, 0], [1, 3, 2, 3, 0, 1, 3]),
+        ([1, 0.5, 0.5, 0.5, 0.5, 0, 0], [3, 3, 1, 2, 3, 1, 0]),
+        ([0, 0, 0, 0, 0.5, 0.5, 0.5], [3, 2, 2, 1, 1, 3, 3]),
+    ]
     scores = torch.tensor([r[0] for r in rows], dtype=torch.float64)
     levels = torch.tensor([r[1] for r in rows])
     got = rank_metrics(scores, levels, "asi,ndcg,hap", n_levels=3)

@@ -43,7 +43,9 @@ def test_pooling():
     x = torch.rand(2, 3, 4, 4) + 0.1
     assert torch.allclose(GeM(p=1.0)(x), x.mean(dim=(-2, -1)), atol=1e-6)
     for pooling in ("avg", "max", "gem"):
-        assert create_model("small_cnn", dim=4, pooling=pooling, in_channels=1, layer_norm=True)(torch.randn(2, 1, 28, 28)).shape == (2, 4)
+        assert create_model("small_cnn", dim=4, pooling=pooling, in_channels=1, layer_norm=True)(
+            torch.randn(2, 1, 28, 28)
+        ).shape == (2, 4)
     with pytest.raises(ValueError, match="unknown pooling 'sum'"):
         create_model("small_cnn", pooling="sum")
     with pytest.raises(ValueError, match="did you mean resnet50"):

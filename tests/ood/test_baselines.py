@@ -63,7 +63,7 @@ def test_relative_mahalanobis_by_hand(toy):
 
 def test_gmm_prior_is_the_negative_mixture_log_density(toy):
     train, test, _ = toy
-    unit = lambda a: a / np.linalg.norm(a, axis=1, keepdims=True)  # noqa: E731
+    unit = lambda a: a / np.linalg.norm(a, axis=1, keepdims=True)
     x, y = unit(train.features), train.labels
     mu, cov, _ = _hand_gaussian(x, y)
     w = np.bincount(y) / len(y)
@@ -92,7 +92,7 @@ def test_knn_is_the_kth_neighbour_distance(toy):
     from sklearn.neighbors import NearestNeighbors
 
     train, test, _ = toy
-    unit = lambda a: a / np.linalg.norm(a, axis=1, keepdims=True)  # noqa: E731
+    unit = lambda a: a / np.linalg.norm(a, axis=1, keepdims=True)
     nn = NearestNeighbors(n_neighbors=7).fit(unit(train.features))
     want = nn.kneighbors(unit(test.features))[0][:, -1]
     assert np.allclose(create_detector("knn", k=7).fit(train).score(test), want, atol=1e-5)
@@ -104,13 +104,14 @@ def test_activation_shaping_by_hand(toy):
     train, test, _ = toy
     w, b = train.head.weight.numpy(), train.head.bias.numpy()
     z = test.features
-    energy = lambda f: -logsumexp(f @ w.T + b, axis=1)  # noqa: E731
+    energy = lambda f: -logsumexp(f @ w.T + b, axis=1)
     t = np.percentile(train.features.ravel(), 90)
     assert np.allclose(create_detector("react").fit(train).score(test), energy(np.minimum(z, t)))
     k = z.shape[1] - round(z.shape[1] * 0.9)  # ASH-S at 90%: keep the k largest per row
     kept = np.where(z >= np.sort(z, axis=1)[:, -k][:, None], z, 0)
-    assert np.allclose(create_detector("ash").fit(train).score(test),
-                       energy(kept * np.exp(z.sum(1) / kept.sum(1))[:, None]))
+    assert np.allclose(
+        create_detector("ash").fit(train).score(test), energy(kept * np.exp(z.sum(1) / kept.sum(1))[:, None])
+    )
     k = z.shape[1] - round(z.shape[1] * 0.85)
     top = np.sort(z, axis=1)[:, -k:].sum(1)
     assert np.allclose(create_detector("scale").fit(train).score(test), energy(z * np.exp(z.sum(1) / top)[:, None]))
@@ -143,7 +144,7 @@ def test_same_scores_as_pytorch_ood(toy):
     logits = torch.as_tensor(_logits(test, train.head))
     z_train, z_test = torch.as_tensor(train.features), torch.as_tensor(test.features)
     y = torch.as_tensor(train.labels)
-    ours = lambda name, **o: create_detector(name, **o).fit(train).score(test)  # noqa: E731
+    ours = lambda name, **o: create_detector(name, **o).fit(train).score(test)
     assert np.allclose(ours("msp"), pood.MaxSoftmax.score(logits).numpy())
     assert np.allclose(ours("maxlogit"), pood.MaxLogit.score(logits).numpy())
     assert np.allclose(ours("energy"), pood.EnergyBased.score(logits).numpy())
@@ -157,12 +158,14 @@ def test_same_scores_as_pytorch_ood(toy):
     knn = pood.KNN(None, k=10).fit_features(z_train.float(), y)
     assert np.allclose(knn.predict_features(z_test.float()).numpy(), ours("knn", k=10), atol=1e-5)
     vim = pood.ViM(None, d=5, w=train.head.weight.float(), b=train.head.bias.float()).fit_features(z_train.float(), y)
-    assert np.allclose(vim.predict_features(z_test.float()).numpy(), ours("vim", principal_dim=5), rtol=1e-3, atol=2e-3)  # float32 there
+    assert np.allclose(
+        vim.predict_features(z_test.float()).numpy(), ours("vim", principal_dim=5), rtol=1e-3, atol=2e-3
+    )  # float32 there
     lin = torch.nn.Linear(12, 4).double()
     with torch.no_grad():
         lin.weight.copy_(train.head.weight)
         lin.bias.copy_(train.head.bias)
-    head = lambda m: lin(m.flatten(1))  # noqa: E731
+    head = lambda m: lin(m.flatten(1))
     maps = z_test[:, :, None, None]
     react = pood.ReAct(None, head, percentile=0.9).fit_feature_maps(z_train[:, :, None, None], y)
     assert np.allclose(react.predict_feature_maps(maps).detach().numpy(), ours("react"))
@@ -176,7 +179,7 @@ def test_dead_feature_channels_do_not_break_the_gaussians(toy):
     # a ReLU channel that never fires makes the covariance singular: the ridge keeps that direction
     # out of the distances, so the scores equal those without the channel
     train, test, _ = toy
-    pad = lambda f: Features(np.c_[f.features, np.zeros(len(f))], labels=f.labels)  # noqa: E731
+    pad = lambda f: Features(np.c_[f.features, np.zeros(len(f))], labels=f.labels)
     for name in ("mahalanobis", "rmd"):
         with_dead = create_detector(name).fit(pad(train)).score(pad(test))
         assert np.allclose(with_dead, create_detector(name).fit(train).score(test), rtol=1e-6), name

@@ -10,8 +10,20 @@ import pytest
 from rankopt.cli import main
 from rankopt.ood import ood_metrics
 
-FAST = ["--option", "heat_gmm.epochs=1", "--option", "heat_gmm.hidden=16", "--option", "heat_gmm_std.epochs=1",
-        "--option", "heat_gmm_std.hidden=16", "--option", "heat_el.epochs=1", "--option", "heat_el.hidden=16"]
+FAST = [
+    "--option",
+    "heat_gmm.epochs=1",
+    "--option",
+    "heat_gmm.hidden=16",
+    "--option",
+    "heat_gmm_std.epochs=1",
+    "--option",
+    "heat_gmm_std.hidden=16",
+    "--option",
+    "heat_el.epochs=1",
+    "--option",
+    "heat_el.hidden=16",
+]
 
 
 def run_cli(args, capsys):
@@ -24,21 +36,43 @@ def run_cli(args, capsys):
 def feature_files(tmp_path, toy):
     train, test, ood = toy
     files = {}
-    np.savez(files.setdefault("train", tmp_path / "id_train.npz"), features=train.features, std_features=train.std_features,
-             labels=train.labels)  # no head, no logits: rankopt fits the linear probe
+    np.savez(
+        files.setdefault("train", tmp_path / "id_train.npz"),
+        features=train.features,
+        std_features=train.std_features,
+        labels=train.labels,
+    )  # no head, no logits: rankopt fits the linear probe
     np.savez(files.setdefault("test", tmp_path / "id_test.npz"), features=test.features, std_features=test.std_features)
     np.savez(files.setdefault("far", tmp_path / "far.npz"), features=ood.features, std_features=ood.std_features)
-    np.savez(files.setdefault("near", tmp_path / "near.npz"), features=test.features[:50] * 1.3,
-             std_features=test.std_features[:50])
+    np.savez(
+        files.setdefault("near", tmp_path / "near.npz"),
+        features=test.features[:50] * 1.3,
+        std_features=test.std_features[:50],
+    )
     return files
 
 
 def test_features_users_bring(feature_files, tmp_path, capsys):
     out_dir = tmp_path / "out"
     f = feature_files
-    rc, out, err = run_cli(["ood", "--features", str(f["train"]), "--id-test", str(f["test"]), "--ood-features",
-                            f"{f['far']},{f['near']}", "-o", str(out_dir), "--detectors", "energy,knn,gmm_std,heat",
-                            *FAST, "--json"], capsys)
+    rc, out, err = run_cli(
+        [
+            "ood",
+            "--features",
+            str(f["train"]),
+            "--id-test",
+            str(f["test"]),
+            "--ood-features",
+            f"{f['far']},{f['near']}",
+            "-o",
+            str(out_dir),
+            "--detectors",
+            "energy,knn,gmm_std,heat",
+            *FAST,
+            "--json",
+        ],
+        capsys,
+    )
     assert rc == 0, err
     result = json.loads(out.strip().splitlines()[-1])
     assert result == json.loads((out_dir / "ood.json").read_text())
@@ -50,7 +84,9 @@ def test_features_users_bring(feature_files, tmp_path, capsys):
             assert r["per_ood"][s] == pytest.approx(ood_metrics(scores[f"{name}/id"], scores[f"{name}/{s}"]))
         assert r["mean"]["auroc"] == pytest.approx(np.mean([r["per_ood"][s]["auroc"] for s in ("far", "near")]))
     # a saved detector scores new features exactly as in the run, and flags by the 95%-ID threshold
-    rc, out, err = run_cli(["ood", "score", str(out_dir / "ood_detectors" / "heat.pt"), str(f["far"]), "--json"], capsys)
+    rc, out, err = run_cli(
+        ["ood", "score", str(out_dir / "ood_detectors" / "heat.pt"), str(f["far"]), "--json"], capsys
+    )
     assert rc == 0, err
     scored = json.loads(out.strip().splitlines()[-1])
     assert np.allclose(scored["scores"], scores["heat/far"])
@@ -58,7 +94,9 @@ def test_features_users_bring(feature_files, tmp_path, capsys):
     assert scored["n_flagged"] == int((scores["heat/far"] > threshold).sum())
     assert (scores["heat/id"] <= threshold).mean() >= 0.95
     # the folder form with --detectors, and -o
-    rc, _, err = run_cli(["ood", "score", str(out_dir), str(f["far"]), "--detectors", "knn", "-o", str(tmp_path / "s.npy")], capsys)
+    rc, _, err = run_cli(
+        ["ood", "score", str(out_dir), str(f["far"]), "--detectors", "knn", "-o", str(tmp_path / "s.npy")], capsys
+    )
     assert rc == 0 and np.allclose(np.load(tmp_path / "s.npy"), scores["knn/far"]) and "knn: 200 scores" in err
 
 
@@ -76,9 +114,15 @@ def test_bad_input_is_one_line(feature_files, tmp_path, capsys):
     assert "NaN or infinite values (first in row 0)" in _error(base + ["--ood-features", str(bad)], capsys)
     small = tmp_path / "small.npz"
     np.savez(small, features=np.ones((4, 5)))
-    assert "features have dimension 5 but the ID training features have 12" in _error(base + ["--ood-features", str(small)], capsys)
-    assert "unknown OOD detector 'hat'" in _error(base + ["--ood-features", str(f["far"]), "--detectors", "hat"], capsys)
-    assert "expected DETECTOR.KEY=VALUE" in _error(base + ["--ood-features", str(f["far"]), "--option", "epochs=3"], capsys)
+    assert "features have dimension 5 but the ID training features have 12" in _error(
+        base + ["--ood-features", str(small)], capsys
+    )
+    assert "unknown OOD detector 'hat'" in _error(
+        base + ["--ood-features", str(f["far"]), "--detectors", "hat"], capsys
+    )
+    assert "expected DETECTOR.KEY=VALUE" in _error(
+        base + ["--ood-features", str(f["far"]), "--option", "epochs=3"], capsys
+    )
     assert "need all three" in _error(["ood", "--features", str(f["train"])], capsys)
     assert "run folder" in _error(["ood", str(tmp_path / "nowhere")], capsys)
     (tmp_path / "norun").mkdir()
@@ -91,9 +135,25 @@ def test_bad_input_is_one_line(feature_files, tmp_path, capsys):
 @pytest.mark.processes  # trains a (tiny) run first
 def test_run_folder_with_class_split_and_packaged_backbone(tiny_fashion, tmp_path, capsys, monkeypatch):
     run = tmp_path / "run"
-    rc, _, err = run_cli(["train", "--data-dir", str(tiny_fashion), "--run-dir", str(run), "--set", "train.epochs=1",
-                          "--set", "data.batch_size=24", "--set", "data.m=4", "--set", "data.options.classes=[0,1,2,3,4,5]",
-                          "--json"], capsys)
+    rc, _, err = run_cli(
+        [
+            "train",
+            "--data-dir",
+            str(tiny_fashion),
+            "--run-dir",
+            str(run),
+            "--set",
+            "train.epochs=1",
+            "--set",
+            "data.batch_size=24",
+            "--set",
+            "data.m=4",
+            "--set",
+            "data.options.classes=[0,1,2,3,4,5]",
+            "--json",
+        ],
+        capsys,
+    )
     assert rc == 0, err
     args = ["ood", str(run), "--ood", "noise,heldout,digits", "--detectors", "energy,mahalanobis,heat", *FAST, "--json"]
     rc, out, err = run_cli(args, capsys)
@@ -108,14 +168,30 @@ def test_run_folder_with_class_split_and_packaged_backbone(tiny_fashion, tmp_pat
     rc, out2, _ = run_cli(args, capsys)  # the features are cached, the results the same (seeded fits)
     assert rc == 0 and os.stat(cache).st_mtime_ns == stamp
     assert json.loads(out2.strip().splitlines()[-1])["detectors"] == result["detectors"]
-    rc, out, err = run_cli(["ood", str(run), "--ood", "noise", "--detectors", "knn,vim", "--backbone", "efficientnet_lite0",
-                            "--option", "knn.k=5", "--json"], capsys)
+    rc, out, err = run_cli(
+        [
+            "ood",
+            str(run),
+            "--ood",
+            "noise",
+            "--detectors",
+            "knn,vim",
+            "--backbone",
+            "efficientnet_lite0",
+            "--option",
+            "knn.k=5",
+            "--json",
+        ],
+        capsys,
+    )
     assert rc == 0, err
     packaged = json.loads(out.strip().splitlines()[-1])
     assert packaged["backbone"] == "efficientnet_lite0" and (run / "ood-efficientnet_lite0.json").is_file()
     assert set(packaged["detectors"]) == {"knn", "vim"}
     cached = np.load(run / "ood" / "efficientnet_lite0" / "id_test.npz")
-    assert cached["features"].shape == (72, 1280) and 0 <= cached["features"].min() and cached["features"].max() <= 6  # ReLU6
+    assert (
+        cached["features"].shape == (72, 1280) and cached["features"].min() >= 0 and cached["features"].max() <= 6
+    )  # ReLU6
     # a changed checkpoint (as a resume that trained further writes) invalidates the cache; a touched one does not
     import torch
 

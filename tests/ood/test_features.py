@@ -16,17 +16,23 @@ def test_save_load_roundtrip(tmp_path, toy):
     assert torch.equal(back.head.weight, train.head.weight) and torch.equal(back.head.bias, train.head.bias)
 
 
-@pytest.mark.parametrize("arrays, message", [
-    ({"embeddings": np.ones((3, 2))}, "has no array 'features'"),
-    ({"features": np.ones((3, 2)), "extra": np.ones(3)}, "unknown array"),
-    ({"features": np.array([[1.0, np.nan], [0, 1]])}, r"NaN or infinite values \(first in row 0\)"),
-    ({"features": np.ones((3, 2)), "labels": np.ones(2, int)}, "labels must be"),
-    ({"features": np.ones((3, 2)), "logits": np.ones((4, 2))}, "logits has 4 rows but features has 3"),
-    ({"features": np.ones((3, 2)), "labels": np.ones(3)}, "labels must be integers"),
-    ({"features": np.ones((0, 2))}, "empty"),
-    ({"features": np.ones((3, 2)), "head_weight": np.ones((2, 2))}, "head_weight and head_bias go together"),
-    ({"features": np.ones((3, 2)), "head_weight": np.ones((2, 3)), "head_bias": np.ones(2)}, r"head_weight must be \(C, 2\)"),
-])
+@pytest.mark.parametrize(
+    "arrays, message",
+    [
+        ({"embeddings": np.ones((3, 2))}, "has no array 'features'"),
+        ({"features": np.ones((3, 2)), "extra": np.ones(3)}, "unknown array"),
+        ({"features": np.array([[1.0, np.nan], [0, 1]])}, r"NaN or infinite values \(first in row 0\)"),
+        ({"features": np.ones((3, 2)), "labels": np.ones(2, int)}, "labels must be"),
+        ({"features": np.ones((3, 2)), "logits": np.ones((4, 2))}, "logits has 4 rows but features has 3"),
+        ({"features": np.ones((3, 2)), "labels": np.ones(3)}, "labels must be integers"),
+        ({"features": np.ones((0, 2))}, "empty"),
+        ({"features": np.ones((3, 2)), "head_weight": np.ones((2, 2))}, "head_weight and head_bias go together"),
+        (
+            {"features": np.ones((3, 2)), "head_weight": np.ones((2, 3)), "head_bias": np.ones(2)},
+            r"head_weight must be \(C, 2\)",
+        ),
+    ],
+)
 def test_bad_files_name_the_problem(tmp_path, arrays, message):
     np.savez(tmp_path / "bad.npz", **arrays)
     with pytest.raises(ValueError, match=message):
@@ -57,7 +63,9 @@ def test_block_streaming_gives_the_same_fit_and_scores(monkeypatch, toy, tmp_pat
     names = ["mahalanobis", "rmd", "gmm", "gmm_std", "knn", "vim", "react", "energy"]
     whole = {n: create_detector(n).fit(train).score(test) for n in names}
     monkeypatch.setattr(features_module, "BLOCK_ROWS", 37)  # many small blocks, a ragged last one
-    streamed_train = Features(np.load(tmp_path / "x.npy", mmap_mode="r"), train.std_features, labels=train.labels, head=train.head)
+    streamed_train = Features(
+        np.load(tmp_path / "x.npy", mmap_mode="r"), train.std_features, labels=train.labels, head=train.head
+    )
     for n in names:
         got = create_detector(n).fit(streamed_train).score(test)
         assert np.allclose(got, whole[n], rtol=1e-9, atol=1e-9), n
@@ -75,7 +83,9 @@ def test_images_are_adapted_to_the_backbone_input():
     assert rgb.prepare(own) is own
     assert Extractor(torch.nn.Identity(), 1, None, False, "x").prepare(grey) is grey  # Fashion-MNIST runs
     avg, std = Extractor(torch.nn.Identity(), 1, None, False, "x")(grey)
-    assert torch.allclose(avg[:, 0], grey.mean(dim=(1, 2, 3))) and torch.allclose(std[:, 0], grey.flatten(1).std(1, correction=0))
+    assert torch.allclose(avg[:, 0], grey.mean(dim=(1, 2, 3))) and torch.allclose(
+        std[:, 0], grey.flatten(1).std(1, correction=0)
+    )
 
 
 def test_probe_on_a_sample_beyond_max_rows():

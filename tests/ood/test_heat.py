@@ -51,16 +51,25 @@ def test_sgld_on_a_gaussian_prior_settles_near_its_modes():
     y = np.arange(600) % 3
     means = np.array([[4.0, 0.0], [0.0, 4.0], [-4.0, -4.0]])
     g = fit_tied_gaussian(means[y] + 0.3 * rng.normal(size=(600, 2)), y, normalize=False)
-    energy = lambda z: -g.log_density(z)  # noqa: E731
+    energy = lambda z: -g.log_density(z)
     gen = torch.Generator().manual_seed(0)
     start = 3 * torch.randn(500, 2, generator=gen, dtype=torch.float64)
     out = sgld(start, energy, steps=300, step_size=0.02, noise=0.01, project=lambda z: z, generator=gen)
     nearest = torch.cdist(out, g.means).amin(1)
     assert nearest.median() < 0.3 and torch.cdist(start, g.means).amin(1).median() > 1.0
     # the projections are applied after every step: ReLU and the sphere
-    out = sgld(start, energy, steps=5, step_size=0.02, noise=0.01,
-               project=lambda z: torch.nn.functional.normalize(z.clamp_min(0), dim=1), generator=gen)
-    assert (out >= 0).all() and torch.allclose(out.norm(dim=1)[out.norm(dim=1) > 0], torch.tensor(1.0, dtype=torch.float64))
+    out = sgld(
+        start,
+        energy,
+        steps=5,
+        step_size=0.02,
+        noise=0.01,
+        project=lambda z: torch.nn.functional.normalize(z.clamp_min(0), dim=1),
+        generator=gen,
+    )
+    assert (out >= 0).all() and torch.allclose(
+        out.norm(dim=1)[out.norm(dim=1) > 0], torch.tensor(1.0, dtype=torch.float64)
+    )
 
 
 def test_hybrid_energy_is_prior_over_temperature_plus_residual(toy):
@@ -166,7 +175,9 @@ def test_detector_errors(toy):
         fitted.score(Features(np.ones((2, 3))))
     with pytest.raises(ValueError, match="unknown OOD detector 'hea'"):
         create_detector("hea")
-    with pytest.raises(ValueError, match="detector heat_gmm has no option 'epoch' \\(did you mean epochs\\?\\); its options: hidden"):
+    with pytest.raises(
+        ValueError, match="detector heat_gmm has no option 'epoch' \\(did you mean epochs\\?\\); its options: hidden"
+    ):
         create_detector("heat_gmm", epoch=3)
     with pytest.raises(ValueError, match="prior_temperature must be 'auto' or > 0"):
         create_detector("heat_gmm", prior_temperature=-1)
@@ -175,14 +186,27 @@ def test_detector_errors(toy):
 def test_sgld_step_sizes_decay_to_a_tenth_with_power_two():
     # a linear energy a·z has the constant gradient a: without noise, z moves by −a Σ_t η_t
     a = torch.tensor([[1.0, -2.0]], dtype=torch.float64)
-    out = sgld(torch.zeros(1, 2, dtype=torch.float64), lambda z: (z * a).sum(1), steps=4, step_size=0.5, noise=0.0,
-               project=lambda z: z)
+    out = sgld(
+        torch.zeros(1, 2, dtype=torch.float64),
+        lambda z: (z * a).sum(1),
+        steps=4,
+        step_size=0.5,
+        noise=0.0,
+        project=lambda z: z,
+    )
     etas = [(0.5 - 0.05) * (1 - t / 4) ** 2 + 0.05 for t in range(4)]  # 0.5, 0.303125, 0.1625, 0.078125
     assert torch.allclose(out, -a * sum(etas))
     # the noise decays the same way: its variance sums σ_t²
     gen = torch.Generator().manual_seed(0)
-    moved = sgld(torch.zeros(20000, 1, dtype=torch.float64), lambda z: 0 * z.sum(1), steps=4, step_size=0.0, noise=0.5,
-                 project=lambda z: z, generator=gen)
+    moved = sgld(
+        torch.zeros(20000, 1, dtype=torch.float64),
+        lambda z: 0 * z.sum(1),
+        steps=4,
+        step_size=0.0,
+        noise=0.5,
+        project=lambda z: z,
+        generator=gen,
+    )
     assert float(moved.var()) == pytest.approx(sum(e * e for e in etas), rel=0.03)
 
 

@@ -93,7 +93,9 @@ def test_metrics_follow_lightgcn_conventions():
     got = evaluate_recommender((ue, ie), test, train, (f"recall@{k}", f"ndcg@{k}"), chunk=7)
     recalls, ndcgs, norms = [], [], []
     for u in np.unique(test.user):
-        r, n, rn = lightgcn_reference(ue[u] @ ie.T, set(test.item[test.user == u].tolist()), set(train.item[train.user == u].tolist()), k)
+        r, n, rn = lightgcn_reference(
+            ue[u] @ ie.T, set(test.item[test.user == u].tolist()), set(train.item[train.user == u].tolist()), k
+        )
         recalls.append(r)
         ndcgs.append(n)
         norms.append(rn)
@@ -117,8 +119,19 @@ def test_bpr_training_on_ml100k_improves_ndcg(tmp_path):
     shared = Path(__file__).resolve().parents[3] / "shared" / "data" / "recsys" / "ml-100k"
     if not shared.is_dir():
         pytest.skip("shared recsys data not present")
-    cfg = load_config(None, [f"data.root={shared}", "data.rating_threshold=4", "loss.name=bpr", "model.dim=32",
-                             "model.layers=2", "train.epochs=3", "optim.lr=5e-3"], task="recsys")
+    cfg = load_config(
+        None,
+        [
+            f"data.root={shared}",
+            "data.rating_threshold=4",
+            "loss.name=bpr",
+            "model.dim=32",
+            "model.layers=2",
+            "train.epochs=3",
+            "optim.lr=5e-3",
+        ],
+        task="recsys",
+    )
     data = load_data(cfg)
     torch.manual_seed(cfg.train.seed)  # the engine's initial weights
     untrained = build_model(cfg, data.n_users, data.n_items, data.train)
@@ -251,8 +264,15 @@ def test_user_subset_progress_and_cutoff_checks():
     train = Interactions(rng.integers(0, 20, 80), rng.integers(0, 15, 80))
     test = Interactions(np.arange(20), rng.integers(0, 15, 20))
     calls = []
-    full, per_user = evaluate_recommender((ue, ie), test, train, ("ndcg@5",), chunk=6, per_user=True,
-                                          progress=lambda done, total: calls.append((done, total)))
+    full, per_user = evaluate_recommender(
+        (ue, ie),
+        test,
+        train,
+        ("ndcg@5",),
+        chunk=6,
+        per_user=True,
+        progress=lambda done, total: calls.append((done, total)),
+    )
     assert calls == [(6, 20), (12, 20), (18, 20), (20, 20)]
     some = np.array([3, 5, 11, 19, 40])  # 40 has no test item: left out
     sub = evaluate_recommender((ue, ie), test, train, ("ndcg@5",), users=some)
@@ -267,7 +287,9 @@ def test_per_user_values_written_as_csv_read_back(tmp_path):
 
     from rankopt.recsys.evaluation import PerUser
 
-    PerUser({"user": np.array([4, 9]), "ndcg@5": np.array([0.5, 1 / 3]), "recall@5": np.array([1.0, 0.0])}).write_csv(tmp_path / "u.csv")
+    PerUser({"user": np.array([4, 9]), "ndcg@5": np.array([0.5, 1 / 3]), "recall@5": np.array([1.0, 0.0])}).write_csv(
+        tmp_path / "u.csv"
+    )
     rows = list(csv.reader((tmp_path / "u.csv").open()))
     assert rows[0] == ["user", "ndcg@5", "recall@5"]
     assert [int(r[0]) for r in rows[1:]] == [4, 9]

@@ -118,7 +118,9 @@ def test_ppr_negatives_are_cached(tmp_path, monkeypatch):
     train = Interactions(rng.integers(0, 6, 25), rng.integers(0, 15, 25))
     first = ppr_negatives(train, 6, 15, m=4, cache_dir=tmp_path)
     assert len(list(tmp_path.glob("ppr-*.npz"))) == 1
-    monkeypatch.setattr(negatives, "personalized_pagerank", lambda *a, **k: (_ for _ in ()).throw(AssertionError("recomputed")))
+    monkeypatch.setattr(
+        negatives, "personalized_pagerank", lambda *a, **k: (_ for _ in ()).throw(AssertionError("recomputed"))
+    )
     np.testing.assert_array_equal(ppr_negatives(train, 6, 15, m=4, cache_dir=tmp_path), first)
     items, scores = ppr_negatives(train, 6, 15, m=4, cache_dir=tmp_path, with_scores=True)  # the scores are cached too
     np.testing.assert_array_equal(items, first)
@@ -245,7 +247,9 @@ def test_item_loss_over_the_whole_catalogue_ranks_against_every_unknown_item(nor
         s = it @ (u_ref[b] if u_ref is not None else u[b])
         pos = (levels[b] == 1).nonzero().flatten().tolist()
         others = [j for j in range(len(items)) if levels[b, j] >= 0]
-        dcg = sum(1 / torch.log2(1 + 1 + sum(torch.sigmoid((s[j] - s[p]) / tau) for j in others if j != p)) for p in pos)
+        dcg = sum(
+            1 / torch.log2(1 + 1 + sum(torch.sigmoid((s[j] - s[p]) / tau) for j in others if j != p)) for p in pos
+        )
         idcg = sum(1 / math.log2(1 + r) for r in range(1, len(pos) + 1))
         losses.append(1 - dcg / idcg)
     expected = torch.stack(losses).mean()
@@ -259,7 +263,9 @@ def test_whole_catalogue_equals_explicit_candidates_and_checks_its_shape():
     users, items, levels = catalogue_block(5)
     every = torch.arange(len(items)).expand(len(users), -1)
     for loss in (ITEMLoss(tau=0.2), SampledSoftmaxLoss(tau=0.2)):
-        assert float(loss(users, items, None, levels)) == pytest.approx(float(loss(users, items, every, levels)), abs=1e-12)
+        assert float(loss(users, items, None, levels)) == pytest.approx(
+            float(loss(users, items, every, levels)), abs=1e-12
+        )
     with pytest.raises(ValueError, match=r"\(users, items\) = \(4, 15\)"):
         ITEMLoss()(users, items, None, levels[:, :-1])
 

@@ -5,11 +5,10 @@ import json
 
 import pytest
 import yaml
+from test_runner import synthetic
 
 from rankopt.cli import main
 from rankopt.config import load_config, recipe_names
-
-from test_runner import synthetic
 
 DATASETS, MODELS = ("ml-100k", "lastfm", "ml-1m", "gowalla"), ("mf", "lightgcn", "ngcf", "lightgcnpp")
 VARIANTS = ("bpr", "item-uniform", "item-ppr", "softmax")
@@ -20,9 +19,9 @@ def test_every_table_cell_has_a_recipe_and_every_recipe_validates():
     assert sorted(names) == sorted(f"{d}-{m}-{v}" for d in DATASETS for m in MODELS for v in VARIANTS)
     for name in names:
         cfg = load_config(name, task="recsys")
-        dataset, rest = next((d, name[len(d) + 1:]) for d in DATASETS if name.startswith(d + "-"))
+        dataset, rest = next((d, name[len(d) + 1 :]) for d in DATASETS if name.startswith(d + "-"))
         model = next(m for m in sorted(MODELS, key=len, reverse=True) if rest.startswith(m + "-"))
-        variant = rest[len(model) + 1:]
+        variant = rest[len(model) + 1 :]
         assert cfg.model.name == model and cfg.recipe == name
         assert cfg.loss.name == ("bpr" if variant == "bpr" else "softmax" if variant == "softmax" else "item-ndcg")
         assert (cfg.loss.negatives == "ppr") == (variant == "item-ppr")
@@ -42,8 +41,26 @@ def test_item_ppr_recipe_carries_the_tables_ppr_band():
 
 def test_a_recipe_trains_with_flags_and_set_on_top(tmp_path, capsys):
     data = synthetic(tmp_path / "data") if (tmp_path / "data").mkdir() is None else None
-    rc = main(["recsys", "train", "ml-1m-mf-item-uniform", "--data-dir", str(data), "--epochs", "1", "--k", "5",
-               "--set", "loss.n_neg=7", "--set", "data.batch_users=16", "--run-dir", str(tmp_path / "run"), "--json"])
+    rc = main(
+        [
+            "recsys",
+            "train",
+            "ml-1m-mf-item-uniform",
+            "--data-dir",
+            str(data),
+            "--epochs",
+            "1",
+            "--k",
+            "5",
+            "--set",
+            "loss.n_neg=7",
+            "--set",
+            "data.batch_users=16",
+            "--run-dir",
+            str(tmp_path / "run"),
+            "--json",
+        ]
+    )
     assert rc == 0, capsys.readouterr().err
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert out["selection"]["epochs_run"] == 1 and set(out["test"]) >= {"ndcg@5", "map@5", "mrr@5", "p@5", "hit@5"}
@@ -52,9 +69,16 @@ def test_a_recipe_trains_with_flags_and_set_on_top(tmp_path, capsys):
     assert config["loss"]["n_neg"] == 7 and config["model"]["name"] == "mf" and config["train"]["epochs"] == 1
 
 
-@pytest.mark.parametrize("override,match", [("train.epochs=0", "train.epochs=0"), ("loss.ppr_mix=2", "loss.ppr_mix=2"),
-                                            ("model.name=gcn", "model.name='gcn'"), ("optim.lr=-1", "optim.lr=-1"),
-                                            ("data.protocol=inductive", None)])
+@pytest.mark.parametrize(
+    "override,match",
+    [
+        ("train.epochs=0", "train.epochs=0"),
+        ("loss.ppr_mix=2", "loss.ppr_mix=2"),
+        ("model.name=gcn", "model.name='gcn'"),
+        ("optim.lr=-1", "optim.lr=-1"),
+        ("data.protocol=inductive", None),
+    ],
+)
 def test_config_is_validated_before_any_work(override, match):
     if match is None:
         assert load_config("ml-100k-lightgcn-bpr", [override], task="recsys").users == "items"

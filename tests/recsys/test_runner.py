@@ -35,31 +35,87 @@ def synthetic(tmp_path, n_users=80, n_items=40):
     return tmp_path
 
 
-@pytest.mark.parametrize("model,loss,negatives", [("lightgcn", "bpr", "uniform"), ("lightgcn", "item-ndcg", "uniform"),
-                                                  ("lightgcn", "item-ndcg", "ppr"), ("mf", "supndcg", "uniform"),
-                                                  ("ngcf", "item-ndcg", "uniform"), ("lightgcnpp", "softmax", "ppr"),
-                                                  ("lightgcn", "suprecall", "uniform"), ("lightgcn", "ccl", "uniform"),
-                                                  ("lightgcn", "item-ndcg", "all"), ("mf", "softmax", "all"),
-                                                  ("lightgcn", "item-ndcg", "ppr-proportional")])
+@pytest.mark.parametrize(
+    "model,loss,negatives",
+    [
+        ("lightgcn", "bpr", "uniform"),
+        ("lightgcn", "item-ndcg", "uniform"),
+        ("lightgcn", "item-ndcg", "ppr"),
+        ("mf", "supndcg", "uniform"),
+        ("ngcf", "item-ndcg", "uniform"),
+        ("lightgcnpp", "softmax", "ppr"),
+        ("lightgcn", "suprecall", "uniform"),
+        ("lightgcn", "ccl", "uniform"),
+        ("lightgcn", "item-ndcg", "all"),
+        ("mf", "softmax", "all"),
+        ("lightgcn", "item-ndcg", "ppr-proportional"),
+    ],
+)
 def test_train_then_evaluate_gives_the_same_test_metrics(tmp_path, capsys, model, loss, negatives):
     data = synthetic(tmp_path / "data") if (tmp_path / "data").mkdir() is None else None
-    sampling = {"all": ["--set", "loss.n_neg=all"], "ppr-proportional": ["--negatives", "ppr", "--set", "loss.ppr_sampling=proportional"]}
-    flags = sampling.get(negatives, ["--negatives", negatives]) + (["--set", "loss.n_neg=20"] if negatives != "all" and loss != "bpr" else [])
-    rc = main(["recsys", "train", str(data), "--model", model, "--loss", loss, *flags, "--epochs", "30", "--k", "5",
-               "--dim", "16", "--lr", "0.05", "--run-dir", str(tmp_path / "run"), "--json"])
+    sampling = {
+        "all": ["--set", "loss.n_neg=all"],
+        "ppr-proportional": ["--negatives", "ppr", "--set", "loss.ppr_sampling=proportional"],
+    }
+    flags = sampling.get(negatives, ["--negatives", negatives]) + (
+        ["--set", "loss.n_neg=20"] if negatives != "all" and loss != "bpr" else []
+    )
+    rc = main(
+        [
+            "recsys",
+            "train",
+            str(data),
+            "--model",
+            model,
+            "--loss",
+            loss,
+            *flags,
+            "--epochs",
+            "30",
+            "--k",
+            "5",
+            "--dim",
+            "16",
+            "--lr",
+            "0.05",
+            "--run-dir",
+            str(tmp_path / "run"),
+            "--json",
+        ]
+    )
     assert rc == 0
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert out["selection"]["split"] == "valid" and out["test"]["ndcg@5"] > 0.2  # groups are easy to learn
     assert out == json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert main(["recsys", "evaluate", str(tmp_path / "run"), "--json"]) == 0
     again = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert again["ndcg@5"] == pytest.approx(out["test"]["ndcg@5"]) and again["recall@5"] == pytest.approx(out["test"]["recall@5"])
+    assert again["ndcg@5"] == pytest.approx(out["test"]["ndcg@5"]) and again["recall@5"] == pytest.approx(
+        out["test"]["recall@5"]
+    )
 
 
 def test_inductive_protocol_serves_new_users(tmp_path, capsys):
     data = synthetic(tmp_path / "data") if (tmp_path / "data").mkdir() is None else None
-    rc = main(["recsys", "train", str(data), "--protocol", "inductive", "--epochs", "30", "--k", "5", "--dim", "16",
-               "--lr", "0.05", "--run-dir", str(tmp_path / "run"), "--json"])
+    rc = main(
+        [
+            "recsys",
+            "train",
+            str(data),
+            "--protocol",
+            "inductive",
+            "--epochs",
+            "30",
+            "--k",
+            "5",
+            "--dim",
+            "16",
+            "--lr",
+            "0.05",
+            "--run-dir",
+            str(tmp_path / "run"),
+            "--json",
+        ]
+    )
     assert rc == 0
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert out["protocol"]["name"] == "inductive" and out["test"]["n_users"] >= 1 and out["test"]["ndcg@5"] > 0.2
@@ -79,8 +135,15 @@ def test_inductive_graph_holds_context_never_targets(tmp_path, monkeypatch):
     from rankopt.runs import start_run
 
     data_dir = synthetic(tmp_path / "data") if (tmp_path / "data").mkdir() is None else None
-    cfg = _cfg(data_dir, "data.protocol=inductive", "train.epochs=2", "model.dim=8", "train.metrics=[recall@5, ndcg@5]",
-               "train.monitor=ndcg@5", "data.held_out=0.25")
+    cfg = _cfg(
+        data_dir,
+        "data.protocol=inductive",
+        "train.epochs=2",
+        "model.dim=8",
+        "train.metrics=[recall@5, ndcg@5]",
+        "train.monitor=ndcg@5",
+        "data.held_out=0.25",
+    )
     data = load_data(cfg)
     held = np.unique(data.test.user)
     graphs = []
@@ -125,18 +188,38 @@ def test_sigkill_mid_epoch_then_resume_equals_uninterrupted(tmp_path):
     data = _bigger(tmp_path / "data")
     rankopt = str(Path(sys.executable).parent / "rankopt")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-    args = ["recsys", "train", str(data), "--epochs", "5", "--negatives", "ppr", "--dim", "16", "--k", "5", "--json",
-            "--set", "data.batch_users=64"]
-    straight = subprocess.run([rankopt, *args, "--run-dir", str(tmp_path / "straight")], capture_output=True, text=True,
-                              env=env, timeout=600)
+    args = [
+        "recsys",
+        "train",
+        str(data),
+        "--epochs",
+        "5",
+        "--negatives",
+        "ppr",
+        "--dim",
+        "16",
+        "--k",
+        "5",
+        "--json",
+        "--set",
+        "data.batch_users=64",
+    ]
+    straight = subprocess.run(
+        [rankopt, *args, "--run-dir", str(tmp_path / "straight")], capture_output=True, text=True, env=env, timeout=600
+    )
     assert straight.returncode == 0, straight.stderr[-2000:]
     run = tmp_path / "killed"
     last = run / "checkpoints" / "last.ckpt"
     assert kill_after_first_epoch([rankopt, *args, "--run-dir", str(run)], run, env) == -signal.SIGKILL
     assert torch.load(last, weights_only=False)["epoch"] == 0, "the kill came after epoch 2 ended"
     assert not (run / "metrics.json").exists()
-    resumed = subprocess.run([rankopt, "recsys", "train", "--resume", str(run), "--json"], capture_output=True, text=True,
-                             env=env, timeout=600)
+    resumed = subprocess.run(
+        [rankopt, "recsys", "train", "--resume", str(run), "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     a, b = (json.loads(p.stdout.strip().splitlines()[-1]) for p in (straight, resumed))
     for key in ("test", "selection", "valid", "history"):
@@ -148,7 +231,10 @@ def test_sigkill_mid_epoch_then_resume_equals_uninterrupted(tmp_path):
 def test_resuming_a_finished_run_changes_nothing_and_an_occupied_folder_is_refused(tmp_path, capsys):
     data = synthetic(tmp_path / "data") if (tmp_path / "data").mkdir() is None else None
     run = tmp_path / "run"
-    assert main(["recsys", "train", str(data), "--epochs", "2", "--dim", "8", "--k", "5", "--run-dir", str(run), "--json"]) == 0
+    assert (
+        main(["recsys", "train", str(data), "--epochs", "2", "--dim", "8", "--k", "5", "--run-dir", str(run), "--json"])
+        == 0
+    )
     first = capsys.readouterr().out.strip().splitlines()[-1]
     files = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
     assert main(["recsys", "train", "--resume", str(run), "--json"]) == 0
@@ -181,7 +267,7 @@ def _brute_force_test(run_dir, data_dir, k):
     metrics = json.loads((run_dir / "metrics.json").read_text())
     tested = metrics["protocol"]["refit"]["checkpoint"] if cfg.train.refit else metrics["selection"]["checkpoint"]
     state = torch.load(run_dir / tested, weights_only=True)["state_dict"]
-    model.load_state_dict({k[len("model."):]: v for k, v in state.items() if k.startswith("model.")})
+    model.load_state_dict({k[len("model.") :]: v for k, v in state.items() if k.startswith("model.")})
     model.eval()
     with torch.no_grad():
         users, items = model.embeddings()
@@ -203,16 +289,33 @@ def test_test_ranking_masks_train_and_valid_items(tmp_path, capsys, refit):
     """Validation positives are known at test time: ranked as negatives they would push test items
     down (each synthetic user's valid items are of its own group, so they score high)."""
     data = synthetic(tmp_path / "data") if (tmp_path / "data").mkdir() is None else None
-    args = ["recsys", "train", str(data), "--epochs", "12", "--k", "5", "--dim", "16", "--lr", "0.05",
-            "--run-dir", str(tmp_path / "run"), "--json"] + (["--refit"] if refit else [])
+    args = [
+        "recsys",
+        "train",
+        str(data),
+        "--epochs",
+        "12",
+        "--k",
+        "5",
+        "--dim",
+        "16",
+        "--lr",
+        "0.05",
+        "--run-dir",
+        str(tmp_path / "run"),
+        "--json",
+    ] + (["--refit"] if refit else [])
     assert main(args) == 0
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     recall, ndcg = _brute_force_test(tmp_path / "run", data, 5)
     assert out["test"]["recall@5"] == pytest.approx(recall, abs=1e-9)
     assert out["test"]["ndcg@5"] == pytest.approx(ndcg, abs=1e-9)
     if refit:
-        assert out["protocol"]["refit"] == {"on": "train+valid", "epochs": out["selection"]["epoch"],
-                                            "checkpoint": "refit/checkpoints/last.ckpt"}
+        assert out["protocol"]["refit"] == {
+            "on": "train+valid",
+            "epochs": out["selection"]["epoch"],
+            "checkpoint": "refit/checkpoints/last.ckpt",
+        }
 
 
 def test_the_defaults_are_the_tuned_settings_and_config_yaml_records_them(tmp_path, capsys):
@@ -221,20 +324,79 @@ def test_the_defaults_are_the_tuned_settings_and_config_yaml_records_them(tmp_pa
     from rankopt.recsys.config import tuned as tuned_of
 
     data = synthetic(tmp_path / "data") if (tmp_path / "data").mkdir() is None else None
-    assert main(["recsys", "train", str(data), "--loss", "item-ndcg", "--epochs", "1", "--dim", "8", "--set", "data.batch_users=40",
-                 "--run-dir", str(tmp_path / "run"), "--json"]) == 0
+    assert (
+        main(
+            [
+                "recsys",
+                "train",
+                str(data),
+                "--loss",
+                "item-ndcg",
+                "--epochs",
+                "1",
+                "--dim",
+                "8",
+                "--set",
+                "data.batch_users=40",
+                "--run-dir",
+                str(tmp_path / "run"),
+                "--json",
+            ]
+        )
+        == 0
+    )
     saved = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
     tuned = tuned_of("item-ndcg")
     assert saved["optim"] == {"lr": tuned["lr"], "weight_decay": tuned["weight_decay"]}
     assert (saved["loss"]["score"], saved["loss"]["n_neg"]) == (tuned["score"], tuned["n_neg"])
     assert saved["loss"]["tau"] == tuned["tau"][tuned["score"]]
     # a value given is kept; the temperature follows the score type asked for
-    assert main(["recsys", "train", str(data), "--loss", "softmax", "--epochs", "1", "--dim", "8", "--lr", "0.02",
-                 "--set", "loss.score=dot", "--set", "loss.n_neg=all", "--run-dir", str(tmp_path / "run2"), "--json"]) == 0
+    assert (
+        main(
+            [
+                "recsys",
+                "train",
+                str(data),
+                "--loss",
+                "softmax",
+                "--epochs",
+                "1",
+                "--dim",
+                "8",
+                "--lr",
+                "0.02",
+                "--set",
+                "loss.score=dot",
+                "--set",
+                "loss.n_neg=all",
+                "--run-dir",
+                str(tmp_path / "run2"),
+                "--json",
+            ]
+        )
+        == 0
+    )
     saved = yaml.safe_load((tmp_path / "run2" / "config.yaml").read_text())
     assert saved["optim"]["lr"] == 0.02 and saved["loss"]["n_neg"] == "all"
     assert saved["loss"]["tau"] == tuned_of("softmax")["tau"]["dot"]
-    assert main(["recsys", "train", str(data), "--loss", "bpr", "--epochs", "1", "--dim", "8", "--run-dir", str(tmp_path / "run3")]) == 0
+    assert (
+        main(
+            [
+                "recsys",
+                "train",
+                str(data),
+                "--loss",
+                "bpr",
+                "--epochs",
+                "1",
+                "--dim",
+                "8",
+                "--run-dir",
+                str(tmp_path / "run3"),
+            ]
+        )
+        == 0
+    )
     saved = yaml.safe_load((tmp_path / "run3" / "config.yaml").read_text())
     assert saved["optim"] == {"lr": tuned_of("bpr")["lr"], "weight_decay": tuned_of("bpr")["weight_decay"]}
     ccl = load_config(None, ["loss.name=ccl", "loss.margin=0.1"], task="recsys").validate().loss
@@ -246,20 +408,47 @@ def test_splits_do_not_move_with_the_training_seed(tmp_path):
 
     (tmp_path / "data").mkdir()
     rng = np.random.default_rng(0)
-    (tmp_path / "data" / "data1.txt").write_text("\n".join(f"{u}\t{i}\t1" for u in range(30) for i in rng.choice(60, 12, replace=False)) + "\n")
-    (tmp_path / "data" / "test1.txt").write_text("\n".join(f"{u}\t{i}\t1" for u in range(30) for i in rng.choice(60, 2, replace=False)) + "\n")
-    carve = lambda *sets: load_data(load_config(None, [f"data.root={tmp_path / 'data'}", *sets], task="recsys").validate())  # noqa: E731
+    (tmp_path / "data" / "data1.txt").write_text(
+        "\n".join(f"{u}\t{i}\t1" for u in range(30) for i in rng.choice(60, 12, replace=False)) + "\n"
+    )
+    (tmp_path / "data" / "test1.txt").write_text(
+        "\n".join(f"{u}\t{i}\t1" for u in range(30) for i in rng.choice(60, 2, replace=False)) + "\n"
+    )
+    carve = lambda *sets: load_data(
+        load_config(None, [f"data.root={tmp_path / 'data'}", *sets], task="recsys").validate()
+    )
     a, b = carve("train.seed=0"), carve("train.seed=5")
     assert a.valid.item.tolist() == b.valid.item.tolist() and a.train.item.tolist() == b.train.item.tolist()
     assert carve("data.split_seed=3").valid.item.tolist() != a.valid.item.tolist()
-    held = lambda *sets: set(carve("data.protocol=inductive", *sets).test.user.tolist())  # noqa: E731
+    held = lambda *sets: set(carve("data.protocol=inductive", *sets).test.user.tolist())
     assert held("train.seed=0") == held("train.seed=9") != held("data.split_seed=4")
 
 
 def test_validation_on_a_fixed_sample_of_users(tmp_path, capsys):
     data = synthetic(tmp_path / "data") if (tmp_path / "data").mkdir() is None else None
-    assert main(["recsys", "train", str(data), "--epochs", "3", "--k", "5", "--dim", "8", "--set", "data.valid_users=17",
-                 "--set", "loss.n_neg=20", "--run-dir", str(tmp_path / "run"), "--json"]) == 0
+    assert (
+        main(
+            [
+                "recsys",
+                "train",
+                str(data),
+                "--epochs",
+                "3",
+                "--k",
+                "5",
+                "--dim",
+                "8",
+                "--set",
+                "data.valid_users=17",
+                "--set",
+                "loss.n_neg=20",
+                "--run-dir",
+                str(tmp_path / "run"),
+                "--json",
+            ]
+        )
+        == 0
+    )
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert out["valid"]["n_users"] == 17 and out["test"]["n_users"] == 80  # the test still ranks every user
     assert main(["recsys", "train", str(data), "--set", "data.valid_users=0"]) == 2
@@ -270,11 +459,30 @@ def test_early_stopping_waits_for_min_epochs(tmp_path, capsys):
     """A flat validation curve (a learning rate that moves nothing): patience 1 stops at the second
     validation, unless train.min_epochs holds it back; the time limit is not held back."""
     data = synthetic(tmp_path / "data") if (tmp_path / "data").mkdir() is None else None
-    base = ["recsys", "train", str(data), "--loss", "bpr", "--lr", "1e-12", "--epochs", "9", "--k", "5", "--dim", "8",
-            "--patience", "1", "--json"]
+    base = [
+        "recsys",
+        "train",
+        str(data),
+        "--loss",
+        "bpr",
+        "--lr",
+        "1e-12",
+        "--epochs",
+        "9",
+        "--k",
+        "5",
+        "--dim",
+        "8",
+        "--patience",
+        "1",
+        "--json",
+    ]
     runs = {}
-    for name, extra in (("plain", []), ("held", ["--set", "train.min_epochs=6"]),
-                        ("capped", ["--set", "train.min_epochs=6", "--time-limit", "1e-6"])):
+    for name, extra in (
+        ("plain", []),
+        ("held", ["--set", "train.min_epochs=6"]),
+        ("capped", ["--set", "train.min_epochs=6", "--time-limit", "1e-6"]),
+    ):
         assert main(base + extra + ["--run-dir", str(tmp_path / name)]) == 0
         runs[name] = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["selection"]["epochs_run"]
     assert runs == {"plain": 2, "held": 6, "capped": 1}

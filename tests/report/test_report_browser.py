@@ -16,10 +16,12 @@ from rankopt.cli import main
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "train"))
 sys.path.insert(0, str(Path(__file__).parents[1] / "recsys"))
-from miniatures import write_fashion  # noqa: E402
+from miniatures import write_fashion
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-needs_browser = pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (apt-get install chromium; CI installs it)")
+needs_browser = pytest.mark.skipif(
+    CHROMIUM is None, reason="Chromium is not installed (apt-get install chromium; CI installs it)"
+)
 
 
 @pytest.fixture(scope="module")
@@ -31,9 +33,29 @@ def runs(tmp_path_factory):
     out = []
     for name, loss, seed in (("a", "roadmap", 0), ("b", "smoothap", 1)):
         run = root / name
-        assert main(["train", "--data-dir", str(data), "--run-dir", str(run), "--set", "train.epochs=2", "--set",
-                     f"loss.name={loss}", "--set", f"train.seed={seed}", "--set", "data.batch_size=40", "--set", "data.m=4",
-                     "--json"]) == 0
+        assert (
+            main(
+                [
+                    "train",
+                    "--data-dir",
+                    str(data),
+                    "--run-dir",
+                    str(run),
+                    "--set",
+                    "train.epochs=2",
+                    "--set",
+                    f"loss.name={loss}",
+                    "--set",
+                    f"train.seed={seed}",
+                    "--set",
+                    "data.batch_size=40",
+                    "--set",
+                    "data.m=4",
+                    "--json",
+                ]
+            )
+            == 0
+        )
         out.append(run)
     return out
 
@@ -77,8 +99,10 @@ def test_report_of_a_run_in_the_browser(runs, browser, tmp_path):
     page, seen = open_page(browser, out)
     assert_clean(page, seen, out)
     recorded = json.loads((runs[0] / "metrics.json").read_text())["test"]
-    shown = page.evaluate("Object.fromEntries(Array.from(document.querySelectorAll('#metrics tbody tr')).map("
-                          "r => [r.dataset.metric, r.querySelector('.value').textContent]))")
+    shown = page.evaluate(
+        "Object.fromEntries(Array.from(document.querySelectorAll('#metrics tbody tr')).map("
+        "r => [r.dataset.metric, r.querySelector('.value').textContent]))"
+    )
     assert set(shown) == {k for k in recorded if not k.startswith("n_")}
     for name, text in shown.items():
         assert text == f"{recorded[name]:.4f}", name
@@ -128,7 +152,7 @@ def test_comparison_refuses_runs_on_other_queries(runs, tmp_path, capsys):
 
 @needs_browser
 def test_report_of_embeddings_and_of_a_recommendation_run(browser, tmp_path):
-    from test_runner import synthetic  # noqa: E402 (tests/recsys)
+    from test_runner import synthetic
 
     rng = np.random.default_rng(0)
     labels = np.stack([np.arange(200) % 10, np.arange(200) % 10 // 5], 1)
@@ -143,7 +167,9 @@ def test_report_of_embeddings_and_of_a_recommendation_run(browser, tmp_path):
 
     data = synthetic(tmp_path / "data") if (tmp_path / "data").mkdir() is None else None
     run = tmp_path / "rec"
-    assert main(["recsys", "train", str(data), "--epochs", "2", "--dim", "8", "--k", "5,10", "--run-dir", str(run)]) == 0
+    assert (
+        main(["recsys", "train", str(data), "--epochs", "2", "--dim", "8", "--k", "5,10", "--run-dir", str(run)]) == 0
+    )
     out = tmp_path / "rec.html"
     assert main(["report", str(run), "-o", str(out)]) == 0
     page, seen = open_page(browser, out)
@@ -153,9 +179,6 @@ def test_report_of_embeddings_and_of_a_recommendation_run(browser, tmp_path):
     captions = page.locator("figcaption").all_text_contents()
     assert any("by user activity" in c for c in captions) and any("every cut-off" in c for c in captions)
     page.close()
-
-
-
 
 
 def test_a_run_whose_images_are_gone_still_reports_its_numbers(runs, tmp_path):
@@ -176,7 +199,11 @@ def test_a_run_whose_images_are_gone_still_reports_its_numbers(runs, tmp_path):
 
 @needs_browser
 def test_report_shows_the_ood_results_of_a_run(runs, browser, tmp_path):
-    fast = [f"--option={d}.{k}={v}" for d in ("heat_gmm", "heat_gmm_std", "heat_el") for k, v in (("epochs", 1), ("hidden", 16))]
+    fast = [
+        f"--option={d}.{k}={v}"
+        for d in ("heat_gmm", "heat_gmm_std", "heat_el")
+        for k, v in (("epochs", 1), ("hidden", 16))
+    ]
     run = tmp_path / "run"
     shutil.copytree(runs[0], run)
     assert main(["ood", str(run), "--ood", "noise,digits", "--detectors", "energy,knn,heat", *fast]) == 0

@@ -11,7 +11,9 @@ def test_bootstrap_interval_agrees_with_scipy_percentile_bootstrap():
     rng = np.random.default_rng(0)
     values = rng.beta(2, 5, size=300)
     ours = bootstrap_ci(values, n_resamples=20000, seed=1)
-    theirs = stats.bootstrap((values,), np.mean, method="percentile", n_resamples=20000, random_state=2).confidence_interval
+    theirs = stats.bootstrap(
+        (values,), np.mean, method="percentile", n_resamples=20000, random_state=2
+    ).confidence_interval
     width = theirs.high - theirs.low
     assert abs(ours[0] - theirs.low) < 0.05 * width and abs(ours[1] - theirs.high) < 0.05 * width
     # the normal approximation of the mean's interval, a third independent reference
@@ -31,8 +33,9 @@ def test_paired_interval_agrees_with_scipy_paired_bootstrap():
     a = rng.random(250)
     b = a + rng.normal(0.02, 0.1, size=250)
     ours = paired_bootstrap_ci(a, b, n_resamples=20000, seed=5)
-    theirs = stats.bootstrap((a, b), lambda x, y: np.mean(y - x), paired=True, method="percentile",
-                             n_resamples=20000, random_state=6).confidence_interval
+    theirs = stats.bootstrap(
+        (a, b), lambda x, y: np.mean(y - x), paired=True, method="percentile", n_resamples=20000, random_state=6
+    ).confidence_interval
     width = theirs.high - theirs.low
     assert abs(ours[0] - theirs.low) < 0.05 * width and abs(ours[1] - theirs.high) < 0.05 * width
 
@@ -41,8 +44,9 @@ def test_randomization_test_is_exact_for_few_queries_and_equals_scipy():
     rng = np.random.default_rng(7)
     a, b = rng.random(10), rng.random(10) + 0.15
     ours = randomization_test(a, b, n_resamples=2**10)
-    theirs = stats.permutation_test((a, b), lambda x, y: np.mean(y - x), permutation_type="samples",
-                                    n_resamples=np.inf, alternative="two-sided").pvalue
+    theirs = stats.permutation_test(
+        (a, b), lambda x, y: np.mean(y - x), permutation_type="samples", n_resamples=np.inf, alternative="two-sided"
+    ).pvalue
     assert ours == pytest.approx(theirs, abs=1e-12)
 
 
@@ -51,8 +55,14 @@ def test_randomization_test_monte_carlo_agrees_with_scipy():
     a = rng.random(60)
     b = a + rng.normal(0.03, 0.12, size=60)
     ours = randomization_test(a, b, n_resamples=20000, seed=9)
-    theirs = stats.permutation_test((a, b), lambda x, y: np.mean(y - x), permutation_type="samples",
-                                    n_resamples=20000, alternative="two-sided", random_state=10).pvalue
+    theirs = stats.permutation_test(
+        (a, b),
+        lambda x, y: np.mean(y - x),
+        permutation_type="samples",
+        n_resamples=20000,
+        alternative="two-sided",
+        random_state=10,
+    ).pvalue
     assert ours == pytest.approx(theirs, abs=0.015)
     assert 0 < ours <= 1
 

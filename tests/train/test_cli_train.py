@@ -3,13 +3,13 @@
 import json
 
 import numpy as np
-import torch
 import pytest
+import torch
 
 from miniatures import write_fashion
 from rankopt.cli import main
-from rankopt.metrics import evaluate
 from rankopt.config import load_config
+from rankopt.metrics import evaluate
 
 
 @pytest.fixture()
@@ -25,8 +25,23 @@ def run_cli(args, capsys):
 
 def test_train_embed_evaluate_agree(tiny_fashion, tmp_path, capsys):
     run = tmp_path / "run"
-    rc, out, _ = run_cli(["train", "--data-dir", str(tiny_fashion), "--run-dir", str(run), "--set", "train.epochs=1",
-                          "--set", "data.batch_size=40", "--set", "data.m=4", "--json"], capsys)
+    rc, out, _ = run_cli(
+        [
+            "train",
+            "--data-dir",
+            str(tiny_fashion),
+            "--run-dir",
+            str(run),
+            "--set",
+            "train.epochs=1",
+            "--set",
+            "data.batch_size=40",
+            "--set",
+            "data.m=4",
+            "--json",
+        ],
+        capsys,
+    )
     assert rc == 0
     reported = json.loads(out.strip().splitlines()[-1])
     assert reported == json.loads((run / "metrics.json").read_text())  # the --json line is metrics.json
@@ -56,8 +71,23 @@ def test_train_embed_evaluate_agree(tiny_fashion, tmp_path, capsys):
 
 def test_resuming_a_finished_run_changes_nothing(tiny_fashion, tmp_path, capsys):
     run = tmp_path / "run"
-    rc, _, _ = run_cli(["train", "--data-dir", str(tiny_fashion), "--run-dir", str(run), "--set", "train.epochs=1",
-                        "--set", "data.batch_size=40", "--set", "data.m=4", "--json"], capsys)
+    rc, _, _ = run_cli(
+        [
+            "train",
+            "--data-dir",
+            str(tiny_fashion),
+            "--run-dir",
+            str(run),
+            "--set",
+            "train.epochs=1",
+            "--set",
+            "data.batch_size=40",
+            "--set",
+            "data.m=4",
+            "--json",
+        ],
+        capsys,
+    )
     files = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
     rc, out, _ = run_cli(["train", "--resume", str(run)], capsys)
     assert rc == 0 and "map@r" in out and "selected: epoch 1 of 1" in out
@@ -106,17 +136,54 @@ def test_missing_checkpoint_for_embed(tmp_path, capsys):
 
 def test_unique_memory_trains(tiny_fashion, tmp_path, capsys):
     run = tmp_path / "run"
-    rc, out, err = run_cli(["train", "--data-dir", str(tiny_fashion), "--run-dir", str(run), "--set", "train.epochs=1",
-                            "--set", "data.batch_size=40", "--set", "data.m=4", "--set", "loss.memory_unique=true", "--json"], capsys)
+    rc, out, err = run_cli(
+        [
+            "train",
+            "--data-dir",
+            str(tiny_fashion),
+            "--run-dir",
+            str(run),
+            "--set",
+            "train.epochs=1",
+            "--set",
+            "data.batch_size=40",
+            "--set",
+            "data.m=4",
+            "--set",
+            "loss.memory_unique=true",
+            "--json",
+        ],
+        capsys,
+    )
     assert rc == 0, err
     state = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]
-    assert int(state["loss.occupied"].sum()) > 0 and state["loss.embeddings"].shape[0] == 290  # one slot per training item
+    assert (
+        int(state["loss.occupied"].sum()) > 0 and state["loss.embeddings"].shape[0] == 290
+    )  # one slot per training item
 
 
 def test_unreadable_checkpoint_for_embed_is_one_line(tiny_fashion, tmp_path, capsys):
     run = tmp_path / "run"
-    assert run_cli(["train", "--data-dir", str(tiny_fashion), "--run-dir", str(run), "--set", "train.epochs=1",
-                    "--set", "data.batch_size=40", "--set", "data.m=4", "--json"], capsys)[0] == 0
+    assert (
+        run_cli(
+            [
+                "train",
+                "--data-dir",
+                str(tiny_fashion),
+                "--run-dir",
+                str(run),
+                "--set",
+                "train.epochs=1",
+                "--set",
+                "data.batch_size=40",
+                "--set",
+                "data.m=4",
+                "--json",
+            ],
+            capsys,
+        )[0]
+        == 0
+    )
     (run / "checkpoints" / "empty.ckpt").write_bytes(b"")
     rc, _, err = run_cli(["embed", str(run / "checkpoints" / "empty.ckpt"), "-o", str(tmp_path / "e.npz")], capsys)
     assert rc == 2 and "cannot be read" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1

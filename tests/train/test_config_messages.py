@@ -9,10 +9,13 @@ from rankopt.train.config import OptimConfig
 from rankopt.train.protocol import EvalSet, Splits
 
 
-@pytest.mark.parametrize("kwargs,match", [
-    ({"optimizer": "adagrad"}, r"optimizer='adagrad' is not one of adam, adamw, sgd"),
-    ({"scheduler": "step"}, r"scheduler='step' is not one of none, multistep, cosine"),
-])
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        ({"optimizer": "adagrad"}, r"optimizer='adagrad' is not one of adam, adamw, sgd"),
+        ({"scheduler": "step"}, r"scheduler='step' is not one of none, multistep, cosine"),
+    ],
+)
 def test_optim_config_names_the_bad_choice(kwargs, match):
     with pytest.raises(ValueError, match=match):
         OptimConfig(**kwargs)
@@ -27,8 +30,12 @@ def test_a_recipe_path_that_does_not_exist_is_named(tmp_path, suffix):
 
 def test_describe_a_dataset_split_that_was_not_carved():
     items = list(range(5))
-    splits = Splits(train=list(range(20)), valid=EvalSet("val", items), test=EvalSet("test", list(range(7))),
-                    carved={"train": "the training split less nothing"})
+    splits = Splits(
+        train=list(range(20)),
+        valid=EvalSet("val", items),
+        test=EvalSet("test", list(range(7))),
+        carved={"train": "the training split less nothing"},
+    )
     assert splits.describe() == {
         "train": {"n_items": 20, "carved": "the training split less nothing"},
         "valid": {"split": "val", "mode": "leave-one-out", "n_queries": 5},
@@ -52,16 +59,21 @@ def test_one_process_shard_evaluation_reports_what_each_query_ranked():
     g = torch.Generator().manual_seed(0)
     q, ql = torch.randn(12, 4, generator=g), torch.randint(0, 3, (12, 1), generator=g)
     gal, gl = torch.randn(9, 4, generator=g), torch.randint(0, 3, (9, 1), generator=g)
-    _, with_gallery = evaluate_shards(q, ql, torch.arange(12), 12, (gal, gl, torch.arange(9), 9), metrics=["ap"], per_query=True)
+    _, with_gallery = evaluate_shards(
+        q, ql, torch.arange(12), 12, (gal, gl, torch.arange(9), 9), metrics=["ap"], per_query=True
+    )
     _, alone = evaluate_shards(q, ql, torch.arange(12), 12, metrics=["ap"], per_query=True)
     assert with_gallery.n_ranked == 9 == evaluate_per_query(q, ql, gal, gl, metrics=["ap"]).n_ranked
     assert alone.n_ranked == 11
 
 
-@pytest.mark.parametrize("overrides,match", [
-    (["optim.lr_proxies=-1"], r"^optim\.lr_proxies=-1(\.0)? must be positive$"),
-    (["train.metrics=[]"], "train.metrics is empty: name at least the monitored metric"),
-])
+@pytest.mark.parametrize(
+    "overrides,match",
+    [
+        (["optim.lr_proxies=-1"], r"^optim\.lr_proxies=-1(\.0)? must be positive$"),
+        (["train.metrics=[]"], "train.metrics is empty: name at least the monitored metric"),
+    ],
+)
 def test_config_errors_name_their_key(overrides, match):
     with pytest.raises(ValueError, match=match):
         load_config(overrides=overrides)

@@ -16,7 +16,7 @@ from rankopt.metrics import RetrievalMetrics, evaluate
 from rankopt.train import OptimConfig, RetrievalData, RetrievalModule, fit
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_engine import Patterns, embed  # noqa: E402
+from test_engine import Patterns, embed
 
 USER_SCRIPT = textwrap.dedent('''
     """A user's LightningModule logging rankopt's mAP@R: the validation set has an odd size, so the
@@ -70,8 +70,14 @@ def test_retrieval_metrics_under_two_process_ddp_counts_each_item_once(tmp_path,
     script.write_text(USER_SCRIPT)
     out = tmp_path / "out.pt"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-    run = subprocess.run([sys.executable, str(script), "index" if with_index else "none", str(out)],
-                         capture_output=True, text=True, env=env, timeout=600, cwd=tmp_path)
+    run = subprocess.run(
+        [sys.executable, str(script), "index" if with_index else "none", str(out)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+        cwd=tmp_path,
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     saved = torch.load(out)
     want = evaluate(saved["embeddings"], saved["labels"], metrics=["map@r", "hit@1"])
@@ -89,7 +95,7 @@ def test_retrieval_metrics_in_one_process_equals_evaluate():
     x, y = torch.randn(300, 6, generator=g), torch.randint(0, 20, (300, 2), generator=g)
     metric = RetrievalMetrics(["map@r", "ap/level1", "hap"])
     for i in range(0, 300, 64):
-        metric.update(x[i:i + 64], y[i:i + 64])
+        metric.update(x[i : i + 64], y[i : i + 64])
     want = evaluate(x, y, metrics=["map@r", "ap/level1", "hap"])
     got = metric.compute()
     for n in ("map@r", "ap/level1", "hap"):
@@ -122,8 +128,9 @@ class UserCNN(nn.Module):
 
     def __init__(self):
         super().__init__()
-        self.net = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(4), nn.Flatten(),
-                                 nn.Linear(128, 16))
+        self.net = nn.Sequential(
+            nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(4), nn.Flatten(), nn.Linear(128, 16)
+        )
 
     def forward(self, x):
         return self.net(x)

@@ -7,13 +7,12 @@ import lightning.pytorch as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from miniatures import untimed
 from rankopt.losses import HAPPIER, ROADMAP
 from rankopt.metrics import evaluate
 from rankopt.models import create_model
 from rankopt.train import OptimConfig, RetrievalData, RetrievalModule, fit
 from rankopt.train.module import RunModule
-
-from miniatures import untimed
 
 
 class Patterns(Dataset):
@@ -39,8 +38,13 @@ class Patterns(Dataset):
 def make(seed=0, loss=None):
     torch.manual_seed(seed)
     model = create_model("small_cnn", dim=16, in_channels=1)
-    return RetrievalModule(model, loss or ROADMAP(), OptimConfig(lr_backbone=1e-3, lr_head=1e-3), seed=seed,
-                           eval_metrics=("hit@1", "map@r"))
+    return RetrievalModule(
+        model,
+        loss or ROADMAP(),
+        OptimConfig(lr_backbone=1e-3, lr_head=1e-3),
+        seed=seed,
+        eval_metrics=("hit@1", "map@r"),
+    )
 
 
 def embed(model, data):
@@ -52,7 +56,7 @@ def embed(model, data):
 def weights_of(checkpoint):
     state = torch.load(checkpoint, weights_only=False)["state_dict"]
     model = create_model("small_cnn", dim=16, in_channels=1)
-    model.load_state_dict({k[len("model."):]: v for k, v in state.items() if k.startswith("model.")})
+    model.load_state_dict({k[len("model.") :]: v for k, v in state.items() if k.startswith("model.")})
     return model
 
 
@@ -80,8 +84,14 @@ def test_selection_on_valid_and_test_of_the_selected_weights_once(tmp_path):
     assert [h["epoch"] for h in validated] == [2, 3]
     best = max(validated, key=lambda h: (h["valid/map@r"], -h["epoch"]))
     sel = result["selection"]
-    assert sel == {"split": "valid", "metric": "map@r", "value": best["valid/map@r"], "epoch": best["epoch"], "epochs_run": 3,
-                   "checkpoint": "checkpoints/best.ckpt"}
+    assert sel == {
+        "split": "valid",
+        "metric": "map@r",
+        "value": best["valid/map@r"],
+        "epoch": best["epoch"],
+        "epochs_run": 3,
+        "checkpoint": "checkpoints/best.ckpt",
+    }
     selected = weights_of(tmp_path / "checkpoints" / "best.ckpt")
     expected = evaluate(embed(selected, test), test.labels, metrics=["hit@1", "map@r"])
     assert result["test"]["map@r"] == expected["map@r"] and result["test"]["n_queries"] == len(test)
@@ -93,8 +103,14 @@ def test_selection_on_valid_and_test_of_the_selected_weights_once(tmp_path):
 def test_without_validation_the_last_epoch_is_selected(tmp_path):
     train, test = Patterns(64, seed=9), Patterns(32, seed=10)
     result = fit(make(), RetrievalData(train, None, test, 32), tmp_path, epochs=2, progress=False)
-    assert result["selection"] == {"split": None, "metric": "map@r", "value": None, "epoch": 2, "epochs_run": 2,
-                                   "checkpoint": "checkpoints/last.ckpt"}
+    assert result["selection"] == {
+        "split": None,
+        "metric": "map@r",
+        "value": None,
+        "epoch": 2,
+        "epochs_run": 2,
+        "checkpoint": "checkpoints/last.ckpt",
+    }
     last = weights_of(tmp_path / "checkpoints" / "last.ckpt")
     assert result["test"]["map@r"] == evaluate(embed(last, test), test.labels, metrics=["map@r"])["map@r"]
     assert not (tmp_path / "checkpoints" / "best.ckpt").exists()
@@ -107,8 +123,14 @@ def test_resume_equals_uninterrupted(tmp_path):
     first = make(seed=5)
     fit(first, RetrievalData(train, valid, test, 32, seed=5), tmp_path / "b", epochs=1, progress=False)
     resumed = make(seed=6)  # different init: everything must come from the checkpoint
-    b = fit(resumed, RetrievalData(train, valid, test, 32, seed=5), tmp_path / "b", epochs=3,
-            resume=tmp_path / "b" / "checkpoints" / "last.ckpt", progress=False)
+    b = fit(
+        resumed,
+        RetrievalData(train, valid, test, 32, seed=5),
+        tmp_path / "b",
+        epochs=3,
+        resume=tmp_path / "b" / "checkpoints" / "last.ckpt",
+        progress=False,
+    )
     for key in ("test", "selection", "valid", "history"):
         assert untimed(a[key]) == untimed(b[key]), key  # the history of the first part comes back from the checkpoint
     # checkpoints against checkpoints: the module after fit holds the *selected* weights, and which
@@ -183,8 +205,15 @@ def test_patience_stops_after_that_many_validations_without_improvement_and_stay
     result = fit(Scripted(values), TwoSteps(), tmp_path, epochs=6, patience=2, progress=False)
     assert result["selection"]["epoch"] == 2 and result["selection"]["epochs_run"] == 4
     assert [h["epoch"] for h in result["history"]] == [1, 2, 3, 4]
-    again = fit(Scripted(values), TwoSteps(), tmp_path, epochs=6, patience=2, progress=False,
-                resume=tmp_path / "checkpoints" / "last.ckpt")
+    again = fit(
+        Scripted(values),
+        TwoSteps(),
+        tmp_path,
+        epochs=6,
+        patience=2,
+        progress=False,
+        resume=tmp_path / "checkpoints" / "last.ckpt",
+    )
     assert again["selection"]["epochs_run"] == 4  # resumed after the stop: no epoch 5
 
 
@@ -192,8 +221,15 @@ def test_time_limit_ends_with_the_epoch_that_crosses_it_validated(tmp_path):
     """eval_every=100 would validate only the last of 50 epochs; each epoch sleeps 0.2 s against a 0.5 s
     limit: training stops after a few epochs and the stopping epoch is validated, so it can be selected."""
     values = [0.1 * e for e in range(50)]
-    result = fit(Scripted(values, seconds_per_step=0.1), TwoSteps(), tmp_path, epochs=50, eval_every=100,
-                 time_limit=0.5, progress=False)
+    result = fit(
+        Scripted(values, seconds_per_step=0.1),
+        TwoSteps(),
+        tmp_path,
+        epochs=50,
+        eval_every=100,
+        time_limit=0.5,
+        progress=False,
+    )
     run = result["selection"]["epochs_run"]
     assert 3 <= run < 50
     validated = [h["epoch"] for h in result["history"] if "valid/score" in h]

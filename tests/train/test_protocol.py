@@ -39,11 +39,13 @@ def _folder(root, n_classes=10, per_class=3):
 
 def test_unsplit_image_folder_gets_class_disjoint_valid_and_test(tmp_path):
     _folder(tmp_path / "tree")
-    cfg = load_config(None, ["data.name=image-folder", f"data.root={tmp_path / 'tree'}", "data.valid_fraction=0.2",
-                             "model.in_channels=3"])
+    cfg = load_config(
+        None,
+        ["data.name=image-folder", f"data.root={tmp_path / 'tree'}", "data.valid_fraction=0.2", "model.in_channels=3"],
+    )
     splits = build_splits(cfg)
     listing = {part: items.items for part, items in splits.items(cfg.data.root).items()}
-    classes = lambda paths: {p.split("/")[0] for p in paths}  # noqa: E731
+    classes = lambda paths: {p.split("/")[0] for p in paths}
     test_c = classes(listing["test"])
     valid_c = classes(listing["valid"])
     train_c = classes(listing["train"])
@@ -63,9 +65,13 @@ def test_query_gallery_protocol_and_forbidden_selection_on_test(tmp_path):
         png(tmp_path / "bmk_fine/gallery" / f.name)
     cfg = load_config("happier-dyml-vehicle", [f"data.root={tmp_path}"])
     splits = build_splits(cfg)
-    assert splits.test.mode == "query-gallery" and splits.test.split == "query" and splits.test.gallery_split == "gallery"
+    assert (
+        splits.test.mode == "query-gallery" and splits.test.split == "query" and splits.test.gallery_split == "gallery"
+    )
     assert splits.valid.mode == "leave-one-out" and "valid" in splits.carved
-    assert set(splits.valid.queries.labels[:, 0].tolist()).isdisjoint(splits.train.dataset.labels[splits.train.indices, 0].tolist())
+    assert set(splits.valid.queries.labels[:, 0].tolist()).isdisjoint(
+        splits.train.dataset.labels[splits.train.indices, 0].tolist()
+    )
     cfg.data.valid = "gallery"
     with pytest.raises(ValueError, match="selection must never read the test data"):
         build_splits(cfg)
@@ -74,16 +80,19 @@ def test_query_gallery_protocol_and_forbidden_selection_on_test(tmp_path):
         build_splits(cfg)
 
 
-@pytest.mark.parametrize("override,match", [
-    ("train.epochs=-1", "train.epochs=-1 must be at least 1"),
-    ("train.eval_every=0", "train.eval_every=0 must be at least 1"),
-    ("train.monitor=ndcg@10", "not among train.metrics"),
-    ("train.metrics=[hit@1,mapr]", "mapr"),
-    ("data.valid_fraction=1.5", "data.valid_fraction"),
-    ("model.weights=/x.pth", "small_cnn has no pretrained weights"),
-    ("model.backbone=resnet18", "resnet18 takes 3-channel"),
-    ("optim.lr_head=0", "optim.lr_head=0.0 must be positive"),
-])
+@pytest.mark.parametrize(
+    "override,match",
+    [
+        ("train.epochs=-1", "train.epochs=-1 must be at least 1"),
+        ("train.eval_every=0", "train.eval_every=0 must be at least 1"),
+        ("train.monitor=ndcg@10", "not among train.metrics"),
+        ("train.metrics=[hit@1,mapr]", "mapr"),
+        ("data.valid_fraction=1.5", "data.valid_fraction"),
+        ("model.weights=/x.pth", "small_cnn has no pretrained weights"),
+        ("model.backbone=resnet18", "resnet18 takes 3-channel"),
+        ("optim.lr_head=0", "optim.lr_head=0.0 must be positive"),
+    ],
+)
 def test_config_checked_before_any_work(override, match):
     with pytest.raises(ValueError, match=match):
         load_config("fashion-mnist", [override])

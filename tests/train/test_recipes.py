@@ -8,8 +8,12 @@ import miniatures
 from rankopt.config import load_config, recipe_names
 from rankopt.runs import start_run
 
-WRITERS = {"sop": miniatures.write_sop, "cub": miniatures.write_cub, "inaturalist": miniatures.write_inat,
-           "dyml": miniatures.write_dyml}
+WRITERS = {
+    "sop": miniatures.write_sop,
+    "cub": miniatures.write_cub,
+    "inaturalist": miniatures.write_inat,
+    "dyml": miniatures.write_dyml,
+}
 
 
 @pytest.mark.parametrize("recipe", [r for r in recipe_names() if r != "fashion-mnist"])
@@ -18,15 +22,27 @@ def test_recipe_trains_on_its_miniature(recipe, tmp_path, caplog):
     if cfg.model.backbone.startswith(("deit", "vit")):
         pytest.importorskip("timm")
     WRITERS[cfg.data.name](tmp_path / "data")
-    cfg = load_config(recipe, [f"data.root={tmp_path / 'data'}", "data.batch_size=8", "data.m=2", "data.image_size=32",
-                               "train.epochs=1", "train.eval_every=1", "model.weights=null",
-                               "train.metrics=[hit@1, map@r, ap]", "train.monitor=map@r"])
+    cfg = load_config(
+        recipe,
+        [
+            f"data.root={tmp_path / 'data'}",
+            "data.batch_size=8",
+            "data.m=2",
+            "data.image_size=32",
+            "train.epochs=1",
+            "train.eval_every=1",
+            "model.weights=null",
+            "train.metrics=[hit@1, map@r, ap]",
+            "train.monitor=map@r",
+        ],
+    )
     metrics, folder = start_run(cfg, tmp_path / "run", progress=False)
     assert folder.last_checkpoint.is_file()
     assert all(math.isfinite(v) for v in metrics["test"].values())
     assert metrics["pretrained"] is False and "randomly initialised weights" in caplog.text  # said, and recorded
     assert metrics["selection"]["split"] == "valid" and metrics["protocol"]["test"]["mode"] == (
-        "query-gallery" if recipe in ("happier-dyml-vehicle", "happier-dyml-animal") else "leave-one-out")
+        "query-gallery" if recipe in ("happier-dyml-vehicle", "happier-dyml-animal") else "leave-one-out"
+    )
 
 
 def test_happier_recipes_use_the_authors_offset():

@@ -41,7 +41,9 @@ def _worker(rank, world, port, out_dir):
         q = torch.tensor(ShardSampler(len(emb), world, rank).indices, dtype=torch.int64)
         g = torch.tensor(ShardSampler(len(gallery), world, rank).indices, dtype=torch.int64)
         loo = evaluate_shards(emb[q], labels[q], q, len(emb), metrics=METRICS)
-        qg = evaluate_shards(emb[q], labels[q], q, len(emb), (gallery[g], g_labels[g], g, len(gallery)), metrics=METRICS)
+        qg = evaluate_shards(
+            emb[q], labels[q], q, len(emb), (gallery[g], g_labels[g], g, len(gallery)), metrics=METRICS
+        )
         order = gather_in_order(emb[q] * 2, q, len(emb))
         torch.save({"loo": loo, "qg": qg, "order_ok": bool(torch.equal(order, emb * 2))}, f"{out_dir}/{rank}.pt")
     finally:

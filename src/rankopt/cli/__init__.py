@@ -36,7 +36,7 @@ class Groups:
     def __init__(self, sub) -> None:
         self.sub, self.groups = sub, {}
 
-    def parser_of(self, words: tuple[str, ...], help: str) -> argparse._SubParsersAction:  # noqa: A002
+    def parser_of(self, words: tuple[str, ...], help: str) -> argparse._SubParsersAction:
         """The sub-parsers under ``words[:-1]`` (the top level for a one-word command)."""
         if len(words) == 1:
             return self.sub
@@ -52,8 +52,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     from rankopt.cli import run_task
 
-    parser = argparse.ArgumentParser(prog="rankopt", description="Train and evaluate models directly on ranking metrics.")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr (and tracebacks of errors)")
+    parser = argparse.ArgumentParser(
+        prog="rankopt", description="Train and evaluate models directly on ranking metrics."
+    )
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="log progress to stderr (and tracebacks of errors)"
+    )
     parser.add_argument("--version", action="version", version=f"rankopt {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     groups = Groups(sub)
@@ -64,8 +68,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
-    errors: tuple[type[BaseException], ...] = (ValueError, OSError, ImportError, EOFError, zipfile.BadZipFile,
-                                               FloatingPointError)
+    errors: tuple[type[BaseException], ...] = (
+        ValueError,
+        OSError,
+        ImportError,
+        EOFError,
+        zipfile.BadZipFile,
+        FloatingPointError,
+    )
     try:  # Lightning's word for a trainer setting this machine cannot honour (devices, strategy)
         from lightning.fabric.utilities.exceptions import MisconfigurationException
 
@@ -104,11 +114,14 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("rankopt: interrupted (checkpoints written so far are intact: --resume continues a run)", file=sys.stderr)
         return 130
-    except Exception as err:  # noqa: BLE001 - the one boundary
+    except Exception as err:
         if not is_user_error(err):
             traceback.print_exc()
-            print(f"rankopt: internal error ({type(err).__name__}): this is a bug in rankopt {_version()}; please "
-                  "report it with the traceback above", file=sys.stderr)
+            print(
+                f"rankopt: internal error ({type(err).__name__}): this is a bug in rankopt {_version()}; please "
+                "report it with the traceback above",
+                file=sys.stderr,
+            )
             return 1
         if args.verbose:
             traceback.print_exc()

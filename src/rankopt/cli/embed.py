@@ -18,13 +18,17 @@ def register(groups) -> None:
         "embed",
         help="write the embeddings of a run's test items (the npz rankopt evaluate reads)",
         description="Embed, with a run's selected checkpoint (or the checkpoint given), exactly the items the run "
-                    "evaluated: rankopt evaluate on the output reproduces the run's test metrics (with --part gallery "
-                    "written to a second file and given as --gallery for a query/gallery test). --split embeds a whole "
-                    "split of the dataset instead; --dataset and --data-dir another dataset.",
+        "evaluated: rankopt evaluate on the output reproduces the run's test metrics (with --part gallery "
+        "written to a second file and given as --gallery for a query/gallery test). --split embeds a whole "
+        "split of the dataset instead; --dataset and --data-dir another dataset.",
     )
     em.add_argument("run_dir", metavar="RUN_DIR|CHECKPOINT", help="a run folder, or RUN_DIR/checkpoints/<name>.ckpt")
-    em.add_argument("--part", choices=sorted(PARTS), default="test",
-                    help="which of the run's evaluated parts (default test: its test queries)")
+    em.add_argument(
+        "--part",
+        choices=sorted(PARTS),
+        default="test",
+        help="which of the run's evaluated parts (default test: its test queries)",
+    )
     em.add_argument("--split", help="a whole dataset split instead of the run's items (e.g. test, query, gallery)")
     em.add_argument("--dataset", help="another dataset (by name; with --split)")
     em.add_argument("--data-dir", help="the dataset folder (default: the run's)")
@@ -61,12 +65,17 @@ def run(args: argparse.Namespace) -> int:
         dataset = load_split(cfg, args.split, train=False)
     else:
         splits, _ = run_splits(folder, cfg)
-        dataset = dict(zip(("train", "valid", "test", "test_gallery"),
-                           (splits.train, splits.valid and splits.valid.queries, splits.test.queries,
-                            splits.test.gallery))).get(PARTS[args.part])
+        dataset = dict(
+            zip(
+                ("train", "valid", "test", "test_gallery"),
+                (splits.train, splits.valid and splits.valid.queries, splits.test.queries, splits.test.gallery),
+            )
+        ).get(PARTS[args.part])
         if dataset is None:
-            raise ValueError(f"{folder.path} has no {args.part} part (its test is "
-                             f"{splits.test.mode}{'' if splits.valid else ', without validation'})")
+            raise ValueError(
+                f"{folder.path} has no {args.part} part (its test is "
+                f"{splits.test.mode}{'' if splits.valid else ', without validation'})"
+            )
     emb, labels = embed_dataset(model, dataset, num_workers=cfg.data.num_workers)
     write_embeddings(out, emb, labels)
     print(f"wrote {len(emb)} embeddings of dimension {emb.shape[1]} to {out}")

@@ -39,13 +39,14 @@ def _detector_names() -> str:
 
 def register(groups) -> None:
     import rankopt.ood  # noqa: F401 - fills the detector registry the help texts list
-
     from rankopt.ood.run import DEFAULT_SETS
     from rankopt.ood.sets import OOD_SETS
 
     n = len(_detector_names().split(", "))
-    actions = groups.parser_of(("ood", "detect"), f"out-of-distribution detection in a model's feature space "
-                                                f"(HEAT and {n - 1} other detectors)")
+    actions = groups.parser_of(
+        ("ood", "detect"),
+        f"out-of-distribution detection in a model's feature space (HEAT and {n - 1} other detectors)",
+    )
     od = actions.add_parser(
         "detect",
         help="(default action) fit the detectors and evaluate them on the OOD sets",
@@ -55,18 +56,30 @@ def register(groups) -> None:
             "detector fitted on ID train; AUROC, AUPR-In/Out and FPR at 95% TPR in both conventions per OOD set; "
             "writes RUN_DIR/ood.json, ood_scores.npz and the fitted detectors (ood_detectors/). "
             "rankopt ood --features ID_TRAIN.npz --id-test ID_TEST.npz --ood-features A.npz,B.npz: the same on "
-            "features you bring ('features' (N, d), optional 'std_features', 'logits', 'labels', 'head_weight', 'head_bias')."
+            "features you bring ('features' (N, d), optional 'std_features', 'logits', 'labels', 'head_weight', "
+            "'head_bias')."
         ),
     )
     od.add_argument("run_dir", nargs="?", metavar="RUN_DIR")
-    od.add_argument("--ood", metavar="SET[,SET...]",
-                    help=f"OOD sets: {', '.join(OOD_SETS.names())} (heldout: the Fashion-MNIST classes a run did not train "
-                    f"on); default: {', '.join(DEFAULT_SETS)} (+ heldout where it applies)")
+    od.add_argument(
+        "--ood",
+        metavar="SET[,SET...]",
+        help=f"OOD sets: {', '.join(OOD_SETS.names())} (heldout: the Fashion-MNIST classes a run did not train "
+        f"on); default: {', '.join(DEFAULT_SETS)} (+ heldout where it applies)",
+    )
     od.add_argument("--detectors", metavar="NAME[,NAME...]", help=f"{_detector_names()} (default: all)")
-    od.add_argument("--option", action="append", metavar="DETECTOR.KEY=VALUE",
-                    help="a detector's option, e.g. heat_gmm.epochs=10, knn.k=100, heat.beta=inf (repeatable)")
-    od.add_argument("--backbone", metavar="NAME", help="features of a frozen packaged backbone (efficientnet_lite0) "
-                    "instead of the run's model; results go to ood-NAME.json")
+    od.add_argument(
+        "--option",
+        action="append",
+        metavar="DETECTOR.KEY=VALUE",
+        help="a detector's option, e.g. heat_gmm.epochs=10, knn.k=100, heat.beta=inf (repeatable)",
+    )
+    od.add_argument(
+        "--backbone",
+        metavar="NAME",
+        help="features of a frozen packaged backbone (efficientnet_lite0) "
+        "instead of the run's model; results go to ood-NAME.json",
+    )
     od.add_argument("--features", metavar="ID_TRAIN.npz", help="ID training features you bring")
     od.add_argument("--id-test", metavar="ID_TEST.npz", help="ID test features you bring")
     od.add_argument("--ood-features", metavar="A.npz[,B.npz]", help="OOD features you bring (named by file stem)")
@@ -75,14 +88,25 @@ def register(groups) -> None:
     od.add_argument("--json", action="store_true", help="last line: ood.json as one JSON object")
     od.set_defaults(func=run)
 
-    sc = actions.add_parser("score", help="score new features with a fitted detector",
-                            description="rankopt ood score DETECTOR.pt NEW.npz, or RUN_DIR NEW.npz with --detector NAME "
-                                        "(default heat): one outlier score per row of NEW.npz's 'features' (larger = more "
-                                        "OOD), and how many exceed the threshold that accepts 95% of the ID test set.")
+    sc = actions.add_parser(
+        "score",
+        help="score new features with a fitted detector",
+        description="rankopt ood score DETECTOR.pt NEW.npz, or RUN_DIR NEW.npz with --detector NAME "
+        "(default heat): one outlier score per row of NEW.npz's 'features' (larger = more "
+        "OOD), and how many exceed the threshold that accepts 95% of the ID test set.",
+    )
     sc.add_argument("detector", metavar="DETECTOR.pt|RUN_DIR")
     sc.add_argument("features", metavar="NEW.npz")
-    sc.add_argument("--detector", "--detectors", dest="name", default="heat", help=f"with RUN_DIR: the detector, one of {_detector_names()}")
-    sc.add_argument("--backbone", metavar="NAME", help="with RUN_DIR: the detectors fitted on a packaged backbone's features")
+    sc.add_argument(
+        "--detector",
+        "--detectors",
+        dest="name",
+        default="heat",
+        help=f"with RUN_DIR: the detector, one of {_detector_names()}",
+    )
+    sc.add_argument(
+        "--backbone", metavar="NAME", help="with RUN_DIR: the detectors fitted on a packaged backbone's features"
+    )
     sc.add_argument("-o", "--output", metavar="SCORES.npy", help="write the scores here instead of printing them")
     sc.add_argument("--json", action="store_true", help="print one JSON object (the scores included without -o)")
     sc.set_defaults(func=score)
@@ -120,14 +144,19 @@ def run(args: argparse.Namespace) -> int:
         if args.run_dir:
             raise ValueError("give either RUN_DIR or --features/--id-test/--ood-features, not both")
         if not (args.features and args.id_test and args.ood_features):
-            raise ValueError("features you bring need all three: --features ID_TRAIN.npz --id-test ID_TEST.npz "
-                             "--ood-features A.npz[,B.npz]")
+            raise ValueError(
+                "features you bring need all three: --features ID_TRAIN.npz --id-test ID_TEST.npz "
+                "--ood-features A.npz[,B.npz]"
+            )
         if sets is not None or args.backbone:
-            raise ValueError("--ood and --backbone go with a run folder; with --features the OOD sets are --ood-features")
+            raise ValueError(
+                "--ood and --backbone go with a run folder; with --features the OOD sets are --ood-features"
+            )
         out_dir = Path(args.output or ".")
         check_writable(out_dir / "ood.json", "-o")
-        out = ood_run.ood_feature_files(args.features, args.id_test, metric_list(args.ood_features), out_dir, detectors,
-                                        options, progress)
+        out = ood_run.ood_feature_files(
+            args.features, args.id_test, metric_list(args.ood_features), out_dir, detectors, options, progress
+        )
         title = f"rankopt ood — features {args.features} (written to {out_dir})"
     else:
         if not args.run_dir:
@@ -154,8 +183,10 @@ def score(args: argparse.Namespace) -> int:
         where = folder / f"{args.name}.pt"
         if not where.is_file():
             found = sorted(p.stem for p in folder.glob("*.pt"))
-            raise FileNotFoundError(f"no fitted detector {args.name!r} in {folder}" + (f"; found {', '.join(found)}" if found
-                                    else ": run rankopt ood on it first"))
+            raise FileNotFoundError(
+                f"no fitted detector {args.name!r} in {folder}"
+                + (f"; found {', '.join(found)}" if found else ": run rankopt ood on it first")
+            )
     detector = load_detector(where)
     scores = detector.score(load_features(args.features, "features to score"))
     meta_path = where.with_suffix(".json")
@@ -164,13 +195,22 @@ def score(args: argparse.Namespace) -> int:
     if args.output:
         out = check_writable(args.output, "-o")
         atomic_write(out, lambda f: np.save(f, scores))
-    summary = {"detector": detector.name, "n": int(len(scores)), "threshold_95_id": threshold, "n_flagged": flagged,
-               **({"output": str(args.output)} if args.output else {})}
+    summary = {
+        "detector": detector.name,
+        "n": int(len(scores)),
+        "threshold_95_id": threshold,
+        "n_flagged": flagged,
+        **({"output": str(args.output)} if args.output else {}),
+    }
     if args.json:
         print(json.dumps({**summary, **({} if args.output else {"scores": scores.tolist()})}))
     else:
         if not args.output:
             print("\n".join(f"{v:.6g}" for v in scores))
-        note = "" if threshold is None else f"; {flagged} above the threshold that accepts 95% of the ID test set ({threshold:.6g})"
+        note = (
+            ""
+            if threshold is None
+            else f"; {flagged} above the threshold that accepts 95% of the ID test set ({threshold:.6g})"
+        )
         print(f"{detector.name}: {len(scores)} scores (larger = more OOD){note}", file=sys.stderr)
     return 0

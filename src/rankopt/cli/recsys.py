@@ -14,17 +14,23 @@ __all__ = ["register"]
 
 def register(groups) -> None:
     sub = groups.parser_of(("recsys", "evaluate"), "top-k recommendation with GNNs trained on rank losses (ITEM)")
-    ev = sub.add_parser("evaluate", help="re-evaluate a finished recsys run on its test split",
-                        description="The run's selected (or refitted) checkpoint on its own test interactions; refused "
-                                    "if the interaction files changed since the run was trained.")
+    ev = sub.add_parser(
+        "evaluate",
+        help="re-evaluate a finished recsys run on its test split",
+        description="The run's selected (or refitted) checkpoint on its own test interactions; refused "
+        "if the interaction files changed since the run was trained.",
+    )
     ev.add_argument("run_dir", metavar="RUN_DIR")
     ev.add_argument("--device", help="evaluate on this device (default: the run's)")
     ev.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
     ev.set_defaults(func=evaluate)
-    ex = sub.add_parser("example", help="write a small synthetic interaction dataset (a CSV) to try the commands on",
-                        description="Users and items in latent taste groups with popularity skew and timestamps, "
-                                    "written as DIR/interactions.csv (user,item,rating,timestamp): rankopt recsys train "
-                                    "DIR splits it per user in time.")
+    ex = sub.add_parser(
+        "example",
+        help="write a small synthetic interaction dataset (a CSV) to try the commands on",
+        description="Users and items in latent taste groups with popularity skew and timestamps, "
+        "written as DIR/interactions.csv (user,item,rating,timestamp): rankopt recsys train "
+        "DIR splits it per user in time.",
+    )
     ex.add_argument("out_dir", metavar="DIR")
     ex.add_argument("--users", type=int, default=600, help="number of users (default 600)")
     ex.add_argument("--items", type=int, default=400, help="number of items (default 400)")

@@ -27,7 +27,9 @@ def register(groups) -> None:
     rp.add_argument("paths", nargs="+", metavar="PATH", help="run folder(s) or one embeddings .npz")
     rp.add_argument("-o", "--output", help="the HTML file (default report.html, or compare.html for several runs)")
     rp.add_argument("--gallery", metavar="G.npz", help="a separate gallery for an embeddings .npz")
-    rp.add_argument("--seed", type=int, default=0, help="seed of the bootstrap, the tests and the sampled queries (default 0)")
+    rp.add_argument(
+        "--seed", type=int, default=0, help="seed of the bootstrap, the tests and the sampled queries (default 0)"
+    )
     rp.add_argument("--json", action="store_true", help="last line: the numbers of the page as one JSON object")
     rp.set_defaults(func=run)
 
@@ -36,7 +38,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         from rankopt.report import compare, report
     except ImportError as err:
-        raise ImportError(f"rankopt report needs matplotlib and Jinja2: pip install 'rankopt[report]' ({err})") from None
+        raise ImportError(
+            f"rankopt report needs matplotlib and Jinja2: pip install 'rankopt[report]' ({err})"
+        ) from None
     output = args.output or ("compare.html" if len(args.paths) > 1 else "report.html")
     check_writable(output, "-o")
     if len(args.paths) > 1:

@@ -22,18 +22,30 @@ def register(groups) -> None:
         recipes = configs.recipe_names(task.name)
         shown = ", ".join(recipes) if len(recipes) <= 20 else f"{len(recipes)} packaged (e.g. {recipes[0]})"
         parser = sub.add_parser(words[-1], help=task.help, description=f"{task.description} Recipes: {shown}.")
-        parser.add_argument("recipe", nargs="?", metavar="RECIPE",
-                            help=f"a packaged recipe or a YAML file (default: {task.default_recipe or 'the config defaults'})")
-        parser.add_argument("--set", action="append", metavar="KEY=VALUE",
-                            help="override a config value, e.g. --set train.epochs=5 (repeatable; wins over the flags)")
+        parser.add_argument(
+            "recipe",
+            nargs="?",
+            metavar="RECIPE",
+            help=f"a packaged recipe or a YAML file (default: {task.default_recipe or 'the config defaults'})",
+        )
+        parser.add_argument(
+            "--set",
+            action="append",
+            metavar="KEY=VALUE",
+            help="override a config value, e.g. --set train.epochs=5 (repeatable; wins over the flags)",
+        )
         settings = {s.key: s for s in configs.settings_of(task.config)}
         for flag, key in task.flags.items():
             _add_flag(parser, flag, settings[key])
         parser.add_argument("--run-dir", help="where to write the run (default: runs/<recipe>-<time>)")
-        parser.add_argument("--resume", metavar="RUN_DIR",
-                            help="continue the run in RUN_DIR from its last checkpoint (--set may add epochs)")
-        parser.add_argument("--json", action="store_true",
-                            help="last line of stdout: the run's metrics.json as one JSON object")
+        parser.add_argument(
+            "--resume",
+            metavar="RUN_DIR",
+            help="continue the run in RUN_DIR from its last checkpoint (--set may add epochs)",
+        )
+        parser.add_argument(
+            "--json", action="store_true", help="last line of stdout: the run's metrics.json as one JSON object"
+        )
         task.command_hooks().add_arguments(parser)
         parser.set_defaults(func=run, task=task.name)
 
@@ -48,8 +60,14 @@ def _add_flag(parser: argparse.ArgumentParser, flag: str, setting: configs.Setti
     options = typing.get_args(setting.annotation) or (setting.annotation,)
     kind = next((t for t in options if t in (int, float)), str)
     choices = setting.choice_names()
-    parser.add_argument(f"--{flag}", dest=dest, type=kind, choices=choices, metavar=None if choices else kind.__name__.upper(),
-                        help=help_text)
+    parser.add_argument(
+        f"--{flag}",
+        dest=dest,
+        type=kind,
+        choices=choices,
+        metavar=None if choices else kind.__name__.upper(),
+        help=help_text,
+    )
 
 
 def _overrides(args: argparse.Namespace, task) -> tuple[str | None, list[str]]:

@@ -14,9 +14,13 @@ def run_summary(result: dict, cfg, task) -> str:
         chosen = f"epoch {sel['epoch']} of {sel['epochs_run']}, best {sel['split']} {sel['metric']} {sel['value']:.4f}"
     title = f"rankopt {' '.join(task.command)} — {cfg.recipe}"
     width = max([len(k) for k in test] + [6])
-    lines = [f"\n{title}, run folder {result['run_dir']}", f"selected: {chosen}",
-             f"test: {task.command_hooks().test_line(result, cfg)}\n",
-             f"{'metric'.ljust(width)}  value", f"{'-' * width}  ------"]
+    lines = [
+        f"\n{title}, run folder {result['run_dir']}",
+        f"selected: {chosen}",
+        f"test: {task.command_hooks().test_line(result, cfg)}\n",
+        f"{'metric'.ljust(width)}  value",
+        f"{'-' * width}  ------",
+    ]
     lines += [f"{k.ljust(width)}  {v:.4f}" for k, v in test.items() if not k.startswith("n_")]
     return "\n".join(lines)
 
@@ -52,14 +56,27 @@ def ood_table(out: dict, title: str) -> str:
     sets = list(out["n_ood"])
     width = max([len("detector")] + [len(n) for n in results])
     cols = [s[:9] for s in sets]
-    head = f"{'detector'.ljust(width)}  AUROC  FPR95-ID  FPR95-OOD  AUPR-In  | AUROC per set: " + "  ".join(c.rjust(8) for c in cols)
-    lines = [title, f"ID train {out['n_id_train']}, ID test {out['n_id_test']}; OOD: "
-             + ", ".join(f"{k} {v}" for k, v in out["n_ood"].items()), "", head, "-" * len(head)]
+    head = f"{'detector'.ljust(width)}  AUROC  FPR95-ID  FPR95-OOD  AUPR-In  | AUROC per set: " + "  ".join(
+        c.rjust(8) for c in cols
+    )
+    lines = [
+        title,
+        f"ID train {out['n_id_train']}, ID test {out['n_id_test']}; OOD: "
+        + ", ".join(f"{k} {v}" for k, v in out["n_ood"].items()),
+        "",
+        head,
+        "-" * len(head),
+    ]
     for name, r in results.items():
         m = r["mean"]
-        lines.append(f"{name.ljust(width)}  {m['auroc']:.3f}  {m['fpr95_id']:8.3f}  {m['fpr95_ood']:9.3f}  {m['aupr_in']:7.3f}  | "
-                     + " " * 15 + "  ".join(f"{r['per_ood'][s]['auroc']:8.3f}" for s in sets))
-    lines += ["", "means over the OOD sets; FPR95-ID: OOD accepted when 95% of ID is (HEAT, most papers); "
-              "FPR95-OOD: ID flagged when 95% of OOD is (OpenOOD, pytorch-ood)"]
+        lines.append(
+            f"{name.ljust(width)}  {m['auroc']:.3f}  {m['fpr95_id']:8.3f}  {m['fpr95_ood']:9.3f}  "
+            f"{m['aupr_in']:7.3f}  | " + " " * 15 + "  ".join(f"{r['per_ood'][s]['auroc']:8.3f}" for s in sets)
+        )
+    lines += [
+        "",
+        "means over the OOD sets; FPR95-ID: OOD accepted when 95% of ID is (HEAT, most papers); "
+        "FPR95-OOD: ID flagged when 95% of OOD is (OpenOOD, pytorch-ood)",
+    ]
     lines += [f"skipped {k}: {v}" for k, v in out.get("skipped", {}).items()]
     return "\n".join(lines)

@@ -5,9 +5,8 @@
 
 from __future__ import annotations
 
-from rankopt.data.base import BadImageError, DatasetNotFoundError, ImageList
+from rankopt.data.base import BadImageError, DatasetNotFoundError, ImageList, Subset
 from rankopt.data.fashion_mnist import FashionMNIST
-from rankopt.data.base import Subset
 from rankopt.data.generic import available_splits, csv_images, image_folder
 from rankopt.data.retrieval_sets import cars196, cub200, dyml, gldv2, inaturalist, inshop, sop
 from rankopt.data.samplers import HierarchicalSampler, MPerClassSampler
@@ -15,8 +14,16 @@ from rankopt.registry import Registry
 
 DATASETS = Registry("dataset", normalize=lambda name: name.lower().replace("_", "-"))
 DATASETS.register("fashion-mnist", lambda root=None, split="train", **kw: FashionMNIST(split, root, **kw))
-for _name, _loader in (("sop", sop), ("cub", cub200), ("inaturalist", inaturalist), ("inshop", inshop), ("dyml", dyml),
-                       ("cars196", cars196), ("gldv2", gldv2), ("image-folder", image_folder)):
+for _name, _loader in (
+    ("sop", sop),
+    ("cub", cub200),
+    ("inaturalist", inaturalist),
+    ("inshop", inshop),
+    ("dyml", dyml),
+    ("cars196", cars196),
+    ("gldv2", gldv2),
+    ("image-folder", image_folder),
+):
     DATASETS.register(_name, _loader)
 DATASETS.register("csv", lambda root, split=None, **kw: csv_images(root, split, **kw))
 
@@ -27,7 +34,23 @@ def create_dataset(name: str, root=None, split: str = "train", **kwargs):
 
 
 __all__ = [
-    "ImageList", "DatasetNotFoundError", "BadImageError", "FashionMNIST", "image_folder", "csv_images", "sop",
-    "cub200", "inaturalist", "inshop", "dyml", "cars196", "gldv2", "MPerClassSampler", "HierarchicalSampler",
-    "create_dataset", "DATASETS", "Subset", "available_splits",
+    "ImageList",
+    "DatasetNotFoundError",
+    "BadImageError",
+    "FashionMNIST",
+    "image_folder",
+    "csv_images",
+    "sop",
+    "cub200",
+    "inaturalist",
+    "inshop",
+    "dyml",
+    "cars196",
+    "gldv2",
+    "MPerClassSampler",
+    "HierarchicalSampler",
+    "create_dataset",
+    "DATASETS",
+    "Subset",
+    "available_splits",
 ]

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -138,8 +138,10 @@ class ImageList(Dataset):
             except OSError:
                 bad.append(p)
         if bad:
-            raise BadImageError(f"{self.name}: {len(bad)} image file(s) missing or empty, the first {bad[0]}; "
-                                "fix them or drop them with --skip-bad-images (data.skip_bad_images=true)")
+            raise BadImageError(
+                f"{self.name}: {len(bad)} image file(s) missing or empty, the first {bad[0]}; "
+                "fix them or drop them with --skip-bad-images (data.skip_bad_images=true)"
+            )
 
     def _drop_unreadable(self) -> None:
         from PIL import Image
@@ -150,7 +152,7 @@ class ImageList(Dataset):
                 with Image.open(p) as img:
                     img.verify()
                 keep.append(i)
-            except Exception:  # noqa: BLE001 - any failure to read means "bad image"
+            except Exception:
                 log.warning("%s: skipping unreadable image %s", self.name, p)
         self.n_skipped = len(self.paths) - len(keep)
         self.paths = [self.paths[i] for i in keep]

@@ -1,7 +1,8 @@
 """Fashion-MNIST, the embedded default: IDX files, with a 2-level hierarchy.
 
 Read from ``data_dir`` when one is given (only there), else from /usr/share/datasets/fashion-mnist
-(Debian package ``dataset-fashion-mnist``); never downloaded. Files: {train,t10k}-images-idx3-ubyte and {train,t10k}-labels-idx1-ubyte,
+(Debian package ``dataset-fashion-mnist``); never downloaded. Files: {train,t10k}-images-idx3-ubyte and
+{train,t10k}-labels-idx1-ubyte,
 optionally gzipped.
 
 Hierarchy (column 1): upper body {T-shirt/top, Pullover, Coat, Shirt}, lower body and one-piece
@@ -11,8 +12,8 @@ Hierarchy (column 1): upper body {T-shirt/top, Pullover, Coat, Shirt}, lower bod
 from __future__ import annotations
 
 import gzip
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -73,8 +74,14 @@ class FashionMNIST(Dataset):
     """Fashion-MNIST as (image (1, 28, 28) float in [0, 1] or transformed, labels (2,) int64, index).
     ``classes``: keep only these class ids (labels keep their ids); ``limit``: the first items."""
 
-    def __init__(self, split: str = "train", data_dir: str | Path | None = None, transform: Callable | None = None,
-                 limit: int | None = None, classes: list[int] | None = None) -> None:
+    def __init__(
+        self,
+        split: str = "train",
+        data_dir: str | Path | None = None,
+        transform: Callable | None = None,
+        limit: int | None = None,
+        classes: list[int] | None = None,
+    ) -> None:
         if split not in _FILES:
             raise ValueError(f"split={split!r} is not 'train' or 'test'")
         found = locate(split, data_dir)
@@ -87,14 +94,23 @@ class FashionMNIST(Dataset):
             )
         images, labels = read_idx(found[0]), read_idx(found[1])
         if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
-            raise ValueError(f"Fashion-MNIST files {found[0]} and {found[1]} do not match: {images.shape} vs {labels.shape}")
+            raise ValueError(
+                f"Fashion-MNIST files {found[0]} and {found[1]} do not match: {images.shape} vs {labels.shape}"
+            )
         if int(labels.max()) >= len(CLASSES):
             raise ValueError(f"{found[1]}: label {int(labels.max())} outside the 10 Fashion-MNIST classes")
         if classes is not None:  # a class subset: e.g. near-OOD by class split (the other classes held out)
             wanted = np.asarray(classes)
-            if wanted.ndim != 1 or len(wanted) == 0 or not np.issubdtype(wanted.dtype, np.integer) \
-                    or wanted.min() < 0 or wanted.max() >= len(CLASSES):
-                raise ValueError(f"classes={list(classes)!r}: expected a non-empty list of Fashion-MNIST class ids 0..9")
+            if (
+                wanted.ndim != 1
+                or len(wanted) == 0
+                or not np.issubdtype(wanted.dtype, np.integer)
+                or wanted.min() < 0
+                or wanted.max() >= len(CLASSES)
+            ):
+                raise ValueError(
+                    f"classes={list(classes)!r}: expected a non-empty list of Fashion-MNIST class ids 0..9"
+                )
             keep = np.isin(labels, wanted)
             images, labels = images[keep], labels[keep]
         if limit is not None:

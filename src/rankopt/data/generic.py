@@ -9,8 +9,8 @@ the run layer carves a seeded, class-disjoint split whose files it lists in the 
 from __future__ import annotations
 
 import csv
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from rankopt.data.base import DatasetNotFoundError, ImageList, contiguous_labels
 
@@ -50,7 +50,9 @@ def image_folder(root, split: str | None = None, transform: Callable | None = No
     splits = _folder_splits(root)
     if not splits:
         if split is not None:
-            raise ValueError(f"image folder {root} has no split folders ({', '.join(SPLIT_NAMES)}); split={split!r} needs one")
+            raise ValueError(
+                f"image folder {root} has no split folders ({', '.join(SPLIT_NAMES)}); split={split!r} needs one"
+            )
         files, cols = _folder_tree(root)
         return ImageList(files, contiguous_labels(cols), transform, name=f"image folder {root}", **kw)
     if split is None or split not in splits:
@@ -110,7 +112,9 @@ def csv_images(path, split: str | None = None, root=None, transform: Callable | 
         keep = range(len(paths))
     else:
         if split not in set(splits):
-            raise ValueError(f"CSV {path}: split {split!r} is not one of its split values ({', '.join(sorted(set(splits)))})")
+            raise ValueError(
+                f"CSV {path}: split {split!r} is not one of its split values ({', '.join(sorted(set(splits)))})"
+            )
         keep = [i for i, s in enumerate(splits) if s == split]
     cols = [[labels[i][j] for i in keep] for j in range(len(labels[0]))]
     space = list(zip(*labels))

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -59,7 +59,9 @@ def sop(root, split: str = "train", transform: Callable | None = None, **kw) -> 
     rows = _read_rows(root / name)
     header, body = rows[0], rows[1:]
     if header[:3] != ["image_id", "class_id", "super_class_id"]:
-        raise ValueError(f"{root / name}:1: expected the header 'image_id class_id super_class_id path', got {' '.join(header)!r}")
+        raise ValueError(
+            f"{root / name}:1: expected the header 'image_id class_id super_class_id path', got {' '.join(header)!r}"
+        )
     body = [_fields(root / name, r, 4, i + 2) for i, r in enumerate(body)]
     space = [[], []]
     for other in ("Ebay_train.txt", "Ebay_test.txt"):  # the label space: both split files where present
@@ -94,7 +96,9 @@ def cub200(root, split: str = "train", transform: Callable | None = None, **kw) 
 _INAT_RANKS = ["genus", "family", "order", "class", "phylum", "kingdom"]
 
 
-def inaturalist(root, split: str = "train", hierarchy: str = "base", transform: Callable | None = None, **kw) -> ImageList:
+def inaturalist(
+    root, split: str = "train", hierarchy: str = "base", transform: Callable | None = None, **kw
+) -> ImageList:
     """iNaturalist-2018 retrieval split (Smooth-AP): Inat_dataset_splits/Inaturalist_{train,test}_set1.txt
     (paths `train_val2018/<supercategory>/<category id>/<image>`) and train2018.json (taxonomy).
     hierarchy="base": [species, super-category]; "full": [species, genus, family, order, class, phylum, kingdom]."""
@@ -102,7 +106,9 @@ def inaturalist(root, split: str = "train", hierarchy: str = "base", transform: 
         raise ValueError(f"hierarchy={hierarchy!r} is not 'base' or 'full'")
     split_file = f"Inat_dataset_splits/Inaturalist_{_split(split)}_set1.txt"
     root = require_files(
-        root, [split_file, "train2018.json"], "iNaturalist-2018",
+        root,
+        [split_file, "train2018.json"],
+        "iNaturalist-2018",
         "https://github.com/visipedia/inat_comp (images, train2018.json) and the Smooth-AP split files",
     )
     with open(root / "train2018.json") as f:
@@ -119,7 +125,9 @@ def inaturalist(root, split: str = "train", hierarchy: str = "base", transform: 
         rel = row[0]
         parts = Path(rel).parts
         if len(parts) < 4:
-            raise ValueError(f"{root / split_file}:{i + 1}: expected train_val2018/<supercategory>/<id>/<image>, got {rel!r}")
+            raise ValueError(
+                f"{root / split_file}:{i + 1}: expected train_val2018/<supercategory>/<id>/<image>, got {rel!r}"
+            )
         cat_id = int(parts[2])
         if cat_id not in categories:
             raise ValueError(f"{root / split_file}:{i + 1}: category {cat_id} is not in train2018.json")
@@ -135,7 +143,12 @@ def inshop(root, split: str = "train", transform: Callable | None = None, **kw) 
     """In-Shop Clothes: list_eval_partition.txt (2 header lines; `image_name item_id evaluation_status`),
     split train / query / gallery; 3 levels [item, category, gender] from img/<GENDER>/<Category>/<id>/..."""
     _split(split, ("train", "query", "gallery"))
-    root = require_files(root, ["list_eval_partition.txt"], "In-Shop", "https://mmlab.ie.cuhk.edu.hk/projects/DeepFashion/InShopRetrieval.html")
+    root = require_files(
+        root,
+        ["list_eval_partition.txt"],
+        "In-Shop",
+        "https://mmlab.ie.cuhk.edu.hk/projects/DeepFashion/InShopRetrieval.html",
+    )
     paths, rows, everything = [], [], []
     for i, row in enumerate(_read_rows(root / "list_eval_partition.txt", skip=2)):
         image, item, status = _fields(root / "list_eval_partition.txt", row, 3, i + 3)[:3]
@@ -171,7 +184,9 @@ def _dyml_table(path: Path, n_labels: int) -> tuple[list[str], list[list[int]]]:
     return names, labels
 
 
-def dyml(root, variant: str = "vehicle", split: str = "train", level: str = "fine", transform: Callable | None = None, **kw) -> ImageList:
+def dyml(
+    root, variant: str = "vehicle", split: str = "train", level: str = "fine", transform: Callable | None = None, **kw
+) -> ImageList:
     """DyML-Vehicle / Animal / Product. train: train/label.csv (fname, fine, middle, coarse) + train/imgs/.
     test (vehicle, animal): bmk_{level}/{query,gallery}.csv + images, one label column, per-level sets
     (split "query" or "gallery", level fine|middle|coarse). product test: mini-bmk_all_in_one/label.csv
@@ -183,12 +198,24 @@ def dyml(root, variant: str = "vehicle", split: str = "train", level: str = "fin
     if split == "train":
         root = require_files(root, ["train/label.csv", "train/imgs"], f"DyML-{name}", source)
         files, labels = _dyml_table(root / "train/label.csv", 3)
-        return ImageList([root / "train/imgs" / f for f in files], contiguous_labels(list(zip(*labels))), transform, name=f"DyML-{name}", **kw)
+        return ImageList(
+            [root / "train/imgs" / f for f in files],
+            contiguous_labels(list(zip(*labels))),
+            transform,
+            name=f"DyML-{name}",
+            **kw,
+        )
     if name == "product":
         _split(split, ("train", "test"))
         root = require_files(root, ["mini-bmk_all_in_one/label.csv"], "DyML-product", source)
         files, labels = _dyml_table(root / "mini-bmk_all_in_one/label.csv", 3)
-        return ImageList([root / "mini-bmk_all_in_one/imgs" / f for f in files], contiguous_labels(list(zip(*labels))), transform, name="DyML-product", **kw)
+        return ImageList(
+            [root / "mini-bmk_all_in_one/imgs" / f for f in files],
+            contiguous_labels(list(zip(*labels))),
+            transform,
+            name="DyML-product",
+            **kw,
+        )
     _split(split, ("train", "query", "gallery"))
     if level not in ("fine", "middle", "coarse"):
         raise ValueError(f"level={level!r} is not fine, middle or coarse")
@@ -196,10 +223,19 @@ def dyml(root, variant: str = "vehicle", split: str = "train", level: str = "fin
     root = require_files(root, [table], f"DyML-{name}", source)
     files, labels = _dyml_table(root / table, 1)
     # the label space: query and gallery of this level together, so a query's class is the gallery's
-    space = [label[0] for part in ("query", "gallery") if (root / f"bmk_{level}/{part}.csv").is_file()
-             for label in (labels if part == split else _dyml_table(root / f"bmk_{level}/{part}.csv", 1)[1])]
-    return ImageList([root / f"bmk_{level}" / split / f for f in files], contiguous_labels(list(zip(*labels)), [space]),
-                     transform, name=f"DyML-{name} {level} {split}", **kw)
+    space = [
+        label[0]
+        for part in ("query", "gallery")
+        if (root / f"bmk_{level}/{part}.csv").is_file()
+        for label in (labels if part == split else _dyml_table(root / f"bmk_{level}/{part}.csv", 1)[1])
+    ]
+    return ImageList(
+        [root / f"bmk_{level}" / split / f for f in files],
+        contiguous_labels(list(zip(*labels)), [space]),
+        transform,
+        name=f"DyML-{name} {level} {split}",
+        **kw,
+    )
 
 
 def cars196(root, split: str = "train", transform: Callable | None = None, **kw) -> ImageList:
@@ -228,7 +264,9 @@ def gldv2(root, split: str = "train", transform: Callable | None = None, **kw) -
     _split(split, ("train", "index"))
     table = "train_clean.csv" if split == "train" else "index_image_to_landmark.csv"
     hier = f"{split}_label_to_subcategory_with_clusters.csv"
-    root = require_files(root, [table, hier], "H-GLDv2", "https://github.com/cvdfoundation/google-landmark and the SupRank cluster files")
+    root = require_files(
+        root, [table, hier], "H-GLDv2", "https://github.com/cvdfoundation/google-landmark and the SupRank cluster files"
+    )
     clusters = _gld_clusters(root / hier)
     space: dict = {}  # the label space: the landmarks of both cluster files where present
     for part in ("train", "index"):

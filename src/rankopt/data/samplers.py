@@ -9,7 +9,7 @@ replacement, as pytorch-metric-learning's MPerClassSampler (used by ROADMAP / HA
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 import torch
@@ -67,7 +67,9 @@ class _Base(Sampler[list[int]]):
 class MPerClassSampler(_Base):
     """Batches of batch_size // m classes with m images each (classes drawn without replacement within a batch)."""
 
-    def __init__(self, labels, batch_size: int, m: int = 4, seed: int = 0, num_replicas: int = 1, rank: int = 0) -> None:
+    def __init__(
+        self, labels, batch_size: int, m: int = 4, seed: int = 0, num_replicas: int = 1, rank: int = 0
+    ) -> None:
         super().__init__(labels, batch_size, m, seed, num_replicas, rank)
         if batch_size // m > len(self.by_class):
             raise ValueError(f"a batch needs {batch_size // m} classes but the dataset has {len(self.by_class)}")
@@ -84,19 +86,36 @@ class HierarchicalSampler(_Base):
     """Each batch draws ``super_classes_per_batch`` super-classes (label column ``super_level``) and fills
     an equal share of the batch from classes of each, m images per class (FastAP / ROADMAP / HAPPIER on SOP)."""
 
-    def __init__(self, labels, batch_size: int, m: int = 4, super_classes_per_batch: int = 2, super_level: int = 1,
-                 seed: int = 0, num_replicas: int = 1, rank: int = 0) -> None:
+    def __init__(
+        self,
+        labels,
+        batch_size: int,
+        m: int = 4,
+        super_classes_per_batch: int = 2,
+        super_level: int = 1,
+        seed: int = 0,
+        num_replicas: int = 1,
+        rank: int = 0,
+    ) -> None:
         super().__init__(labels, batch_size, m, seed, num_replicas, rank)
         if not 0 < super_level < self.labels.shape[1]:
-            raise ValueError(f"super_level={super_level} needs labels with more than {super_level} column(s); got {self.labels.shape[1]}")
+            raise ValueError(
+                f"super_level={super_level} needs labels with more than {super_level} column(s); got "
+                f"{self.labels.shape[1]}"
+            )
         if (batch_size // m) % super_classes_per_batch:
-            raise ValueError(f"batch_size // m = {batch_size // m} classes must split evenly over {super_classes_per_batch} super-classes")
+            raise ValueError(
+                f"batch_size // m = {batch_size // m} classes must split evenly over {super_classes_per_batch} "
+                "super-classes"
+            )
         fine_classes = np.unique(self.labels[:, 0])
         first = {int(c): int(np.flatnonzero(self.labels[:, 0] == c)[0]) for c in fine_classes}
         parents = np.array([self.labels[first[int(c)], super_level] for c in fine_classes])
         self.supers = [np.flatnonzero(parents == s) for s in np.unique(parents)]
         if len(self.supers) < super_classes_per_batch:
-            raise ValueError(f"{super_classes_per_batch} super-classes per batch but the dataset has {len(self.supers)}")
+            raise ValueError(
+                f"{super_classes_per_batch} super-classes per batch but the dataset has {len(self.supers)}"
+            )
         self.per_super = super_classes_per_batch
 
     def __iter__(self) -> Iterator[list[int]]:

@@ -20,7 +20,6 @@ from rankopt.losses.memory import CrossBatchMemory
 from rankopt.losses.ndcg import SupNDCG
 from rankopt.losses.proxy import NormSoftmax
 from rankopt.losses.recall import SupRecall
-
 from rankopt.registry import Registry
 
 # names as configs write them (case and '-'/'_' insensitive); each class declares what it needs
@@ -35,7 +34,23 @@ def create_loss(name: str, **kwargs) -> Loss:
 
 
 __all__ = [
-    "Loss", "RankingLoss", "SmoothAP", "SupAP", "FastAP", "BlackBoxAP", "Calibration", "ROADMAP", "SupRecall",
-    "SupNDCG", "HAP", "NormSoftmax", "HAPPIER", "WeightedLoss", "CrossBatchMemory", "DistributedLoss",
-    "all_gather_with_grad", "create_loss", "LOSSES",
+    "Loss",
+    "RankingLoss",
+    "SmoothAP",
+    "SupAP",
+    "FastAP",
+    "BlackBoxAP",
+    "Calibration",
+    "ROADMAP",
+    "SupRecall",
+    "SupNDCG",
+    "HAP",
+    "NormSoftmax",
+    "HAPPIER",
+    "WeightedLoss",
+    "CrossBatchMemory",
+    "DistributedLoss",
+    "all_gather_with_grad",
+    "create_loss",
+    "LOSSES",
 ]

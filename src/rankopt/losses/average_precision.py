@@ -24,9 +24,18 @@ class SupAP(RankingLoss):
     σ(δ/τ) + start; the ROADMAP recipes pass 1.44, iNaturalist start=0, offset=1).
     Embeddings not unit-norm are L2-normalised first (normalize=False: raw dot products)."""
 
-    def __init__(self, tau: float = 0.01, delta: float = 0.05, rho: float = 100.0, start: float = 0.5,
-                 offset: float | None = None, include_self: bool = True, memory_budget: int = 64 << 20,
-                 bin_width: float | None = None, normalize: bool = True) -> None:
+    def __init__(
+        self,
+        tau: float = 0.01,
+        delta: float = 0.05,
+        rho: float = 100.0,
+        start: float = 0.5,
+        offset: float | None = None,
+        include_self: bool = True,
+        memory_budget: int = 64 << 20,
+        bin_width: float | None = None,
+        normalize: bool = True,
+    ) -> None:
         super().__init__(include_self, memory_budget, bin_width, normalize)
         self.step = SupRankStep(tau, delta, rho, start, offset)
 
@@ -47,8 +56,14 @@ class SmoothAP(RankingLoss):
     """1 − Smooth-AP: ranks counted with σ(t/τ) for every pair (tau=0.01).
     Embeddings not unit-norm are L2-normalised first (normalize=False: raw dot products)."""
 
-    def __init__(self, tau: float = 0.01, include_self: bool = True, memory_budget: int = 64 << 20,
-                 bin_width: float | None = None, normalize: bool = True) -> None:
+    def __init__(
+        self,
+        tau: float = 0.01,
+        include_self: bool = True,
+        memory_budget: int = 64 << 20,
+        bin_width: float | None = None,
+        normalize: bool = True,
+    ) -> None:
         super().__init__(include_self, memory_budget, bin_width, normalize)
         self.step = Sigmoid(tau)
 

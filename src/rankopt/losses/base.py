@@ -28,9 +28,20 @@ class Loss(nn.Module):
     hierarchical = False
     needs_classes = False
 
-    def forward(self, embeddings, labels, *positional, ref_embeddings=None, ref_labels=None, ref_emb=None,
-                indices_tuple=None, **extra) -> torch.Tensor:
-        ref, ref_lab = _reference_set(type(self).__name__, positional, ref_embeddings, ref_labels, ref_emb, indices_tuple)
+    def forward(
+        self,
+        embeddings,
+        labels,
+        *positional,
+        ref_embeddings=None,
+        ref_labels=None,
+        ref_emb=None,
+        indices_tuple=None,
+        **extra,
+    ) -> torch.Tensor:
+        ref, ref_lab = _reference_set(
+            type(self).__name__, positional, ref_embeddings, ref_labels, ref_emb, indices_tuple
+        )
         return self.compute_loss(embeddings, labels, ref, ref_lab, **extra)
 
     def compute_loss(self, embeddings, labels, ref_embeddings, ref_labels) -> torch.Tensor:
@@ -57,9 +68,11 @@ def _reference_set(name, positional, ref_embeddings, ref_labels, ref_emb, indice
             pos_indices = positional[0]
             pos_ref = positional[1] if len(positional) > 1 else None
             pos_lab = positional[2] if len(positional) > 2 else None
-        if (pos_ref is not None and (ref_embeddings is not None or ref_emb is not None)) or (
-            pos_lab is not None and ref_labels is not None
-        ) or (pos_indices is not None and indices_tuple is not None):
+        if (
+            (pos_ref is not None and (ref_embeddings is not None or ref_emb is not None))
+            or (pos_lab is not None and ref_labels is not None)
+            or (pos_indices is not None and indices_tuple is not None)
+        ):
             raise TypeError(f"{name}: a reference argument was given both by position and by name")
         ref_embeddings = pos_ref if pos_ref is not None else ref_embeddings
         ref_labels = pos_lab if pos_lab is not None else ref_labels
@@ -95,8 +108,13 @@ class RankingLoss(Loss):
     O(items × references), with the error bound stated there: for memory banks of tens of thousands.
     """
 
-    def __init__(self, include_self: bool = True, memory_budget: int = 64 << 20, bin_width: float | None = None,
-                 normalize: bool = True) -> None:
+    def __init__(
+        self,
+        include_self: bool = True,
+        memory_budget: int = 64 << 20,
+        bin_width: float | None = None,
+        normalize: bool = True,
+    ) -> None:
         super().__init__()
         self.include_self = include_self
         self.memory_budget = memory_budget
@@ -105,8 +123,14 @@ class RankingLoss(Loss):
 
     def compute_loss(self, embeddings, labels, ref_embeddings, ref_labels) -> torch.Tensor:
         batch = prepare_batch(
-            embeddings, labels, ref_embeddings, ref_labels, name=type(self).__name__,
-            hierarchical=self.hierarchical, include_self=self.include_self, normalize=self.normalize,
+            embeddings,
+            labels,
+            ref_embeddings,
+            ref_labels,
+            name=type(self).__name__,
+            hierarchical=self.hierarchical,
+            include_self=self.include_self,
+            normalize=self.normalize,
         )
         return self.compute(batch)
 
@@ -114,20 +138,38 @@ class RankingLoss(Loss):
         raise NotImplementedError
 
     # shared pieces -------------------------------------------------------------------------------
-    def _sums(self, batch: RankBatch, items, item_levels, valid, step: Step, selector: str, among_items: bool, weights=None):
+    def _sums(
+        self, batch: RankBatch, items, item_levels, valid, step: Step, selector: str, among_items: bool, weights=None
+    ):
         """pair_sums over the references (among_items=False) or over the ranked items only."""
         if among_items:
             return pair_sums(
-                batch.scores, items, item_levels, valid, step, selector,
+                batch.scores,
+                items,
+                item_levels,
+                valid,
+                step,
+                selector,
                 cand_levels=torch.where(valid, item_levels, torch.full_like(item_levels, -1)),
-                cand_index=items, weights=weights, memory_budget=self.memory_budget,
+                cand_index=items,
+                weights=weights,
+                memory_budget=self.memory_budget,
             )
         return pair_sums(
-            batch.scores, items, item_levels, valid, step, selector,
-            cand_levels=batch.levels, weights=weights, memory_budget=self.memory_budget,
+            batch.scores,
+            items,
+            item_levels,
+            valid,
+            step,
+            selector,
+            cand_levels=batch.levels,
+            weights=weights,
+            memory_budget=self.memory_budget,
         )
 
-    def surrogate_ranks(self, batch: RankBatch, items, item_levels, valid, step: Step) -> tuple[torch.Tensor, torch.Tensor]:
+    def surrogate_ranks(
+        self, batch: RankBatch, items, item_levels, valid, step: Step
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """(rank̃, exact rank among items at least as relevant), both (B, P).
 
         rank̃(k) = 1 + Σ_{ℓ_j ≥ ℓ_k} H(s_j − s_k) + Σ_{ℓ_j < ℓ_k} step(s_j − s_k): the exact step for
@@ -141,7 +183,9 @@ class RankingLoss(Loss):
     def lower_sums(self, batch: RankBatch, items, item_levels, valid, step: Step) -> torch.Tensor:
         """Σ_{ℓ_j < ℓ_k} step(s_j − s_k) over the references: exact, or binned when bin_width is set."""
         if self.bin_width is not None:
-            return binned_lower_sums(batch.scores, items, item_levels, valid, batch.levels, step, self.bin_width, self.memory_budget)
+            return binned_lower_sums(
+                batch.scores, items, item_levels, valid, batch.levels, step, self.bin_width, self.memory_budget
+            )
         return self._sums(batch, items, item_levels, valid, step, "lower", among_items=False)
 
 

@@ -72,7 +72,9 @@ class RankBatch:
 
     def level_counts(self) -> torch.Tensor:
         """(B, L+1) references at each level (ignored ones left out)."""
-        lv = self.levels.clamp_min(0) + (self.n_levels + 1) * torch.arange(self.levels.shape[0], device=self.levels.device).unsqueeze(1)
+        lv = self.levels.clamp_min(0) + (self.n_levels + 1) * torch.arange(
+            self.levels.shape[0], device=self.levels.device
+        ).unsqueeze(1)
         counts = torch.bincount(lv[self.levels >= 0], minlength=self.levels.shape[0] * (self.n_levels + 1))
         return counts.view(-1, self.n_levels + 1)
 

@@ -46,8 +46,12 @@ class BlackBoxAP(RankingLoss):
     """1 − AP of exact ranks with the blackbox gradient (λ = lambda_, margin on negatives).
     Embeddings not unit-norm are L2-normalised first (normalize=False: raw dot products)."""
 
-    def __init__(self, lambda_: float = 4.0, margin: float = 0.02, include_self: bool = True, normalize: bool = True) -> None:
-        super().__init__(include_self, normalize=normalize)  # ranks by a sort of (B, N) scores: no rank kernel, no memory budget
+    def __init__(
+        self, lambda_: float = 4.0, margin: float = 0.02, include_self: bool = True, normalize: bool = True
+    ) -> None:
+        super().__init__(
+            include_self, normalize=normalize
+        )  # ranks by a sort of (B, N) scores: no rank kernel, no memory budget
         self.lambda_ = lambda_
         self.margin = margin
 

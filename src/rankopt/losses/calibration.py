@@ -23,10 +23,13 @@ def _mean_nonzero(x: torch.Tensor) -> torch.Tensor:
 
 
 class Calibration(RankingLoss):
-    """Hinge terms on positive and negative similarities. Embeddings not unit-norm are L2-normalised first (normalize=False: raw dot products)."""
+    """Hinge terms on positive and negative similarities. Embeddings not unit-norm are L2-normalised first
+    (normalize=False: raw dot products)."""
 
     def __init__(self, pos_margin: float = 0.9, neg_margin: float = 0.6, normalize: bool = True) -> None:
-        super().__init__(include_self=False, normalize=normalize)  # hinge terms on the scores: no rank kernel, no memory budget
+        super().__init__(
+            include_self=False, normalize=normalize
+        )  # hinge terms on the scores: no rank kernel, no memory budget
         self.pos_margin = pos_margin
         self.neg_margin = neg_margin
 

@@ -7,13 +7,13 @@ HAPPIER (Ramzi et al., ECCV 2022) = 0.9·HAP + 0.1·NormSoftmax (HAPPIER_F: 0.5 
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn
 
-from rankopt.losses.base import Loss
 from rankopt.losses.average_precision import SupAP
+from rankopt.losses.base import Loss
 from rankopt.losses.calibration import Calibration
 from rankopt.losses.hierarchical import HAP
 from rankopt.losses.proxy import NormSoftmax
@@ -50,27 +50,67 @@ class WeightedLoss(Loss):
 class ROADMAP(WeightedLoss):
     """SupAP + Calibration. Embeddings not unit-norm are L2-normalised first (normalize=False: raw dot products)."""
 
-    def __init__(self, tau: float = 0.01, delta: float = 0.05, rho: float = 100.0, start: float = 0.5,
-                 offset: float | None = None, pos_margin: float = 0.9, neg_margin: float = 0.6,
-                 weights: Sequence[float] = (1.0, 1.0), include_self: bool = True, bin_width: float | None = None,
-                 normalize: bool = True) -> None:
+    def __init__(
+        self,
+        tau: float = 0.01,
+        delta: float = 0.05,
+        rho: float = 100.0,
+        start: float = 0.5,
+        offset: float | None = None,
+        pos_margin: float = 0.9,
+        neg_margin: float = 0.6,
+        weights: Sequence[float] = (1.0, 1.0),
+        include_self: bool = True,
+        bin_width: float | None = None,
+        normalize: bool = True,
+    ) -> None:
         super().__init__(
-            [SupAP(tau, delta, rho, start, offset, include_self=include_self, bin_width=bin_width, normalize=normalize),
-             Calibration(pos_margin, neg_margin, normalize=normalize)],
+            [
+                SupAP(
+                    tau, delta, rho, start, offset, include_self=include_self, bin_width=bin_width, normalize=normalize
+                ),
+                Calibration(pos_margin, neg_margin, normalize=normalize),
+            ],
             weights,
         )
 
 
 class HAPPIER(WeightedLoss):
-    """HAP + NormSoftmax. Embeddings not unit-norm are L2-normalised first (normalize=False: raw dot products). (NormSoftmax always normalises.)"""
+    """HAP + NormSoftmax. Embeddings not unit-norm are L2-normalised first (normalize=False: raw dot products).
+    (NormSoftmax always normalises.)"""
 
     needs_classes = True
-    def __init__(self, num_classes: int, dim: int, tau: float = 0.01, delta: float = 0.05, rho: float = 100.0,
-                 start: float = 0.5, offset: float | None = None, alpha: float = 1.0, temperature: float = 0.05,
-                 weights: Sequence[float] = (0.9, 0.1), include_self: bool = True, bin_width: float | None = None,
-                 normalize: bool = True) -> None:
+
+    def __init__(
+        self,
+        num_classes: int,
+        dim: int,
+        tau: float = 0.01,
+        delta: float = 0.05,
+        rho: float = 100.0,
+        start: float = 0.5,
+        offset: float | None = None,
+        alpha: float = 1.0,
+        temperature: float = 0.05,
+        weights: Sequence[float] = (0.9, 0.1),
+        include_self: bool = True,
+        bin_width: float | None = None,
+        normalize: bool = True,
+    ) -> None:
         super().__init__(
-            [HAP(tau, delta, rho, start, offset, alpha, include_self=include_self, bin_width=bin_width, normalize=normalize),
-             NormSoftmax(num_classes, dim, temperature)],
+            [
+                HAP(
+                    tau,
+                    delta,
+                    rho,
+                    start,
+                    offset,
+                    alpha,
+                    include_self=include_self,
+                    bin_width=bin_width,
+                    normalize=normalize,
+                ),
+                NormSoftmax(num_classes, dim, temperature),
+            ],
             weights,
         )

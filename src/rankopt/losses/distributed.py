@@ -54,7 +54,9 @@ class _Ctx:
     pass
 
 
-def distributed_loss(loss: nn.Module, embeddings, labels, ref_embeddings=None, ref_labels=None, **tensors) -> torch.Tensor:
+def distributed_loss(
+    loss: nn.Module, embeddings, labels, ref_embeddings=None, ref_labels=None, **tensors
+) -> torch.Tensor:
     """``loss`` on the global batch: embeddings (with gradients) and labels gathered from every process
     first, a reference set too if given, and any per-item keyword tensor (e.g. dataset ``indices``)."""
     emb, lab = all_gather_with_grad(embeddings), all_gather_with_grad(labels)

@@ -21,10 +21,13 @@ __all__ = ["FastAP"]
 
 
 class FastAP(RankingLoss):
-    """1 − FastAP over num_bins distance bins. Embeddings not unit-norm are L2-normalised first (normalize=False: raw dot products)."""
+    """1 − FastAP over num_bins distance bins. Embeddings not unit-norm are L2-normalised first
+    (normalize=False: raw dot products)."""
 
     def __init__(self, num_bins: int = 10, include_self: bool = False, normalize: bool = True) -> None:
-        super().__init__(include_self, normalize=normalize)  # histograms of (B, N) tensors: no rank kernel, no memory budget
+        super().__init__(
+            include_self, normalize=normalize
+        )  # histograms of (B, N) tensors: no rank kernel, no memory budget
         if num_bins < 1:
             raise ValueError(f"FastAP: num_bins must be >= 1; got {num_bins}")
         self.num_bins = num_bins

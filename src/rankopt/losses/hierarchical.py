@@ -18,22 +18,34 @@ import torch
 
 from rankopt.losses.base import RankingLoss, mean_over_queries
 from rankopt.losses.batch import RankBatch
-from rankopt.losses.steps import Heaviside, SmoothHRankStep, SupRankStep
 from rankopt.losses.rank_kernel import items_above_by_level
+from rankopt.losses.steps import Heaviside, SmoothHRankStep, SupRankStep
 from rankopt.relevance import pop_relevance
 
 __all__ = ["HAP"]
 
 
 class HAP(RankingLoss):
-    """1 − the H-AP surrogate on (B, L) labels. Embeddings not unit-norm are L2-normalised first (normalize=False: raw dot products)."""
+    """1 − the H-AP surrogate on (B, L) labels. Embeddings not unit-norm are L2-normalised first
+    (normalize=False: raw dot products)."""
 
     hierarchical = True
 
-    def __init__(self, tau: float = 0.01, delta: float = 0.05, rho: float = 100.0, start: float = 0.5,
-                 offset: float | None = None, alpha: float = 1.0, smooth_hrank: bool = False,
-                 hrank_step: SmoothHRankStep | None = None, include_self: bool = True,
-                 memory_budget: int = 64 << 20, bin_width: float | None = None, normalize: bool = True) -> None:
+    def __init__(
+        self,
+        tau: float = 0.01,
+        delta: float = 0.05,
+        rho: float = 100.0,
+        start: float = 0.5,
+        offset: float | None = None,
+        alpha: float = 1.0,
+        smooth_hrank: bool = False,
+        hrank_step: SmoothHRankStep | None = None,
+        include_self: bool = True,
+        memory_budget: int = 64 << 20,
+        bin_width: float | None = None,
+        normalize: bool = True,
+    ) -> None:
         super().__init__(include_self, memory_budget, bin_width, normalize)
         self.step = SupRankStep(tau, delta, rho, start, offset)
         self.alpha = alpha

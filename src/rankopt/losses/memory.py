@@ -22,7 +22,9 @@ __all__ = ["CrossBatchMemory"]
 
 
 class CrossBatchMemory(Loss):
-    def __init__(self, loss: Loss, size: int, start_step: int = 0, batch_weight: float = 0.0, unique: bool = False) -> None:
+    def __init__(
+        self, loss: Loss, size: int, start_step: int = 0, batch_weight: float = 0.0, unique: bool = False
+    ) -> None:
         super().__init__()
         if size < 1:
             raise ValueError(f"CrossBatchMemory: size must be >= 1; got {size}")
@@ -54,7 +56,9 @@ class CrossBatchMemory(Loss):
         if b > self.size:
             raise ValueError(f"CrossBatchMemory: memory size {self.size} is smaller than the batch ({b})")
         if self.embeddings.numel() == 0:
-            self.embeddings = torch.zeros(self.size, embeddings.shape[1], dtype=embeddings.dtype, device=embeddings.device)
+            self.embeddings = torch.zeros(
+                self.size, embeddings.shape[1], dtype=embeddings.dtype, device=embeddings.device
+            )
             self.labels = torch.zeros(self.size, lab.shape[1], dtype=torch.int64, device=embeddings.device)
         if embeddings.shape[1] != self.embeddings.shape[1] or lab.shape[1] != self.labels.shape[1]:
             raise ValueError(
@@ -63,10 +67,14 @@ class CrossBatchMemory(Loss):
             )
         if self.unique:
             if indices is None:
-                raise ValueError("CrossBatchMemory(unique=True) needs the batch's dataset indices: loss(emb, labels, indices=...)")
+                raise ValueError(
+                    "CrossBatchMemory(unique=True) needs the batch's dataset indices: loss(emb, labels, indices=...)"
+                )
             idx = indices.to(device=self.occupied.device, dtype=torch.int64)
             if idx.shape != (b,) or int(idx.min()) < 0 or int(idx.max()) >= self.size:
-                raise ValueError(f"CrossBatchMemory(unique=True): indices must be {b} dataset indices in [0, {self.size})")
+                raise ValueError(
+                    f"CrossBatchMemory(unique=True): indices must be {b} dataset indices in [0, {self.size})"
+                )
             self.occupied[idx] = True
         else:
             idx = (self.position + torch.arange(b, device=self.position.device)) % self.size

@@ -18,16 +18,24 @@ from rankopt.metrics.graded import ideal_dcg
 __all__ = ["SupNDCG", "ideal_dcg"]
 
 
-
-
 class SupNDCG(RankingLoss):
-    """1 − SupNDCG on (B, L) labels. Embeddings not unit-norm are L2-normalised first (normalize=False: raw dot products)."""
+    """1 − SupNDCG on (B, L) labels. Embeddings not unit-norm are L2-normalised first (normalize=False: raw dot
+    products)."""
 
     hierarchical = True
 
-    def __init__(self, tau: float = 0.01, delta: float = 0.05, rho: float = 100.0, start: float = 0.5,
-                 offset: float | None = None, include_self: bool = True, memory_budget: int = 64 << 20,
-                 bin_width: float | None = None, normalize: bool = True) -> None:
+    def __init__(
+        self,
+        tau: float = 0.01,
+        delta: float = 0.05,
+        rho: float = 100.0,
+        start: float = 0.5,
+        offset: float | None = None,
+        include_self: bool = True,
+        memory_budget: int = 64 << 20,
+        bin_width: float | None = None,
+        normalize: bool = True,
+    ) -> None:
         super().__init__(include_self, memory_budget, bin_width, normalize)
         self.step = SupRankStep(tau, delta, rho, start, offset)
 

@@ -35,7 +35,9 @@ def _select(cand_levels: torch.Tensor, item_levels: torch.Tensor, selector: str)
     elif selector == "not_higher":
         sel = cand_levels <= item_levels
     else:
-        sel = torch.ones(torch.broadcast_shapes(cand_levels.shape, item_levels.shape), dtype=torch.bool, device=cand_levels.device)
+        sel = torch.ones(
+            torch.broadcast_shapes(cand_levels.shape, item_levels.shape), dtype=torch.bool, device=cand_levels.device
+        )
     return sel & (cand_levels >= 0)
 
 
@@ -94,7 +96,9 @@ class _PairSums(torch.autograd.Function):
         scores, items, item_levels, item_valid, cand_index, cand_levels, weights = ctx.saved_tensors
         grad = torch.zeros_like(scores)
         for rows, cols in ctx.blocks:
-            blk = _Block(scores, items, item_levels, item_valid, cand_index, cand_levels, ctx.selector, weights, rows, cols)
+            blk = _Block(
+                scores, items, item_levels, item_valid, cand_index, cand_levels, ctx.selector, weights, rows, cols
+            )
             d = blk.weighted(ctx.step.derivative(blk.t)).mul_(grad_out[rows, cols].unsqueeze(2))  # (b, p, C)
             g = grad[rows]
             if blk.cand_ids is None:
@@ -112,7 +116,11 @@ def _blocks(n_rows: int, n_items: int, n_cand: int, budget: int) -> list[tuple[s
     cells = max(1, budget // (per_pair * max(1, n_cand)))
     p = min(n_items, cells)
     b = max(1, min(n_rows, cells // max(1, p)))
-    return [(slice(r, min(r + b, n_rows)), slice(c, min(c + p, n_items))) for r in range(0, n_rows, b) for c in range(0, n_items, p)]
+    return [
+        (slice(r, min(r + b, n_rows)), slice(c, min(c + p, n_items)))
+        for r in range(0, n_rows, b)
+        for c in range(0, n_items, p)
+    ]
 
 
 def pair_sums(
@@ -149,13 +157,17 @@ def pair_sums(
             total = total - step.value(torch.zeros((), dtype=scores.dtype, device=scores.device))
         else:  # "lower": items at least as relevant, the item itself included
             own = torch.where(item_valid, item_levels, torch.full_like(item_levels, -1))
-            total = total - _run(scores, items, item_levels, item_valid, items, own, None, step, "not_lower+self", memory_budget)
+            total = total - _run(
+                scores, items, item_levels, item_valid, items, own, None, step, "not_lower+self", memory_budget
+            )
         ignored = cand_levels < 0
         if bool(ignored.any()):
             n_ign = int(ignored.sum(dim=1).max())
             idx = torch.sort(ignored.to(torch.int8), dim=1, descending=True, stable=True).indices[:, :n_ign]
             lev = torch.where(ignored.gather(1, idx), torch.zeros_like(idx), torch.full_like(idx, -1))
-            total = total - _run(scores, items, item_levels, item_valid, idx, lev, None, step, "all+self", memory_budget)
+            total = total - _run(
+                scores, items, item_levels, item_valid, idx, lev, None, step, "all+self", memory_budget
+            )
         return total * item_valid
     return _run(scores, items, item_levels, item_valid, cand_index, cand_levels, weights, step, selector, memory_budget)
 

@@ -18,12 +18,23 @@ __all__ = ["SupRecall"]
 
 
 class SupRecall(RankingLoss):
-    """1 − smooth Recall@k averaged over k. Embeddings not unit-norm are L2-normalised first (normalize=False: raw dot products)."""
+    """1 − smooth Recall@k averaged over k. Embeddings not unit-norm are L2-normalised first (normalize=False:
+    raw dot products)."""
 
-    def __init__(self, k: tuple[int, ...] = (1, 2, 4, 8, 16), temperature: float = 1.0, tau: float = 0.01,
-                 delta: float = 0.05, rho: float = 100.0, start: float = 0.5, offset: float | None = None,
-                 include_self: bool = True, memory_budget: int = 64 << 20,
-                 bin_width: float | None = None, normalize: bool = True) -> None:
+    def __init__(
+        self,
+        k: tuple[int, ...] = (1, 2, 4, 8, 16),
+        temperature: float = 1.0,
+        tau: float = 0.01,
+        delta: float = 0.05,
+        rho: float = 100.0,
+        start: float = 0.5,
+        offset: float | None = None,
+        include_self: bool = True,
+        memory_budget: int = 64 << 20,
+        bin_width: float | None = None,
+        normalize: bool = True,
+    ) -> None:
         super().__init__(include_self, memory_budget, bin_width, normalize)
         if not k or any(int(x) < 1 for x in k):
             raise ValueError(f"SupRecall: k must be positive integers; got {k}")

@@ -110,4 +110,8 @@ class SmoothHRankStep(Step):
         if self.gamma > 1:
             return torch.zeros_like(t)
         inner = (t > 0) & (self.beta * t + self.gamma < 1)
-        return torch.where(t <= 0, torch.full_like(t, self.leak), torch.where(inner, torch.full_like(t, self.beta), torch.zeros_like(t)))
+        return torch.where(
+            t <= 0,
+            torch.full_like(t, self.leak),
+            torch.where(inner, torch.full_like(t, self.beta), torch.zeros_like(t)),
+        )

@@ -15,14 +15,15 @@ O(Q_b × relevant items) numbers; the gallery never moves.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 import torch.distributed as dist
 
+from rankopt.collectives import all_sizes, gather_in_order
 from rankopt.metrics.evaluate import NO_POSITIVE, PerQueryResult, aggregate, check_specs, default_metrics
 from rankopt.metrics.names import parse_metrics
-from rankopt.collectives import all_sizes, gather_in_order
 from rankopt.metrics.ranking import TIES, ranking_from_kept
 from rankopt.relevance import LabelGroups, is_tree, level_counts
 from rankopt.search import prepare_search, rows_per_chunk
@@ -88,8 +89,10 @@ def evaluate_distributed(
     if n_ranked < 1:
         raise ValueError("the gallery has a single item, which is the query itself: nothing to rank")
     if not is_tree(torch.cat([q_lab, g_lab])):
-        raise ValueError("distributed evaluation lists each query's relevant items by label and needs labels that "
-                         "form a tree (flat labels, or each label with a single parent in the next column)")
+        raise ValueError(
+            "distributed evaluation lists each query's relevant items by label and needs labels that "
+            "form a tree (flat labels, or each label with a single parent in the next column)"
+        )
     specs = parse_metrics(default_metrics(n_levels) if metrics is None else metrics)
     check_specs(specs, n_levels, n_ranked)
     counts = level_counts(q_lab, g_lab, queries_in_gallery=leave_one_out)
@@ -111,12 +114,22 @@ def evaluate_distributed(
         index, valid, lv = groups.relevant(q_lab[start:stop], g_lab, exclude=own if leave_one_out else None)
         here = valid & (index >= g_start) & (index < g_stop)
         local = (index - g_start).clamp(0, max(0, g_stop - g_start - 1))
-        gathered = scores.gather(1, local) if scores.shape[1] else torch.zeros(local.shape, dtype=scores.dtype, device=dev)
+        gathered = (
+            scores.gather(1, local) if scores.shape[1] else torch.zeros(local.shape, dtype=scores.dtype, device=dev)
+        )
         # each relevant score from the one process holding the item, zero elsewhere: the sum is that score exactly
         kept = torch.where(here, gathered, torch.zeros((), dtype=scores.dtype, device=dev))
         dist.all_reduce(kept)
-        ranking = ranking_from_kept(scores, kept.masked_fill(~valid, float("-inf")), lv, counts[start:stop],
-                                    n_levels, n_ranked, ties, combine=_summed_over_processes)
+        ranking = ranking_from_kept(
+            scores,
+            kept.masked_fill(~valid, float("-inf")),
+            lv,
+            counts[start:stop],
+            n_levels,
+            n_ranked,
+            ties,
+            combine=_summed_over_processes,
+        )
         for s in specs:
             values[s.name][start:stop] = s.compute(ranking, hap_alpha).cpu()
         if progress is not None:

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import logging
 import warnings
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -97,8 +98,9 @@ def evaluate_per_query(
         if query_index is not None:
             raise ValueError("give ref_includes_query or query_index, not both")
         query_index = "leading"
-    search = prepare_search(queries, gallery, similarity=similarity, device=device, backend=backend,
-                            query_index=query_index)
+    search = prepare_search(
+        queries, gallery, similarity=similarity, device=device, backend=backend, query_index=query_index
+    )
     if gallery is not None and query_index is None:
         _warn_if_gallery_is_queries(search)
     q_labels, g_labels = check_query_gallery_labels(search, query_labels, gallery_labels)
@@ -175,8 +177,17 @@ def evaluate(
     """
     check_choice(no_positive, NO_POSITIVE, "no_positive")
     result = evaluate_per_query(
-        queries, query_labels, gallery, gallery_labels, metrics=metrics, ties=ties, similarity=similarity,
-        device=device, backend=backend, memory_budget=memory_budget, hap_alpha=hap_alpha,
+        queries,
+        query_labels,
+        gallery,
+        gallery_labels,
+        metrics=metrics,
+        ties=ties,
+        similarity=similarity,
+        device=device,
+        backend=backend,
+        memory_budget=memory_budget,
+        hap_alpha=hap_alpha,
         ref_includes_query=ref_includes_query,
     )
     return {**aggregate(result, no_positive), "similarity": similarity}
@@ -224,7 +235,9 @@ def _warn_if_gallery_is_queries(search: Search) -> None:
         warnings.warn(
             "the gallery equals the queries but was passed as a separate gallery: every query will retrieve "
             "itself at rank 1. Pass gallery=None (or ref_includes_query=True) to remove each query from its "
-            "own ranking", UserWarning, stacklevel=4,
+            "own ranking",
+            UserWarning,
+            stacklevel=4,
         )
 
 
@@ -235,9 +248,7 @@ def check_specs(specs: list[MetricSpec], n_levels: int, n_ranked: int, backend: 
         if s.level is not None and s.level > n_levels:
             raise ValueError(f"metric {s.name!r}: level {s.level} but the labels have {n_levels} column(s)")
         if s.k is not None and s.k > n_ranked:
-            raise ValueError(
-                f"metric {s.name!r}: k={s.k} is larger than the {n_ranked} items each query ranks"
-            )
+            raise ValueError(f"metric {s.name!r}: k={s.k} is larger than the {n_ranked} items each query ranks")
         if backend == "faiss" and KINDS[s.kind].full_list:
             raise ValueError(
                 f"metric {s.name!r} needs the full ranking, which the faiss backend does not produce; "
@@ -247,8 +258,15 @@ def check_specs(specs: list[MetricSpec], n_levels: int, n_ranked: int, backend: 
 
 
 def _rank_block(
-    search: Search, q_labels: torch.Tensor, g_labels: torch.Tensor, start: int, stop: int, depth: int,
-    counts: torch.Tensor, ties: str, groups: LabelGroups | None = None,
+    search: Search,
+    q_labels: torch.Tensor,
+    g_labels: torch.Tensor,
+    start: int,
+    stop: int,
+    depth: int,
+    counts: torch.Tensor,
+    ties: str,
+    groups: LabelGroups | None = None,
 ) -> Ranking:
     """The Ranking of queries[start:stop], deep enough for ``depth`` positions. ``groups``: the gallery
     grouped by its coarsest label, on a label tree — the relevant items are then gathered by label."""
@@ -276,14 +294,18 @@ def _ranked_prefix(search: Search, start: int, stop: int, depth: int) -> tuple[t
     return ranked_prefix(None, search.n_ranked, depth, search.scores(start, stop))
 
 
-def ranked_prefix(top: Callable[[int], tuple[torch.Tensor, torch.Tensor]] | None, n: int, depth: int,
-                  scores: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def ranked_prefix(
+    top: Callable[[int], tuple[torch.Tensor, torch.Tensor]] | None,
+    n: int,
+    depth: int,
+    scores: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The leading positions of each row's ranking — values and indices, sorted decreasing — long
     enough that the tie group holding position ``depth`` is complete (a tie straddling the cut is
     followed). ``top(k)`` gives the k best of each row; None: top-k of ``scores`` (Q, n), which also
     tells how deep a tie reaches."""
     if top is None:
-        top = lambda k: torch.topk(scores, k, dim=1, largest=True, sorted=True)  # noqa: E731
+        top = lambda k: torch.topk(scores, k, dim=1, largest=True, sorted=True)
     k = min(n, depth + 16)
     while True:
         v, i = top(k)

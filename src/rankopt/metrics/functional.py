@@ -9,7 +9,8 @@ across the cut instead of sorting whole rows.
 from __future__ import annotations
 
 import warnings
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -80,7 +81,8 @@ def rank_metrics(
         warnings.warn(
             f"relevance is graded (levels up to {n_levels}): {', '.join(top_only)} count only level {n_levels} as "
             f"relevant. Add /level1 (e.g. {top_only[0]}/level1) to count every level >= 1, or pass binary relevance",
-            UserWarning, stacklevel=2,
+            UserWarning,
+            stacklevel=2,
         )
     full = any(KINDS[s_.kind].full_list for s_ in specs)
     step = rows_per_chunk(memory_budget, n_cols, _FULL_BYTES_PER_CELL if full else _PREFIX_BYTES_PER_CELL)
@@ -94,7 +96,9 @@ def rank_metrics(
             block = block.masked_fill(mask_source.rows(start, stop).to(block.device) > 0, float("-inf"))
         _check_masked_not_relevant(block, rel, start)
         offsets = torch.arange(stop - start, device=rel.device).unsqueeze(1) * (n_levels + 1)
-        counts = torch.bincount((rel + offsets).flatten(), minlength=(stop - start) * (n_levels + 1)).view(-1, n_levels + 1)
+        counts = torch.bincount((rel + offsets).flatten(), minlength=(stop - start) * (n_levels + 1)).view(
+            -1, n_levels + 1
+        )
         if full:
             ranking = ranking_from_scores(block, rel, counts, n_levels, n_cols, ties)
         else:
@@ -104,11 +108,14 @@ def rank_metrics(
         for spec in specs:
             values[spec.name][start:stop] = spec.compute(ranking, hap_alpha).cpu()
             has_rel[spec.name][start:stop] = spec.has_relevant(counts, n_levels).cpu()
-    out = {name: torch.where(has_rel[name], v, torch.full_like(v, float("nan"))).to(s.device) for name, v in values.items()}
+    out = {
+        name: torch.where(has_rel[name], v, torch.full_like(v, float("nan"))).to(s.device) for name, v in values.items()
+    }
     if reduce is None:
         return out
-    result = PerQueryResult({n: v.cpu().numpy() for n, v in out.items()}, {n: h.numpy() for n, h in has_rel.items()},
-                            n_levels, n_cols)
+    result = PerQueryResult(
+        {n: v.cpu().numpy() for n, v in out.items()}, {n: h.numpy() for n, h in has_rel.items()}, n_levels, n_cols
+    )
     return aggregate(result, no_positive)
 
 

@@ -24,7 +24,9 @@ def cumulative_discount(n: int, device: torch.device, dtype: torch.dtype = torch
     return torch.nn.functional.pad((1 / torch.log2(p + 1)).cumsum(0), (1, 0))
 
 
-def ideal_dcg(counts: torch.Tensor, depth: int | torch.Tensor | None = None, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+def ideal_dcg(
+    counts: torch.Tensor, depth: int | torch.Tensor | None = None, dtype: torch.dtype = torch.float64
+) -> torch.Tensor:
     """IDCG per query from (Q, L+1) counts of items at each level: the gains 2^ℓ − 1 sorted by
     decreasing level, the first ``depth`` positions (None: all; an int or a (Q,) tensor). The one
     ideal-DCG of rankopt: NDCG metrics, the SupNDCG loss and ITEM's smooth NDCG."""

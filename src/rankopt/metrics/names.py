@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import difflib
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, NamedTuple
+from typing import NamedTuple
 
 import torch
 
@@ -26,6 +27,7 @@ from rankopt.metrics import binary, graded, hierarchical
 from rankopt.metrics.ranking import Ranking
 
 __all__ = ["MetricSpec", "parse_metric", "parse_metrics", "Kind", "KINDS"]
+
 
 class Kind(NamedTuple):
     takes_k: bool  # written name@k
@@ -48,8 +50,17 @@ KINDS: dict[str, Kind] = {
     "hap": Kind(takes_k=False, binary=False, full_list=True),
     "asi": Kind(takes_k=False, binary=False, full_list=False),
 }
-_ALIASES = {"r": "hit", "hit": "hit", "hr": "hit", "recall": "recall", "p": "p", "precision": "p", "ndcg": "ndcg@k",
-            "mrr": "mrr@k", "map": "map@k"}
+_ALIASES = {
+    "r": "hit",
+    "hit": "hit",
+    "hr": "hit",
+    "recall": "recall",
+    "p": "p",
+    "precision": "p",
+    "ndcg": "ndcg@k",
+    "mrr": "mrr@k",
+    "map": "map@k",
+}
 # pytorch-metric-learning's AccuracyCalculator names: (kind, k)
 _PML_NAMES = {
     "precision_at_1": ("hit", 1),
@@ -58,8 +69,25 @@ _PML_NAMES = {
     "mean_average_precision": ("ap", None),
     "mean_reciprocal_rank": ("mrr", None),
 }
-_EXAMPLES = ["ap", "map@r", "r-precision", "hit@1", "r@1", "hr@10", "recall@10", "p@10", "precision@10", "mrr", "mrr@10",
-             "map@10", "ndcg", "ndcg@10", "hap", "asi", *_PML_NAMES]
+_EXAMPLES = [
+    "ap",
+    "map@r",
+    "r-precision",
+    "hit@1",
+    "r@1",
+    "hr@10",
+    "recall@10",
+    "p@10",
+    "precision@10",
+    "mrr",
+    "mrr@10",
+    "map@10",
+    "ndcg",
+    "ndcg@10",
+    "hap",
+    "asi",
+    *_PML_NAMES,
+]
 
 
 @dataclass(frozen=True)

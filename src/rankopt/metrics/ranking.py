@@ -17,12 +17,21 @@ Positions are 0-based; a group occupies positions start .. start + size - 1.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 
-__all__ = ["TIES", "Ranking", "ranking_from_scores", "ranking_from_prefix", "ranking_from_kept", "count_above_and_tied", "log_comb", "harmonic_sums"]
+__all__ = [
+    "TIES",
+    "Ranking",
+    "ranking_from_scores",
+    "ranking_from_prefix",
+    "ranking_from_kept",
+    "count_above_and_tied",
+    "log_comb",
+    "harmonic_sums",
+]
 
 TIES = ("expected", "pessimistic", "optimistic")
 
@@ -93,8 +102,13 @@ def _group_bounds(values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _finish(
-    levels: torch.Tensor, start: torch.Tensor, size: torch.Tensor,
-    counts: torch.Tensor, n_levels: int, n_ranked: int, ties: str,
+    levels: torch.Tensor,
+    start: torch.Tensor,
+    size: torch.Tensor,
+    counts: torch.Tensor,
+    n_levels: int,
+    n_ranked: int,
+    ties: str,
 ) -> Ranking:
     """Slot-space group bounds, and the tie policy applied. levels/start/size: (Q, M) kept items in
     decreasing score order, empty slots (level 0) last."""
@@ -123,7 +137,11 @@ def _finish(
 
 
 def ranking_from_scores(
-    scores: torch.Tensor, levels: torch.Tensor, counts: torch.Tensor, n_levels: int, n_ranked: int,
+    scores: torch.Tensor,
+    levels: torch.Tensor,
+    counts: torch.Tensor,
+    n_levels: int,
+    n_ranked: int,
     ties: str = "expected",
 ) -> Ranking:
     """Ranking over whole rows. scores: (Q, G), excluded items (the query itself) at -inf;
@@ -136,8 +154,13 @@ def ranking_from_scores(
 
 
 def ranking_from_kept(
-    scores: torch.Tensor, kept_values: torch.Tensor, kept_levels: torch.Tensor, counts: torch.Tensor,
-    n_levels: int, n_ranked: int, ties: str = "expected",
+    scores: torch.Tensor,
+    kept_values: torch.Tensor,
+    kept_levels: torch.Tensor,
+    counts: torch.Tensor,
+    n_levels: int,
+    n_ranked: int,
+    ties: str = "expected",
     combine: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]] | None = None,
 ) -> Ranking:
     """Ranking over whole rows from the items that carry relevance: their scores (Q, M) and levels,
@@ -206,7 +229,11 @@ def _count_by_search(scores: torch.Tensor, kept: torch.Tensor) -> tuple[torch.Te
 
 
 def ranking_from_prefix(
-    values: torch.Tensor, levels: torch.Tensor, counts: torch.Tensor, n_levels: int, n_ranked: int,
+    values: torch.Tensor,
+    levels: torch.Tensor,
+    counts: torch.Tensor,
+    n_levels: int,
+    n_ranked: int,
     ties: str = "expected",
 ) -> Ranking:
     """Ranking from the leading positions of each list (values (Q, K) decreasing, levels (Q, K)).
@@ -219,6 +246,11 @@ def ranking_from_prefix(
     order = torch.sort(torch.where(keep, pos, pos + values.shape[1]), dim=1).indices[:, :n_keep]
     kept_levels = levels.gather(1, order).to(torch.int64) * keep.gather(1, order)
     return _finish(
-        kept_levels, start.gather(1, order), (end - start).gather(1, order),
-        counts, n_levels, n_ranked, ties,
+        kept_levels,
+        start.gather(1, order),
+        (end - start).gather(1, order),
+        counts,
+        n_levels,
+        n_ranked,
+        ties,
     )

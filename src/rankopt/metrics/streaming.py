@@ -14,7 +14,8 @@ Needs torchmetrics (installed with Lightning: ``pip install rankopt[train]``).
 from __future__ import annotations
 
 import warnings
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torchmetrics import Metric
@@ -42,9 +43,19 @@ class RetrievalMetrics(Metric):
     higher_is_better = True
     full_state_update = False
 
-    def __init__(self, metrics: str | Sequence[str] = ("map@r", "hit@1"), *, prefix: str = "", similarity: str = "cosine",
-                 ties: str = "expected", no_positive: str = "exclude", gallery: Any | None = None,
-                 gallery_labels: Any | None = None, memory_budget: int = 1 << 30, **kwargs) -> None:
+    def __init__(
+        self,
+        metrics: str | Sequence[str] = ("map@r", "hit@1"),
+        *,
+        prefix: str = "",
+        similarity: str = "cosine",
+        ties: str = "expected",
+        no_positive: str = "exclude",
+        gallery: Any | None = None,
+        gallery_labels: Any | None = None,
+        memory_budget: int = 1 << 30,
+        **kwargs,
+    ) -> None:
         super().__init__(**kwargs)
         self.metric_names = [s.name for s in parse_metrics(metrics)]
         check_choice(similarity, SIMILARITIES, "similarity")
@@ -61,12 +72,16 @@ class RetrievalMetrics(Metric):
     def update(self, embeddings: torch.Tensor, labels: torch.Tensor, indexes: torch.Tensor | None = None) -> None:
         """Add a batch: embeddings (B, d), labels (B,) or (B, L) int, indexes (B,) dataset indices."""
         if not isinstance(embeddings, torch.Tensor) or embeddings.ndim != 2 or not torch.is_floating_point(embeddings):
-            raise ValueError(f"RetrievalMetrics.update: embeddings must be a float (B, d) tensor; got "
-                             f"{getattr(embeddings, 'shape', type(embeddings).__name__)}")
+            raise ValueError(
+                f"RetrievalMetrics.update: embeddings must be a float (B, d) tensor; got "
+                f"{getattr(embeddings, 'shape', type(embeddings).__name__)}"
+            )
         labels = torch.as_tensor(labels, device=embeddings.device)
         if labels.shape[:1] != embeddings.shape[:1] or labels.ndim not in (1, 2):
-            raise ValueError(f"RetrievalMetrics.update: labels must be (B,) or (B, L) for {embeddings.shape[0]} "
-                             f"embeddings; got shape {tuple(labels.shape)}")
+            raise ValueError(
+                f"RetrievalMetrics.update: labels must be (B,) or (B, L) for {embeddings.shape[0]} "
+                f"embeddings; got shape {tuple(labels.shape)}"
+            )
         if (indexes is None) != (len(self.indexes) == 0) and len(self.embeddings):
             raise ValueError("RetrievalMetrics.update: give indexes with every batch or with none")
         self.embeddings.append(embeddings.detach())
@@ -74,7 +89,9 @@ class RetrievalMetrics(Metric):
         if indexes is not None:
             indexes = torch.as_tensor(indexes, device=embeddings.device).to(torch.int64)
             if indexes.shape != (embeddings.shape[0],):
-                raise ValueError(f"RetrievalMetrics.update: indexes must be ({embeddings.shape[0]},); got {tuple(indexes.shape)}")
+                raise ValueError(
+                    f"RetrievalMetrics.update: indexes must be ({embeddings.shape[0]},); got {tuple(indexes.shape)}"
+                )
             self.indexes.append(indexes)
 
     def compute(self) -> dict[str, torch.Tensor]:
@@ -85,23 +102,38 @@ class RetrievalMetrics(Metric):
             index = None  # a DDP sync turns an empty list state into an empty tensor
         if index is not None:
             if len(index) != len(emb):
-                raise ValueError(f"RetrievalMetrics.compute: {len(index)} indexes for {len(emb)} embeddings; some process "
-                                 "gave indexes and another did not")
+                raise ValueError(
+                    f"RetrievalMetrics.compute: {len(index)} indexes for {len(emb)} embeddings; some process "
+                    "gave indexes and another did not"
+                )
             index = index.to(torch.int64)
             order = torch.sort(index, stable=True).indices  # the first copy of each index is kept
             index, emb, labels = index[order], emb[order], labels[order]
             first = torch.ones_like(index, dtype=torch.bool)
             first[1:] = index[1:] != index[:-1]
             emb, labels = emb[first], labels[first]
-        elif torch.distributed.is_available() and torch.distributed.is_initialized() and torch.distributed.get_world_size() > 1:
+        elif (
+            torch.distributed.is_available()
+            and torch.distributed.is_initialized()
+            and torch.distributed.get_world_size() > 1
+        ):
             warnings.warn(
                 "RetrievalMetrics without indexes on several processes: a DistributedSampler pads the last shard with "
                 "repeated items, which are then counted twice. Pass update(..., indexes=dataset_indices)",
-                UserWarning, stacklevel=2,
+                UserWarning,
+                stacklevel=2,
             )
-        out = evaluate(emb.float() if emb.dtype in (torch.float16, torch.bfloat16) else emb, labels, self.gallery,
-                       self.gallery_labels, metrics=self.metric_names, ties=self.ties, no_positive=self.no_positive,
-                       similarity=self.similarity, memory_budget=self.memory_budget)
+        out = evaluate(
+            emb.float() if emb.dtype in (torch.float16, torch.bfloat16) else emb,
+            labels,
+            self.gallery,
+            self.gallery_labels,
+            metrics=self.metric_names,
+            ties=self.ties,
+            no_positive=self.no_positive,
+            similarity=self.similarity,
+            memory_budget=self.memory_budget,
+        )
         result = {f"{self.prefix}{n}": torch.tensor(out[n], dtype=torch.float32) for n in self.metric_names}
         if out["n_excluded"]:
             result[f"{self.prefix}n_excluded"] = torch.tensor(float(out["n_excluded"]))

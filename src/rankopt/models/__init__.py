@@ -4,4 +4,13 @@ from rankopt.models.backbones import BACKBONES, SmallCNN, create_backbone, load_
 from rankopt.models.embedding import EmbeddingModel, create_model
 from rankopt.models.pooling import GeM, create_pooling
 
-__all__ = ["EmbeddingModel", "create_model", "create_backbone", "BACKBONES", "SmallCNN", "GeM", "create_pooling", "load_weights"]
+__all__ = [
+    "EmbeddingModel",
+    "create_model",
+    "create_backbone",
+    "BACKBONES",
+    "SmallCNN",
+    "GeM",
+    "create_pooling",
+    "load_weights",
+]

@@ -24,7 +24,11 @@ class SmallCNN(nn.Module):
         chans = [in_channels, width, 2 * width, 4 * width, 4 * width]
         layers = []
         for i in range(4):
-            layers += [nn.Conv2d(chans[i], chans[i + 1], 3, padding=1, bias=False), nn.BatchNorm2d(chans[i + 1]), nn.ReLU(inplace=True)]
+            layers += [
+                nn.Conv2d(chans[i], chans[i + 1], 3, padding=1, bias=False),
+                nn.BatchNorm2d(chans[i + 1]),
+                nn.ReLU(inplace=True),
+            ]
             if i < 3:
                 layers.append(nn.MaxPool2d(2))
         self.features = nn.Sequential(*layers)
@@ -106,17 +110,42 @@ class _TimmTransformer(nn.Module):
 # metadata: pretrained (loads model.weights), channels (None: any in_channels; 3: RGB only),
 # class_token (a transformer: cls pooling applies)
 BACKBONES = Registry("backbone")
-BACKBONES.register("small_cnn", lambda weights=None, in_channels=1: SmallCNN(in_channels),
-                   pretrained=False, channels=None, class_token=False)
+BACKBONES.register(
+    "small_cnn",
+    lambda weights=None, in_channels=1: SmallCNN(in_channels),
+    pretrained=False,
+    channels=None,
+    class_token=False,
+)
 for _depth in (18, 34, 50):
-    BACKBONES.register(f"resnet{_depth}", lambda weights=None, in_channels=3, d=_depth: _TorchvisionResNet(d, weights),
-                       pretrained=True, channels=3, class_token=False)
-BACKBONES.register("efficientnet_lite0", lambda weights=None, in_channels=3: _EfficientNetLite0(weights),
-                   pretrained=True, channels=3, class_token=False)
-BACKBONES.register("deit_small", lambda weights=None, in_channels=3: _TimmTransformer("deit_small_patch16_224", weights),
-                   pretrained=True, channels=3, class_token=True)
-BACKBONES.register("vit_base", lambda weights=None, in_channels=3: _TimmTransformer("vit_base_patch16_224", weights),
-                   pretrained=True, channels=3, class_token=True)
+    BACKBONES.register(
+        f"resnet{_depth}",
+        lambda weights=None, in_channels=3, d=_depth: _TorchvisionResNet(d, weights),
+        pretrained=True,
+        channels=3,
+        class_token=False,
+    )
+BACKBONES.register(
+    "efficientnet_lite0",
+    lambda weights=None, in_channels=3: _EfficientNetLite0(weights),
+    pretrained=True,
+    channels=3,
+    class_token=False,
+)
+BACKBONES.register(
+    "deit_small",
+    lambda weights=None, in_channels=3: _TimmTransformer("deit_small_patch16_224", weights),
+    pretrained=True,
+    channels=3,
+    class_token=True,
+)
+BACKBONES.register(
+    "vit_base",
+    lambda weights=None, in_channels=3: _TimmTransformer("vit_base_patch16_224", weights),
+    pretrained=True,
+    channels=3,
+    class_token=True,
+)
 
 
 def check_backbone(name: str, weights: str | None = None, in_channels: int = 3, pooling: str | None = None) -> None:

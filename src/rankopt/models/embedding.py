@@ -12,8 +12,14 @@ __all__ = ["EmbeddingModel", "create_model"]
 
 
 class EmbeddingModel(nn.Module):
-    def __init__(self, backbone: nn.Module, dim: int = 512, pooling: str = "avg", layer_norm: bool = False,
-                 freeze_bn: bool = False) -> None:
+    def __init__(
+        self,
+        backbone: nn.Module,
+        dim: int = 512,
+        pooling: str = "avg",
+        layer_norm: bool = False,
+        freeze_bn: bool = False,
+    ) -> None:
         super().__init__()
         if dim < 1:
             raise ValueError(f"dim must be >= 1; got {dim}")
@@ -44,8 +50,15 @@ class EmbeddingModel(nn.Module):
         return {"backbone": [p for p in self.backbone.parameters() if p.requires_grad], "head": head}
 
 
-def create_model(backbone: str = "small_cnn", dim: int = 128, pooling: str = "avg", layer_norm: bool = False,
-                 freeze_bn: bool = False, weights: str | None = None, in_channels: int = 3) -> EmbeddingModel:
+def create_model(
+    backbone: str = "small_cnn",
+    dim: int = 128,
+    pooling: str = "avg",
+    layer_norm: bool = False,
+    freeze_bn: bool = False,
+    weights: str | None = None,
+    in_channels: int = 3,
+) -> EmbeddingModel:
     """The model recipes build: e.g. create_model("resnet50", 512, "gem", weights="resnet50.pth")."""
     check_backbone(backbone, weights, in_channels, pooling)
     return EmbeddingModel(create_backbone(backbone, weights, in_channels), dim, pooling, layer_norm, freeze_bn)

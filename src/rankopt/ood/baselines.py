@@ -17,8 +17,22 @@ from rankopt.ood.detector import Detector, register_detector
 from rankopt.ood.features import Features, block, row_blocks
 from rankopt.ood.gaussian import FittedGaussian, TiedGaussian, fit_tied_gaussian, normalise
 
-__all__ = ["MSP", "MaxLogit", "Energy", "GEN", "Mahalanobis", "RelativeMahalanobis", "KNN", "GMMPrior", "ViM",
-           "ReAct", "ASH", "SCALE", "energy", "percentile_of"]
+__all__ = [
+    "MSP",
+    "MaxLogit",
+    "Energy",
+    "GEN",
+    "Mahalanobis",
+    "RelativeMahalanobis",
+    "KNN",
+    "GMMPrior",
+    "ViM",
+    "ReAct",
+    "ASH",
+    "SCALE",
+    "energy",
+    "percentile_of",
+]
 
 
 def energy(logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
@@ -39,8 +53,10 @@ class _LogitDetector(Detector):
         if x.logits is not None:
             return block(x.logits, start, stop)
         if self.head is None:
-            raise ValueError(f"detector {self.name} needs logits: the scored features carry none and the ID training "
-                             "features had no head")
+            raise ValueError(
+                f"detector {self.name} needs logits: the scored features carry none and the ID training "
+                "features had no head"
+            )
         return self.head(block(x.features, start, stop))
 
 
@@ -188,8 +204,14 @@ class KNN(Detector):
     def _score(self, x, start, stop):
         from rankopt.search import knn
 
-        sims, _ = knn(block(x.features, start, stop).float(), self.k, self.bank, similarity="cosine",
-                      backend=self.backend, memory_budget=self.memory_budget)
+        sims, _ = knn(
+            block(x.features, start, stop).float(),
+            self.k,
+            self.bank,
+            similarity="cosine",
+            backend=self.backend,
+            memory_budget=self.memory_budget,
+        )
         return (2 - 2 * sims[:, -1].double()).clamp_min(0).sqrt()
 
 
@@ -218,7 +240,11 @@ def percentile_of(x: np.ndarray, q: float, max_values: int = 20_000_000, seed: i
     """The q-th percentile (q in [0, 1]) of every value of x (N, d); beyond ``max_values`` values, of a
     seeded sample of whole rows (ImageNet-size sets: 2.6e9 values)."""
     n, d = x.shape
-    rows = np.arange(n) if n * d <= max_values else np.sort(np.random.default_rng(seed).choice(n, max_values // d, replace=False))
+    rows = (
+        np.arange(n)
+        if n * d <= max_values
+        else np.sort(np.random.default_rng(seed).choice(n, max_values // d, replace=False))
+    )
     return float(np.percentile(np.asarray(x[rows]).ravel(), 100 * q))
 
 
@@ -310,5 +336,3 @@ class ViM(_HeadDetector):
         z = block(x.features, start, stop)
         virtual = self.alpha * ((z - self.origin) @ self.residual_basis).norm(dim=1)
         return virtual - torch.logsumexp(self.head(z), dim=1)
-
-

@@ -15,8 +15,16 @@ from rankopt.atomic import atomic_torch_save
 from rankopt.ood.features import Features, LinearHead, row_blocks
 from rankopt.registry import Registry
 
-__all__ = ["Detector", "save_detector", "load_detector", "NEEDS_TEXT", "DETECTORS", "register_detector",
-           "create_detector", "detector_names"]
+__all__ = [
+    "Detector",
+    "save_detector",
+    "load_detector",
+    "NEEDS_TEXT",
+    "DETECTORS",
+    "register_detector",
+    "create_detector",
+    "detector_names",
+]
 
 # every detector by the name users type (--detectors); filled by @register_detector where each is defined
 DETECTORS = Registry("OOD detector", normalize=lambda s: s.lower().replace("-", "_"))
@@ -28,7 +36,7 @@ def register_detector(cls: type) -> type:
     return cls
 
 
-def create_detector(name: str, **options) -> "Detector":
+def create_detector(name: str, **options) -> Detector:
     """The detector ``name`` with ``options``; an option it does not take is an error naming those it does."""
     import difflib
     import inspect
@@ -39,13 +47,16 @@ def create_detector(name: str, **options) -> "Detector":
     if unknown:
         close = difflib.get_close_matches(unknown[0], accepted, n=1)
         hint = f" (did you mean {close[0]}?)" if close else ""
-        raise ValueError(f"detector {entry.name} has no option {unknown[0]!r}{hint}; its options: {', '.join(accepted) or 'none'}")
+        raise ValueError(
+            f"detector {entry.name} has no option {unknown[0]!r}{hint}; its options: {', '.join(accepted) or 'none'}"
+        )
     return entry.factory(**options)
 
 
 def detector_names(include_compose: bool = False) -> list[str]:
     """The detectors a default `rankopt ood` runs (the generic composition is for users' own lists)."""
     return [n for n in DETECTORS.names() if include_compose or n != "compose"]
+
 
 NEEDS_TEXT = {
     "labels": "class labels in the ID training features",
@@ -78,7 +89,7 @@ class Detector:
         """What this detector needs that ``feats`` (ID training features) lacks."""
         return [n for n in self.needs if not feats.has(n)]
 
-    def fit(self, train: Features) -> "Detector":
+    def fit(self, train: Features) -> Detector:
         lacking = self.missing(train)
         if lacking:
             raise ValueError(f"detector {self.name} needs {'; '.join(NEEDS_TEXT[n] for n in lacking)}")
@@ -97,8 +108,10 @@ class Detector:
             if x.std_features is None:
                 raise ValueError(f"detector {self.name} needs std_features in the features it scores")
             if x.std_features.shape[1] != self.std_dim:
-                raise ValueError(f"std_features have dimension {x.std_features.shape[1]} but detector {self.name} "
-                                 f"was fitted on {self.std_dim}")
+                raise ValueError(
+                    f"std_features have dimension {x.std_features.shape[1]} but detector {self.name} "
+                    f"was fitted on {self.std_dim}"
+                )
         out = np.empty(len(x), dtype=np.float64)
         with torch.no_grad():
             for start, stop in row_blocks(len(x), rows):
@@ -149,7 +162,7 @@ class Detector:
         self._build()
         for name in self._state:
             prefix = f"{name}."
-            sub = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+            sub = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
             current = getattr(self, name, None)
             if isinstance(current, (Detector, torch.nn.Module)):
                 current.load_state_dict(sub)
@@ -180,8 +193,10 @@ def load_detector(path: str | Path) -> Detector:
     try:
         blob = torch.load(p, map_location="cpu", weights_only=True)
         name, options, state = blob["name"], json.loads(blob["options"]), blob["state"]
-    except Exception as err:  # noqa: BLE001 - truncated, foreign or tampered files fail in many ways
-        raise ValueError(f"detector file {p} cannot be read ({' '.join(str(err).split()[:12]) or type(err).__name__})") from None
+    except Exception as err:
+        raise ValueError(
+            f"detector file {p} cannot be read ({' '.join(str(err).split()[:12]) or type(err).__name__})"
+        ) from None
     detector = create_detector(name, **options)
     detector.load_state_dict(state)
     return detector

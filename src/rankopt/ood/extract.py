@@ -6,8 +6,8 @@ batches, under no_grad. Extracted once per (backbone, set) and cached in the run
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
 from torch import nn
@@ -63,12 +63,19 @@ def run_extractor(folder: RunFolder) -> tuple[Extractor, object]:
 
     cfg = folder.config()
     if cfg.task != "images":
-        raise ValueError(f"{folder.path} is a {cfg.task} run: rankopt ood detects OOD images in an image model's feature space")
+        raise ValueError(
+            f"{folder.path} is a {cfg.task} run: rankopt ood detects OOD images in an image model's feature space"
+        )
     checkpoint = folder.selected_checkpoint()
     model = load_model(folder, cfg, checkpoint)
     fashion = cfg.data.name == "fashion-mnist"
-    extractor = Extractor(model.backbone, cfg.model.in_channels, None if fashion else cfg.data.image_size,
-                          not fashion, f"{folder.relative(checkpoint)}:{file_digest(checkpoint)}")
+    extractor = Extractor(
+        model.backbone,
+        cfg.model.in_channels,
+        None if fashion else cfg.data.image_size,
+        not fashion,
+        f"{folder.relative(checkpoint)}:{file_digest(checkpoint)}",
+    )
     return extractor, cfg
 
 
@@ -93,8 +100,13 @@ def packaged_extractor(name: str = "efficientnet_lite0", size: int = 96) -> Extr
     return Extractor(create_backbone(name, weights="packaged"), 3, size, True, f"packaged:{name}:{size}")
 
 
-def extract(extractor: Extractor, data: Dataset | torch.Tensor, batch_size: int = 256, num_workers: int = 0,
-            progress: Callable[[int, int], None] | None = None) -> Features:
+def extract(
+    extractor: Extractor,
+    data: Dataset | torch.Tensor,
+    batch_size: int = 256,
+    num_workers: int = 0,
+    progress: Callable[[int, int], None] | None = None,
+) -> Features:
     """Avg- and std-pooled features (and labels, for a labelled dataset) of every image, in order."""
     dataset = TensorDataset(data) if isinstance(data, torch.Tensor) else data
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)

@@ -66,7 +66,9 @@ class Features:
         if self.head is not None:
             w, b = self.head.weight, self.head.bias
             if w.ndim != 2 or w.shape[1] != self.dim or b.shape != (w.shape[0],):
-                raise ValueError(f"head_weight must be (C, {self.dim}) and head_bias (C,); got {tuple(w.shape)} and {tuple(b.shape)}")
+                raise ValueError(
+                    f"head_weight must be (C, {self.dim}) and head_bias (C,); got {tuple(w.shape)} and {tuple(b.shape)}"
+                )
 
     def __len__(self) -> int:
         return len(self.features)
@@ -91,7 +93,7 @@ def _matrix(x, name: str) -> np.ndarray:
     if x.shape[1] == 0:
         raise ValueError(f"{name} has 0 columns")
     for start in range(0, len(x), BLOCK_ROWS):
-        part = np.asarray(x[start:start + BLOCK_ROWS])
+        part = np.asarray(x[start : start + BLOCK_ROWS])
         if not np.isfinite(part).all():
             bad = np.flatnonzero(~np.isfinite(part).all(axis=1))[0] + start
             raise ValueError(f"{name} has NaN or infinite values (first in row {bad})")
@@ -113,31 +115,39 @@ def row_blocks(n: int, rows: int | None = None):
 def load_features(path: str | Path, what: str = "features file") -> Features:
     """A feature set from an npz file (see the module docstring); errors name the file and the array."""
     p = Path(path)
-    arrays = read_npz(p, what, ("features",), KEYS[1:],
-                      expected=f"'features' (N, d) and optionally {', '.join(KEYS[1:])}")
+    arrays = read_npz(
+        p, what, ("features",), KEYS[1:], expected=f"'features' (N, d) and optionally {', '.join(KEYS[1:])}"
+    )
     if ("head_weight" in arrays) != ("head_bias" in arrays):
         raise ValueError(f"{what} {p}: head_weight and head_bias go together")
     head = None
     if "head_weight" in arrays:
-        head = LinearHead(torch.as_tensor(arrays["head_weight"], dtype=torch.float64),
-                          torch.as_tensor(arrays["head_bias"], dtype=torch.float64))
+        head = LinearHead(
+            torch.as_tensor(arrays["head_weight"], dtype=torch.float64),
+            torch.as_tensor(arrays["head_bias"], dtype=torch.float64),
+        )
     try:
-        return Features(arrays["features"], arrays.get("std_features"), arrays.get("logits"), arrays.get("labels"), head)
+        return Features(
+            arrays["features"], arrays.get("std_features"), arrays.get("logits"), arrays.get("labels"), head
+        )
     except ValueError as err:
         raise ValueError(f"{what} {p}: {err}") from None
 
 
 def save_features(feats: Features, path: str | Path) -> None:
     """Write a feature set as npz (atomically: a cache is never half-written)."""
-    arrays = {f.name: getattr(feats, f.name) for f in fields(feats) if f.name != "head" and getattr(feats, f.name) is not None}
+    arrays = {
+        f.name: getattr(feats, f.name) for f in fields(feats) if f.name != "head" and getattr(feats, f.name) is not None
+    }
     if feats.head is not None:
         arrays["head_weight"] = feats.head.weight.numpy()
         arrays["head_bias"] = feats.head.bias.numpy()
     atomic_write(path, lambda f: np.savez(f, **{k: np.asarray(v) for k, v in arrays.items()}))
 
 
-def fit_linear_probe(feats: Features, epochs: int = 100, weight_decay: float = 1e-4, seed: int = 0,
-                     max_rows: int = 200_000) -> LinearHead:
+def fit_linear_probe(
+    feats: Features, epochs: int = 100, weight_decay: float = 1e-4, seed: int = 0, max_rows: int = 200_000
+) -> LinearHead:
     """A linear classifier on the ID training features (softmax cross-entropy + L2, full-batch L-BFGS),
     so that logit-based detectors exist for embedding models without a classification head. Beyond
     ``max_rows`` rows, fitted on a seeded sample of them (bounded memory on ImageNet-size sets)."""

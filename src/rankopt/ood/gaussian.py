@@ -44,7 +44,9 @@ class TiedGaussian:
         log_norm = -0.5 * (d * math.log(2 * math.pi) + self.logdet)
         return torch.logsumexp(self.log_weights - 0.5 * self.sq_distances(z), dim=1) + log_norm
 
-    def sample(self, n: int, generator: torch.Generator | None = None, classes: torch.Tensor | None = None) -> torch.Tensor:
+    def sample(
+        self, n: int, generator: torch.Generator | None = None, classes: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """n samples: a class drawn from the mixture weights (or given), then μ_c + chol·ε."""
         if classes is None:
             classes = torch.multinomial(self.log_weights.exp(), n, replacement=True, generator=generator)
@@ -82,8 +84,10 @@ def fit_tied_gaussian(x: np.ndarray, labels: np.ndarray, normalize: bool) -> Tie
         raise ValueError("class labels must be >= 0")
     counts = torch.as_tensor(np.bincount(labels), dtype=torch.float64)
     if (counts == 0).any():
-        raise ValueError(f"class label(s) {np.flatnonzero(counts.numpy() == 0)[:5].tolist()} have no ID training "
-                         "feature: labels must run over 0..C-1")
+        raise ValueError(
+            f"class label(s) {np.flatnonzero(counts.numpy() == 0)[:5].tolist()} have no ID training "
+            "feature: labels must run over 0..C-1"
+        )
     d = x.shape[1]
     sums = torch.zeros(len(counts), d, dtype=torch.float64)
     prep = normalise if normalize else (lambda z: z)

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -34,8 +34,18 @@ from rankopt.ood.detector import Detector, create_detector, register_detector
 from rankopt.ood.features import Features, block, row_blocks
 from rankopt.ood.gaussian import FittedGaussian, fit_tied_gaussian, normalise
 
-__all__ = ["ResidualMLP", "HybridEnergy", "HEATGMM", "HEATGMMStd", "HEATEL", "Composition", "HEAT", "sgld",
-           "cd_loss", "compose"]
+__all__ = [
+    "ResidualMLP",
+    "HybridEnergy",
+    "HEATGMM",
+    "HEATGMMStd",
+    "HEATEL",
+    "Composition",
+    "HEAT",
+    "sgld",
+    "cd_loss",
+    "compose",
+]
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +57,9 @@ class ResidualMLP(nn.Module):
     def __init__(self, dim: int, hidden: int = 256, n_hidden: int = 4, tied: bool = False) -> None:
         super().__init__()
         self.first = nn.Linear(dim, hidden)
-        blocks = [nn.Linear(hidden, hidden)] * n_hidden if tied else [nn.Linear(hidden, hidden) for _ in range(n_hidden)]
+        blocks = (
+            [nn.Linear(hidden, hidden)] * n_hidden if tied else [nn.Linear(hidden, hidden) for _ in range(n_hidden)]
+        )
         self.hidden = nn.ModuleList(blocks)  # ModuleList keeps one entry per use; tied entries share the object
         self.last = nn.Linear(hidden, 1)
         self.act = nn.LeakyReLU(0.2)
@@ -70,8 +82,15 @@ def _decay(start: float, t: int, steps: int) -> float:
     return (start - end) * (1 - t / max(steps, 1)) ** 2 + end
 
 
-def sgld(z: torch.Tensor, energy_fn: Callable[[torch.Tensor], torch.Tensor], steps: int, step_size: float,
-         noise: float, project: Callable[[torch.Tensor], torch.Tensor], generator: torch.Generator | None = None) -> torch.Tensor:
+def sgld(
+    z: torch.Tensor,
+    energy_fn: Callable[[torch.Tensor], torch.Tensor],
+    steps: int,
+    step_size: float,
+    noise: float,
+    project: Callable[[torch.Tensor], torch.Tensor],
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
     """Short-run SGLD: z ← project(z − η_t ∇_z E(z) + σ_t ε), η_t, σ_t decaying (power 2) to a tenth."""
     z = project(z.detach())
     for t in range(steps):
@@ -98,13 +117,40 @@ class HybridEnergy(Detector):
     # per-prior defaults (the CIFAR-10 settings of the spec; the learning rate raised for short CPU runs)
     defaults: dict = {}
 
-    def __init__(self, *, hidden: int = 128, n_hidden: int = 4, tied: bool = False, epochs: int = 5,
-                 batch_size: int = 256, lr: float = 1e-4, steps: int | None = None, step_size: float | None = None,
-                 noise: float | None = None, l2: float | None = None, prior_temperature: float | str = "auto",
-                 temperature: float = 1.0, max_train: int | None = 20000, seed: int = 0) -> None:
-        given = dict(hidden=hidden, n_hidden=n_hidden, tied=tied, epochs=epochs, batch_size=batch_size, lr=lr,
-                     steps=steps, step_size=step_size, noise=noise, l2=l2, prior_temperature=prior_temperature,
-                     temperature=temperature, max_train=max_train, seed=seed)
+    def __init__(
+        self,
+        *,
+        hidden: int = 128,
+        n_hidden: int = 4,
+        tied: bool = False,
+        epochs: int = 5,
+        batch_size: int = 256,
+        lr: float = 1e-4,
+        steps: int | None = None,
+        step_size: float | None = None,
+        noise: float | None = None,
+        l2: float | None = None,
+        prior_temperature: float | str = "auto",
+        temperature: float = 1.0,
+        max_train: int | None = 20000,
+        seed: int = 0,
+    ) -> None:
+        given = dict(
+            hidden=hidden,
+            n_hidden=n_hidden,
+            tied=tied,
+            epochs=epochs,
+            batch_size=batch_size,
+            lr=lr,
+            steps=steps,
+            step_size=step_size,
+            noise=noise,
+            l2=l2,
+            prior_temperature=prior_temperature,
+            temperature=temperature,
+            max_train=max_train,
+            seed=seed,
+        )
         for k, v in self.defaults.items():
             if given[k] is None:
                 given[k] = v
@@ -143,7 +189,9 @@ class HybridEnergy(Detector):
 
     def hybrid(self, z: torch.Tensor) -> torch.Tensor:
         """E_prior(z) / T_prior + E_θ(z) / T (the prior in float64, the MLP in float32, z's dtype out)."""
-        return (self.prior(z.double()) / self.prior_scale).to(z.dtype) + (self.mlp(z.float()) / self.temperature).to(z.dtype)
+        return (self.prior(z.double()) / self.prior_scale).to(z.dtype) + (self.mlp(z.float()) / self.temperature).to(
+            z.dtype
+        )
 
     def _fit(self, train: Features) -> None:
         x = getattr(train, self.pooled)
@@ -157,7 +205,9 @@ class HybridEnergy(Detector):
         with torch.no_grad():
             p = torch.cat([self.prior(real_all[a:b]) for a, b in row_blocks(len(real_all), 4096)])
         real_all = real_all.float()
-        self.prior_scale = float(p.std().clamp_min(1e-12)) if self.prior_temperature == "auto" else float(self.prior_temperature)
+        self.prior_scale = (
+            float(p.std().clamp_min(1e-12)) if self.prior_temperature == "auto" else float(self.prior_temperature)
+        )
         torch.manual_seed(self.seed)
         self._build()
         opt = torch.optim.Adam(self.mlp.parameters(), lr=self.lr, betas=(0.0, 0.999))
@@ -167,7 +217,7 @@ class HybridEnergy(Detector):
         for epoch in range(self.epochs):
             order = torch.randperm(len(real_all), generator=gen)
             for i in range(n_batches):
-                real = real_all[order[i * self.batch_size:(i + 1) * self.batch_size]]
+                real = real_all[order[i * self.batch_size : (i + 1) * self.batch_size]]
                 start = self.project(self.propose(len(real), gen).float())
                 self.mlp.eval()
                 moved = sgld(start, self.hybrid, self.steps, self.step_size, self.noise, self.project, gen)
@@ -259,10 +309,21 @@ class Composition(Detector):
 
     name = "compose"
 
-    def __init__(self, components: list[str] | tuple[str, ...] = ("heat_gmm", "heat_gmm_std", "heat_el"), beta: float = 0.0,
-                 calibration: int = 10000, seed: int = 0, component_options: dict | None = None) -> None:
-        super().__init__(components=list(components), beta=beta, calibration=calibration, seed=seed,
-                         component_options=component_options or {})
+    def __init__(
+        self,
+        components: list[str] | tuple[str, ...] = ("heat_gmm", "heat_gmm_std", "heat_el"),
+        beta: float = 0.0,
+        calibration: int = 10000,
+        seed: int = 0,
+        component_options: dict | None = None,
+    ) -> None:
+        super().__init__(
+            components=list(components),
+            beta=beta,
+            calibration=calibration,
+            seed=seed,
+            component_options=component_options or {},
+        )
         if not components:
             raise ValueError(f"{self.name}: no component detector to compose")
         self.beta, self.calibration, self.seed = float(beta), calibration, seed
@@ -294,7 +355,10 @@ class Composition(Detector):
             m.set_progress(progress)
 
     def _score(self, x, start, stop):  # the members read the same rows (their checks were made by score)
-        e = [(m._score(x, start, stop).to(torch.float64) - self.mean[k]) / self.std[k] for k, m in enumerate(self.members)]
+        e = [
+            (m._score(x, start, stop).to(torch.float64) - self.mean[k]) / self.std[k]
+            for k, m in enumerate(self.members)
+        ]
         return compose(e, self.beta)
 
     def state_dict(self):
@@ -307,7 +371,7 @@ class Composition(Detector):
         self._read_header(state)
         self.mean, self.std = state["mean"], state["std"]
         for k, m in enumerate(self.members):
-            m.load_state_dict({key[len(f"m{k}."):]: v for key, v in state.items() if key.startswith(f"m{k}.")})
+            m.load_state_dict({key[len(f"m{k}.") :]: v for key, v in state.items() if key.startswith(f"m{k}.")})
 
 
 @register_detector
@@ -326,19 +390,22 @@ class HEAT(Composition):
     def fit(self, train):
         kept = [m for m in self.members if m.dim is not None or not m.missing(train)]
         if not kept:
-            raise ValueError(f"heat: none of {', '.join(self.options['components'])} can be fitted on these features "
-                             f"({'; '.join(m.name + ' needs ' + ', '.join(m.missing(train)) for m in self.members)})")
+            raise ValueError(
+                f"heat: none of {', '.join(self.options['components'])} can be fitted on these features "
+                f"({'; '.join(m.name + ' needs ' + ', '.join(m.missing(train)) for m in self.members)})"
+            )
         if len(kept) < len(self.members):
             left = [m.name for m in self.members if m not in kept]
-            log.warning("heat: %s left out of the composition (the ID features lack %s)", ", ".join(left),
-                        ", ".join(sorted({n for m in self.members if m not in kept for n in m.missing(train)})))
+            log.warning(
+                "heat: %s left out of the composition (the ID features lack %s)",
+                ", ".join(left),
+                ", ".join(sorted({n for m in self.members if m not in kept for n in m.missing(train)})),
+            )
         self.members = kept
         self.options["components"] = [m.name for m in kept]
         return super().fit(train)
 
 
 def _take(x: Features, rows: np.ndarray) -> Features:
-    sub = lambda a: None if a is None else np.asarray(a[rows])  # noqa: E731
+    sub = lambda a: None if a is None else np.asarray(a[rows])
     return Features(np.asarray(x.features[rows]), sub(x.std_features), sub(x.logits), sub(x.labels), x.head)
-
-

@@ -31,7 +31,9 @@ def check_scores(scores, name: str) -> np.ndarray:
         raise ValueError(f"{name} scores are empty")
     bad = ~np.isfinite(s)
     if bad.any():
-        raise ValueError(f"{name} scores has {int(bad.sum())} non-finite value(s) (first at {int(np.flatnonzero(bad)[0])})")
+        raise ValueError(
+            f"{name} scores has {int(bad.sum())} non-finite value(s) (first at {int(np.flatnonzero(bad)[0])})"
+        )
     return s
 
 

@@ -11,17 +11,16 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
 from rankopt.atomic import atomic_write, atomic_write_text
-from rankopt.ood.detector import Detector, save_detector
+from rankopt.ood.detector import DETECTORS, Detector, create_detector, detector_names, save_detector
 from rankopt.ood.features import Features, fit_linear_probe, load_features
 from rankopt.ood.heat import Composition
 from rankopt.ood.metrics import METRICS, ood_metrics
-from rankopt.ood.detector import DETECTORS, create_detector, detector_names
 
 __all__ = ["ood_run_folder", "ood_feature_files", "evaluate_detectors", "DEFAULT_SETS", "ProgressFactory"]
 
@@ -45,9 +44,17 @@ def with_head(train: Features) -> Features:
     return train
 
 
-def evaluate_detectors(train: Features, id_test: Features, ood: dict[str, Features], names: list[str], out_dir: Path,
-                       prefix: str = "ood", options: dict | None = None, progress: ProgressFactory = _no_progress,
-                       extra: dict | None = None) -> dict:
+def evaluate_detectors(
+    train: Features,
+    id_test: Features,
+    ood: dict[str, Features],
+    names: list[str],
+    out_dir: Path,
+    prefix: str = "ood",
+    options: dict | None = None,
+    progress: ProgressFactory = _no_progress,
+    extra: dict | None = None,
+) -> dict:
     """Fit every detector of ``names`` on ``train``, score ``id_test`` and each OOD set, write
     ``<prefix>.json`` (with ``extra`` keys), ``<prefix>_scores.npz`` and ``<prefix>_detectors/<name>.pt``;
     returns the JSON object.
@@ -94,15 +101,27 @@ def evaluate_detectors(train: Features, id_test: Features, ood: dict[str, Featur
         results[name] = {"per_ood": per, "mean": {m: float(np.mean([v[m] for v in per.values()])) for m in METRICS}}
         save_detector(det, det_dir / f"{name}.pt")
         threshold = float(np.quantile(s_id, 0.95, method="inverted_cdf"))  # accepts 95% of the ID test set
-        atomic_write_text(det_dir / f"{name}.json", json.dumps({"name": name, "threshold_95_id": threshold,
-                                                                "options": det.options}, indent=2))
-    out = {"detectors": results, "skipped": skipped, "n_id_train": len(train), "n_id_test": len(id_test),
-           "n_ood": {k: len(v) for k, v in ood.items()}, "timing": timing,
-           "conventions": {"scores": "larger = more OOD", "auroc": "OOD positive", "aupr_in": "ID positive",
-                           "aupr_out": "OOD positive",
-                           "fpr95_id": "fraction of OOD accepted when 95% of ID is accepted (HEAT, most papers)",
-                           "fpr95_ood": "fraction of ID flagged when 95% of OOD is flagged (OpenOOD, pytorch-ood)"},
-           **(extra or {})}
+        atomic_write_text(
+            det_dir / f"{name}.json",
+            json.dumps({"name": name, "threshold_95_id": threshold, "options": det.options}, indent=2),
+        )
+    out = {
+        "detectors": results,
+        "skipped": skipped,
+        "n_id_train": len(train),
+        "n_id_test": len(id_test),
+        "n_ood": {k: len(v) for k, v in ood.items()},
+        "timing": timing,
+        "conventions": {
+            "scores": "larger = more OOD",
+            "auroc": "OOD positive",
+            "aupr_in": "ID positive",
+            "aupr_out": "OOD positive",
+            "fpr95_id": "fraction of OOD accepted when 95% of ID is accepted (HEAT, most papers)",
+            "fpr95_ood": "fraction of ID flagged when 95% of OOD is flagged (OpenOOD, pytorch-ood)",
+        },
+        **(extra or {}),
+    }
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write(out_dir / f"{prefix}_scores.npz", lambda f: np.savez(f, **scores))
     atomic_write_text(out_dir / f"{prefix}.json", json.dumps(out, indent=2))
@@ -118,9 +137,15 @@ def check_names(detectors: list[str] | None, sets: list[str] | None) -> tuple[li
     return names, sets
 
 
-def ood_run_folder(run_dir: str | Path, sets: list[str] | None = None, detectors: list[str] | None = None,
-                   backbone: str | None = None, options: dict | None = None, seed: int = 0,
-                   progress: ProgressFactory = _no_progress) -> dict:
+def ood_run_folder(
+    run_dir: str | Path,
+    sets: list[str] | None = None,
+    detectors: list[str] | None = None,
+    backbone: str | None = None,
+    options: dict | None = None,
+    seed: int = 0,
+    progress: ProgressFactory = _no_progress,
+) -> dict:
     """`rankopt ood RUN_DIR`: the run's ID train / test features (cached), the OOD sets, every detector."""
     from rankopt.ood.extract import cached_features, extract, packaged_extractor, run_extractor
     from rankopt.ood.sets import load_ood_set
@@ -146,19 +171,35 @@ def ood_run_folder(run_dir: str | Path, sets: list[str] | None = None, detectors
             with progress(f"features: {name}", "image") as bar:
                 feats = extract(extractor, data(), num_workers=cfg.data.num_workers, progress=bar)
             return with_head(feats) if fit_probe else feats
+
         return cached_features(cache, name, extractor.source, make)
 
     prefix = "ood" if backbone is None else f"ood-{backbone}"
     with folder.lock():  # the results go into the run folder: one writer at a time
-        train, id_test = features_of("id_train", lambda: splits.train, fit_probe=True), features_of("id_test", lambda: splits.test.queries)
-        ood = {s: features_of(f"ood_{s}", lambda s=s: load_ood_set(s, seed, trained_classes=trained_classes,
-                                                                      data_dir=cfg.data.root)) for s in sets}
-        return evaluate_detectors(train, id_test, ood, names, folder.path, prefix, options, progress, extra={"backbone": tag})
+        train, id_test = (
+            features_of("id_train", lambda: splits.train, fit_probe=True),
+            features_of("id_test", lambda: splits.test.queries),
+        )
+        ood = {
+            s: features_of(
+                f"ood_{s}", lambda s=s: load_ood_set(s, seed, trained_classes=trained_classes, data_dir=cfg.data.root)
+            )
+            for s in sets
+        }
+        return evaluate_detectors(
+            train, id_test, ood, names, folder.path, prefix, options, progress, extra={"backbone": tag}
+        )
 
 
-def ood_feature_files(id_train: str | Path, id_test: str | Path, ood_files: list[str | Path], out_dir: str | Path,
-                      detectors: list[str] | None = None, options: dict | None = None,
-                      progress: ProgressFactory = _no_progress) -> dict:
+def ood_feature_files(
+    id_train: str | Path,
+    id_test: str | Path,
+    ood_files: list[str | Path],
+    out_dir: str | Path,
+    detectors: list[str] | None = None,
+    options: dict | None = None,
+    progress: ProgressFactory = _no_progress,
+) -> dict:
     """`rankopt ood --features ID_TRAIN.npz --id-test ID_TEST.npz --ood-features a.npz,b.npz`: each OOD
     set named by its file's stem."""
     names, _ = check_names(detectors, None)

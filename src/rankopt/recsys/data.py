@@ -19,8 +19,17 @@ from pathlib import Path
 import numpy as np
 
 __all__ = [
-    "Interactions", "RecData", "read_lightgcn", "read_pairs", "read_recbole", "read_csv", "load_directory",
-    "implicit", "ratio_split", "temporal_split", "inductive_split",
+    "Interactions",
+    "RecData",
+    "read_lightgcn",
+    "read_pairs",
+    "read_recbole",
+    "read_csv",
+    "load_directory",
+    "implicit",
+    "ratio_split",
+    "temporal_split",
+    "inductive_split",
 ]
 
 
@@ -36,12 +45,12 @@ class Interactions:
     def __len__(self) -> int:
         return len(self.user)
 
-    def take(self, mask_or_index) -> "Interactions":
-        pick = lambda a: None if a is None else a[mask_or_index]  # noqa: E731
+    def take(self, mask_or_index) -> Interactions:
+        pick = lambda a: None if a is None else a[mask_or_index]
         return Interactions(self.user[mask_or_index], self.item[mask_or_index], pick(self.rating), pick(self.timestamp))
 
     @staticmethod
-    def concat(parts: "list[Interactions]") -> "Interactions":
+    def concat(parts: list[Interactions]) -> Interactions:
         """The user and item arrays of several sets, one after another (ratings and timestamps dropped)."""
         return Interactions(np.concatenate([p.user for p in parts]), np.concatenate([p.item for p in parts]))
 
@@ -194,8 +203,14 @@ def _finish(train: Interactions, test: Interactions, valid, users, items, contex
     return RecData(train, test, valid, context, users, items, excluded)
 
 
-def load_directory(path: str | Path, *, split: str = "auto", ratios=(0.8, 0.1, 0.1), seed: int = 0,
-                   rating_threshold: float | None = None) -> RecData:
+def load_directory(
+    path: str | Path,
+    *,
+    split: str = "auto",
+    ratios=(0.8, 0.1, 0.1),
+    seed: int = 0,
+    rating_threshold: float | None = None,
+) -> RecData:
     """Read a folder in any supported format. Split files (train/valid/test) are kept as they are; a single
     interaction file (.inter, .csv) is split per user: ``split="temporal"`` (oldest first), ``"random"``
     (also ``"ratio"``; seeded by ``seed``), or ``"auto"``: temporal when it has timestamps, else random."""
@@ -205,13 +220,18 @@ def load_directory(path: str | Path, *, split: str = "auto", ratios=(0.8, 0.1, 0
     if not path.is_dir():
         raise FileNotFoundError(f"{path} is not a folder of interaction files")
     split_files = ((path / "train.txt").is_file() and (path / "test.txt").is_file()) or (
-        (path / "data1.txt").is_file() and (path / "test1.txt").is_file())
+        (path / "data1.txt").is_file() and (path / "test1.txt").is_file()
+    )
     if split_files and split != "auto":
-        raise ValueError(f"data.split={split}: {path} has its own split files (train/test), which are kept as they "
-                         "are; a split applies to a single interaction file (.inter, .csv)")
+        raise ValueError(
+            f"data.split={split}: {path} has its own split files (train/test), which are kept as they "
+            "are; a split applies to a single interaction file (.inter, .csv)"
+        )
     if split_files and rating_threshold is not None:
-        raise ValueError(f"{path}: rating_threshold={rating_threshold} given, but its split files hold no ratings "
-                         "(user item lists): leave the threshold unset")
+        raise ValueError(
+            f"{path}: rating_threshold={rating_threshold} given, but its split files hold no ratings "
+            "(user item lists): leave the threshold unset"
+        )
     if (path / "train.txt").is_file() and (path / "test.txt").is_file():
         names = ["train.txt", "test.txt"] + (["valid.txt"] if (path / "valid.txt").is_file() else [])
         raws = [read_lightgcn(path / n) for n in names]
@@ -232,7 +252,9 @@ def load_directory(path: str | Path, *, split: str = "auto", ratios=(0.8, 0.1, 0
         mode = ("temporal" if whole.timestamp is not None else "random") if split == "auto" else split
         if mode == "temporal" and whole.timestamp is None:
             raise ValueError(f"data.split=temporal: {singles[0]} has no timestamp column (use random)")
-        train, valid, test = temporal_split(whole, ratios) if mode == "temporal" else ratio_split(whole, ratios, seed=seed)
+        train, valid, test = (
+            temporal_split(whole, ratios) if mode == "temporal" else ratio_split(whole, ratios, seed=seed)
+        )
         return _finish(train, test, valid, users, items)
     parts, users, items = _index(raws)
     train, test = parts[0], parts[1]
@@ -289,9 +311,12 @@ def inductive_split(data: RecData, held_out: float = 0.1, context: float = 0.5, 
     is_held = np.zeros(data.n_users, dtype=bool)
     is_held[chosen] = True
     everything = [data.train, data.test] + ([data.valid] if data.valid is not None else [])
-    held = Interactions(np.concatenate([p.user[is_held[p.user]] for p in everything]),
-                        np.concatenate([p.item[is_held[p.user]] for p in everything]))
+    held = Interactions(
+        np.concatenate([p.user[is_held[p.user]] for p in everything]),
+        np.concatenate([p.item[is_held[p.user]] for p in everything]),
+    )
     ctx, _, target = ratio_split(held, (context, 0.0, 1 - context), seed=seed)
-    keep = lambda p: p.take(~is_held[p.user])  # noqa: E731
-    return RecData(keep(data.train), target, None if data.valid is None else keep(data.valid), ctx,
-                   data.user_ids, data.item_ids, 0)
+    keep = lambda p: p.take(~is_held[p.user])
+    return RecData(
+        keep(data.train), target, None if data.valid is None else keep(data.valid), ctx, data.user_ids, data.item_ids, 0
+    )

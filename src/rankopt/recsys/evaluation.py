@@ -13,7 +13,8 @@ or from a (users × items) matrix you already have.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -37,9 +38,18 @@ def metrics_at(ks: list[int] | tuple[int, ...]) -> list[str]:
     return [f"{family}@{k}" for k in ks for family in FAMILIES]
 
 
-def evaluate_recommender(scores: Any, test: Any, masked: Any | None = None,
-                         metrics: list[str] | tuple[str, ...] | None = None, *, ks: list[int] | tuple[int, ...] | None = None,
-                         users: np.ndarray | None = None, chunk: int = 1024, per_user: bool = False, progress=None):
+def evaluate_recommender(
+    scores: Any,
+    test: Any,
+    masked: Any | None = None,
+    metrics: list[str] | tuple[str, ...] | None = None,
+    *,
+    ks: list[int] | tuple[int, ...] | None = None,
+    users: np.ndarray | None = None,
+    chunk: int = 1024,
+    per_user: bool = False,
+    progress=None,
+):
     """Mean of each metric over the test users.
 
     scores: ``(user_emb, item_emb)`` (scored by dot product), a function of a (b,) tensor of user ids
@@ -70,7 +80,7 @@ def evaluate_recommender(scores: Any, test: Any, masked: Any | None = None,
             block = test_users[start : start + chunk]
             block_scores = score_block(torch.from_numpy(block))
             _check_cutoffs(specs, block_scores.shape[1])
-            dev = lambda a: torch.from_numpy(a).to(block_scores.device)  # noqa: E731
+            dev = lambda a: torch.from_numpy(a).to(block_scores.device)
             relevance = torch.zeros(block_scores.shape, dtype=torch.int64, device=block_scores.device)
             inside = np.isin(test.user, block)  # block is sorted (np.unique), so rows come from searchsorted
             relevance[dev(np.searchsorted(block, test.user[inside])), dev(test.item[inside])] = 1
@@ -100,26 +110,34 @@ def _scorer(scores: Any) -> tuple[Scorer, int | None]:
     if isinstance(scores, (tuple, list)) and len(scores) == 2:
         user_emb, item_emb = (as_tensor(e, "embeddings") for e in scores)
         if user_emb.ndim != 2 or item_emb.ndim != 2 or user_emb.shape[1] != item_emb.shape[1]:
-            raise ValueError(f"(user_emb, item_emb) must be (users, d) and (items, d); got {tuple(user_emb.shape)}, "
-                             f"{tuple(item_emb.shape)}")
+            raise ValueError(
+                f"(user_emb, item_emb) must be (users, d) and (items, d); got {tuple(user_emb.shape)}, "
+                f"{tuple(item_emb.shape)}"
+            )
         return (lambda u: (user_emb[u.to(user_emb.device)] @ item_emb.T).double()), item_emb.shape[0]
     if callable(scores):
+
         def call(u: torch.Tensor) -> torch.Tensor:
             out = as_tensor(scores(u), "the score function's output")
             if out.ndim != 2 or out.shape[0] != len(u):
-                raise ValueError(f"the score function returned shape {tuple(out.shape)} for {len(u)} users; "
-                                 "expected (users, items)")
+                raise ValueError(
+                    f"the score function returned shape {tuple(out.shape)} for {len(u)} users; expected (users, items)"
+                )
             return out.double()
+
         return call, None
     matrix = as_tensor(scores, "scores")
     if matrix.ndim != 2:
-        raise ValueError(f"scores must be (user_emb, item_emb), a function of user ids, or a (users, items) matrix; "
-                         f"got shape {tuple(matrix.shape)}")
+        raise ValueError(
+            f"scores must be (user_emb, item_emb), a function of user ids, or a (users, items) matrix; "
+            f"got shape {tuple(matrix.shape)}"
+        )
 
     def rows(u: torch.Tensor) -> torch.Tensor:
         if int(u.max()) >= matrix.shape[0]:
             raise ValueError(f"user {int(u.max())} has a test item but the score matrix has {matrix.shape[0]} rows")
         return matrix[u.to(matrix.device)].double()
+
     return rows, matrix.shape[1]
 
 

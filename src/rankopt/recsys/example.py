@@ -23,8 +23,15 @@ from rankopt.atomic import atomic_write_text
 __all__ = ["write_example"]
 
 
-def write_example(out_dir: str | Path, n_users: int = 600, n_items: int = 400, n_groups: int = 8,
-                  per_user: tuple[int, int] = (15, 60), noise: float = 0.15, seed: int = 0) -> tuple[Path, int]:
+def write_example(
+    out_dir: str | Path,
+    n_users: int = 600,
+    n_items: int = 400,
+    n_groups: int = 8,
+    per_user: tuple[int, int] = (15, 60),
+    noise: float = 0.15,
+    seed: int = 0,
+) -> tuple[Path, int]:
     """Write ``out_dir/interactions.csv``; returns (its path, the number of interactions)."""
     if n_users < 2 or n_items < 2 * n_groups:
         raise ValueError(f"the example needs at least 2 users and {2 * n_groups} items (got {n_users}, {n_items})")

@@ -9,7 +9,8 @@ implementation.
 DCG = Σ_p 1/log2(1 + rank(p)), loss = 1 − DCG / IDCG (IDCG with every positive on top). With ``k``
 the NDCG@k surrogate: each term is weighted by a smooth top-k indicator σ((k + ½ − rank(p)) / T)
 (``k_temperature`` T) and IDCG counts the first min(k, |P|) ideal positions; as τ and T go to 0 it
-is exactly 1 − NDCG@k. Whether ITEM truncates at k is unverified: ``k=None`` (default) is full NDCG. ``normalize=True`` L2-normalises embeddings first so τ acts on cosine scores (SupRank's τ = 0.01
+is exactly 1 − NDCG@k. Whether ITEM truncates at k is unverified: ``k=None`` (default) is full NDCG.
+``normalize=True`` L2-normalises embeddings first so τ acts on cosine scores (SupRank's τ = 0.01
 setting); with raw LightGCN dot products tune τ instead.
 
 ``SampledSoftmaxLoss`` (the strong baseline of Wu et al., "On the Effectiveness of Sampled Softmax Loss
@@ -40,8 +41,16 @@ from rankopt.losses.steps import Sigmoid
 from rankopt.metrics.graded import ideal_dcg
 from rankopt.registry import Registry
 
-__all__ = ["candidate_batch", "BPRLoss", "ITEMLoss", "SampledSoftmaxLoss", "CandidateRankLoss", "CosineContrastiveLoss",
-           "RECSYS_LOSSES", "create_recsys_loss"]
+__all__ = [
+    "candidate_batch",
+    "BPRLoss",
+    "ITEMLoss",
+    "SampledSoftmaxLoss",
+    "CandidateRankLoss",
+    "CosineContrastiveLoss",
+    "RECSYS_LOSSES",
+    "create_recsys_loss",
+]
 
 # Every loss of `rankopt recsys train` by the name users type (loss.name). Each entry's factory takes the
 # run's loss section (RecLossConfig) and returns the module; metadata: ``candidate`` (trained on per-user
@@ -57,8 +66,13 @@ def create_recsys_loss(loss_cfg) -> nn.Module:
     return RECSYS_LOSSES.entry(loss_cfg.name).factory(loss_cfg)
 
 
-def candidate_batch(user_emb: torch.Tensor, item_emb: torch.Tensor, candidates: torch.Tensor | None,
-                    positive: torch.Tensor, normalize: bool = True) -> RankBatch:
+def candidate_batch(
+    user_emb: torch.Tensor,
+    item_emb: torch.Tensor,
+    candidates: torch.Tensor | None,
+    positive: torch.Tensor,
+    normalize: bool = True,
+) -> RankBatch:
     """user_emb (B, d), item_emb (n_items, d), candidates (B, C) item indices, or None for every item;
     positive (B, C) or (B, n_items): bool, or int levels with 1 = positive, 0 = negative, -1 = ignored."""
     if normalize:
@@ -66,8 +80,10 @@ def candidate_batch(user_emb: torch.Tensor, item_emb: torch.Tensor, candidates: 
         item_emb = nn.functional.normalize(item_emb, dim=1)
     if candidates is None:
         if positive.shape != (len(user_emb), len(item_emb)):
-            raise ValueError(f"levels over the whole catalogue must be (users, items) = {(len(user_emb), len(item_emb))}; "
-                             f"got {tuple(positive.shape)}")
+            raise ValueError(
+                f"levels over the whole catalogue must be (users, items) = {(len(user_emb), len(item_emb))}; "
+                f"got {tuple(positive.shape)}"
+            )
         scores = user_emb @ item_emb.T  # (B, n_items)
     else:
         scores = torch.bmm(item_emb[candidates], user_emb.unsqueeze(2)).squeeze(2)  # (B, C)
@@ -75,7 +91,9 @@ def candidate_batch(user_emb: torch.Tensor, item_emb: torch.Tensor, candidates: 
 
 
 class ITEMLoss(nn.Module):
-    def __init__(self, tau: float = 0.01, k: int | None = None, normalize: bool = True, k_temperature: float = 0.1) -> None:
+    def __init__(
+        self, tau: float = 0.01, k: int | None = None, normalize: bool = True, k_temperature: float = 0.1
+    ) -> None:
         super().__init__()
         if k is not None and k < 1:
             raise ValueError(f"k={k} must be at least 1 (or None for the full list)")
@@ -159,22 +177,42 @@ class BPRLoss(nn.Module):
         return nn.functional.softplus((user_emb * neg_emb).sum(1) - (user_emb * pos_emb).sum(1)).mean()
 
 
-RECSYS_LOSSES.register("bpr", lambda lo: BPRLoss(), candidate=False, doc="BPR (the baseline)",
-                       tuned={"lr": 5e-3, "weight_decay": 1e-4})
-RECSYS_LOSSES.register("item-ndcg", lambda lo: ITEMLoss(tau=lo.tau, normalize=lo.score == "cosine"), candidate=True,
-                       doc="ITEM's smooth NDCG", tuned={"lr": 5e-3, "weight_decay": 1e-4, "score": "dot", "n_neg": 500,
-                                                      "tau": {"cosine": 0.1, "dot": 0.1}})
-RECSYS_LOSSES.register("supndcg", lambda lo: CandidateRankLoss(SupNDCG(), normalize=lo.score == "cosine"),
-                       candidate=True, doc="SupRank's NDCG surrogate",
-                       tuned={"lr": 1e-2, "weight_decay": 1e-4, "score": "cosine", "n_neg": 500})
-RECSYS_LOSSES.register("suprecall", lambda lo: CandidateRankLoss(SupRecall(k=tuple(lo.recall_k)), normalize=lo.score == "cosine"),
-                       candidate=True, doc="SupRank's Recall@k surrogate",
-                       tuned={"lr": 1e-2, "weight_decay": 1e-4, "score": "cosine", "n_neg": 500})
-RECSYS_LOSSES.register("softmax", lambda lo: SampledSoftmaxLoss(tau=lo.tau, normalize=lo.score == "cosine"),
-                       candidate=True, doc="sampled softmax",
-                       tuned={"lr": 1e-2, "weight_decay": 1e-4, "score": "dot", "n_neg": 500,
-                              "tau": {"cosine": 0.1, "dot": 1.0}})
-RECSYS_LOSSES.register("ccl", lambda lo: CosineContrastiveLoss(margin=lo.margin, neg_weight=lo.neg_weight), candidate=True,
-                       doc="SimpleX's cosine contrastive loss", cosine_only=True,
-                       tuned={"lr": 1e-2, "weight_decay": 1e-4, "score": "cosine", "n_neg": "all", "margin": 0.0,
-                              "neg_weight": 10.0})
+RECSYS_LOSSES.register(
+    "bpr", lambda lo: BPRLoss(), candidate=False, doc="BPR (the baseline)", tuned={"lr": 5e-3, "weight_decay": 1e-4}
+)
+RECSYS_LOSSES.register(
+    "item-ndcg",
+    lambda lo: ITEMLoss(tau=lo.tau, normalize=lo.score == "cosine"),
+    candidate=True,
+    doc="ITEM's smooth NDCG",
+    tuned={"lr": 5e-3, "weight_decay": 1e-4, "score": "dot", "n_neg": 500, "tau": {"cosine": 0.1, "dot": 0.1}},
+)
+RECSYS_LOSSES.register(
+    "supndcg",
+    lambda lo: CandidateRankLoss(SupNDCG(), normalize=lo.score == "cosine"),
+    candidate=True,
+    doc="SupRank's NDCG surrogate",
+    tuned={"lr": 1e-2, "weight_decay": 1e-4, "score": "cosine", "n_neg": 500},
+)
+RECSYS_LOSSES.register(
+    "suprecall",
+    lambda lo: CandidateRankLoss(SupRecall(k=tuple(lo.recall_k)), normalize=lo.score == "cosine"),
+    candidate=True,
+    doc="SupRank's Recall@k surrogate",
+    tuned={"lr": 1e-2, "weight_decay": 1e-4, "score": "cosine", "n_neg": 500},
+)
+RECSYS_LOSSES.register(
+    "softmax",
+    lambda lo: SampledSoftmaxLoss(tau=lo.tau, normalize=lo.score == "cosine"),
+    candidate=True,
+    doc="sampled softmax",
+    tuned={"lr": 1e-2, "weight_decay": 1e-4, "score": "dot", "n_neg": 500, "tau": {"cosine": 0.1, "dot": 1.0}},
+)
+RECSYS_LOSSES.register(
+    "ccl",
+    lambda lo: CosineContrastiveLoss(margin=lo.margin, neg_weight=lo.neg_weight),
+    candidate=True,
+    doc="SimpleX's cosine contrastive loss",
+    cosine_only=True,
+    tuned={"lr": 1e-2, "weight_decay": 1e-4, "score": "cosine", "n_neg": "all", "margin": 0.0, "neg_weight": 10.0},
+)

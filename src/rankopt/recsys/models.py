@@ -76,17 +76,28 @@ class Recommender(nn.Module):
         final = self.propagate(torch.cat([users, items]))
         return final[: self.n_users], final[self.n_users :]
 
-    def ego_penalty(self, users: torch.Tensor, items: torch.Tensor | None = None, item_counts: torch.Tensor | None = None) -> torch.Tensor:
+    def ego_penalty(
+        self, users: torch.Tensor, items: torch.Tensor | None = None, item_counts: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """½ Σ of squared layer-0 norms of these users and items (LightGCN's L2 term, before its /batch);
         items as indices (repeats count), or ``item_counts``: how many times each item occurs (n_items,)."""
         u, i = self.ego()
-        item_term = i[items].pow(2).sum() if item_counts is None else (item_counts.to(i.dtype) * i.pow(2).sum(dim=1)).sum()
+        item_term = (
+            i[items].pow(2).sum() if item_counts is None else (item_counts.to(i.dtype) * i.pow(2).sum(dim=1)).sum()
+        )
         return 0.5 * (u[users].pow(2).sum() + item_term)
 
 
 class MF(Recommender):
-    def __init__(self, n_users: int, n_items: int, graph: Interactions, dim: int = 64, user_repr: str = "id",
-                 init_std: float = 0.1) -> None:
+    def __init__(
+        self,
+        n_users: int,
+        n_items: int,
+        graph: Interactions,
+        dim: int = 64,
+        user_repr: str = "id",
+        init_std: float = 0.1,
+    ) -> None:
         super().__init__(n_users, n_items, dim, user_repr, init_std)
         self.set_graph(graph)
 
@@ -94,8 +105,16 @@ class MF(Recommender):
 class LightGCN(Recommender):
     left, right = 0.5, 0.5  # symmetric normalisation
 
-    def __init__(self, n_users: int, n_items: int, graph: Interactions, dim: int = 64, layers: int = 3,
-                 user_repr: str = "id", init_std: float = 0.1) -> None:
+    def __init__(
+        self,
+        n_users: int,
+        n_items: int,
+        graph: Interactions,
+        dim: int = 64,
+        layers: int = 3,
+        user_repr: str = "id",
+        init_std: float = 0.1,
+    ) -> None:
         super().__init__(n_users, n_items, dim, user_repr, init_std)
         self.layers = layers
         self.set_graph(graph)
@@ -113,9 +132,19 @@ class LightGCN(Recommender):
 
 
 class LightGCNpp(LightGCN):
-    def __init__(self, n_users: int, n_items: int, graph: Interactions, dim: int = 64, layers: int = 3,
-                 alpha: float = 0.6, beta: float = -0.1, gamma: float = 0.2, user_repr: str = "id",
-                 init_std: float = 0.1) -> None:
+    def __init__(
+        self,
+        n_users: int,
+        n_items: int,
+        graph: Interactions,
+        dim: int = 64,
+        layers: int = 3,
+        alpha: float = 0.6,
+        beta: float = -0.1,
+        gamma: float = 0.2,
+        user_repr: str = "id",
+        init_std: float = 0.1,
+    ) -> None:
         # plain attributes may precede Module.__init__; _build_graph, called by the parent's __init__, reads them
         self.left, self.right, self.gamma = alpha, beta, gamma
         super().__init__(n_users, n_items, graph, dim, layers, user_repr, init_std)
@@ -129,15 +158,25 @@ class LightGCNpp(LightGCN):
 
 
 class NGCF(Recommender):
-    def __init__(self, n_users: int, n_items: int, graph: Interactions, dim: int = 64, layers: int = 3,
-                 user_repr: str = "id", init_std: float = 0.1) -> None:
+    def __init__(
+        self,
+        n_users: int,
+        n_items: int,
+        graph: Interactions,
+        dim: int = 64,
+        layers: int = 3,
+        user_repr: str = "id",
+        init_std: float = 0.1,
+    ) -> None:
         super().__init__(n_users, n_items, dim, user_repr, init_std)
         self.w1 = nn.ModuleList(nn.Linear(dim, dim) for _ in range(layers))
         self.w2 = nn.ModuleList(nn.Linear(dim, dim) for _ in range(layers))
         self.set_graph(graph)
 
     def _build_graph(self, interactions: Interactions, device) -> None:
-        self._set_operator("adjacency", normalized_adjacency(interactions, self.n_users, self.n_items, device=device), symmetric=True)
+        self._set_operator(
+            "adjacency", normalized_adjacency(interactions, self.n_users, self.n_items, device=device), symmetric=True
+        )
 
     def propagate(self, x: torch.Tensor) -> torch.Tensor:
         outs = [x]

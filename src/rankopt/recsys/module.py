@@ -67,8 +67,16 @@ class RecommendationData(pl.LightningDataModule):
         self.sampler = None
         if RECSYS_LOSSES.entry(cfg.loss.name).meta["candidate"]:
             ppr, ppr_scores = self._ppr(data) if cfg.loss.negatives == "ppr" else (None, None)
-            self.sampler = CandidateSampler(train, data.n_items, cfg.loss.n_pos, cfg.loss.n_neg, ppr, cfg.loss.ppr_mix, self.keys,
-                                            ppr_scores if cfg.loss.ppr_sampling == "proportional" else None)
+            self.sampler = CandidateSampler(
+                train,
+                data.n_items,
+                cfg.loss.n_pos,
+                cfg.loss.n_neg,
+                ppr,
+                cfg.loss.ppr_mix,
+                self.keys,
+                ppr_scores if cfg.loss.ppr_sampling == "proportional" else None,
+            )
 
     def _ppr(self, data: RecData) -> tuple[np.ndarray, np.ndarray]:
         lo = self.cfg.loss
@@ -78,13 +86,27 @@ class RecommendationData(pl.LightningDataModule):
         left = data.n_items - int(counts.max()) - lo.ppr_skip
         m = min(wanted, left)
         if m < 1:
-            raise ValueError(f"loss.ppr_skip={lo.ppr_skip}: a user has interacted with so many of the {data.n_items} "
-                             "items that no PPR candidate is left")
+            raise ValueError(
+                f"loss.ppr_skip={lo.ppr_skip}: a user has interacted with so many of the {data.n_items} "
+                "items that no PPR candidate is left"
+            )
         if n_ppr > m and wanted > left:
-            raise ValueError(f"loss.n_neg={lo.n_neg} × loss.ppr_mix={lo.ppr_mix} = {n_ppr} PPR negatives per step, but a user "
-                             f"has only {left} items it has not interacted with (after loss.ppr_skip): lower loss.n_neg or loss.ppr_mix")
-        return ppr_negatives(self.train, data.n_users, data.n_items, m=m, skip=lo.ppr_skip, restart=lo.ppr_restart,
-                             device=self.cfg.train.device, cache_dir=default_cache_dir(), with_scores=True)
+            raise ValueError(
+                f"loss.n_neg={lo.n_neg} × loss.ppr_mix={lo.ppr_mix} = {n_ppr} PPR negatives per step, but a user "
+                f"has only {left} items it has not interacted with (after loss.ppr_skip): lower loss.n_neg or "
+                "loss.ppr_mix"
+            )
+        return ppr_negatives(
+            self.train,
+            data.n_users,
+            data.n_items,
+            m=m,
+            skip=lo.ppr_skip,
+            restart=lo.ppr_restart,
+            device=self.cfg.train.device,
+            cache_dir=default_cache_dir(),
+            with_scores=True,
+        )
 
     @property
     def selection_split(self) -> str | None:
@@ -171,8 +193,14 @@ class RecommenderModule(RunModule):
 
     def on_validation_epoch_end(self) -> None:
         with self._bar("ranking valid") as bar:
-            self.valid_metrics = evaluate_recommender(self.model.embeddings(), self.data.valid, self.data.train,
-                                                      self.metric_names, users=self.valid_users, progress=bar)
+            self.valid_metrics = evaluate_recommender(
+                self.model.embeddings(),
+                self.data.valid,
+                self.data.train,
+                self.metric_names,
+                users=self.valid_users,
+                progress=bar,
+            )
         entry = self._entry()
         for k, v in self.valid_metrics.items():
             entry[f"valid/{k}"] = v
@@ -187,8 +215,9 @@ class RecommenderModule(RunModule):
             self.model.set_graph(Interactions.concat([data.train, data.context]))
         try:
             masked = data.context if inductive else known_items(data)
-            metrics, per_user = evaluate_recommender(self.model.embeddings(), data.test, masked, self.metric_names,
-                                                     per_user=True, progress=progress)
+            metrics, per_user = evaluate_recommender(
+                self.model.embeddings(), data.test, masked, self.metric_names, per_user=True, progress=progress
+            )
         finally:
             if inductive:
                 self.model.set_graph(data.train)

@@ -31,7 +31,9 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "rankopt"
 
 
-def personalized_pagerank(adjacency: torch.Tensor, sources: torch.Tensor, restart: float = 0.15, iterations: int = 20) -> torch.Tensor:
+def personalized_pagerank(
+    adjacency: torch.Tensor, sources: torch.Tensor, restart: float = 0.15, iterations: int = 20
+) -> torch.Tensor:
     """PPR vectors of the given source nodes: (nodes, len(sources)) dense block."""
     n = adjacency.shape[0]
     e = torch.zeros(n, len(sources), device=adjacency.device)
@@ -42,9 +44,19 @@ def personalized_pagerank(adjacency: torch.Tensor, sources: torch.Tensor, restar
     return x
 
 
-def ppr_negatives(train: Interactions, n_users: int, n_items: int, m: int = 100, restart: float = 0.15,
-                  iterations: int = 20, block: int = 512, device: torch.device | str | None = None,
-                  cache_dir: str | Path | None = None, skip: int = 0, with_scores: bool = False):
+def ppr_negatives(
+    train: Interactions,
+    n_users: int,
+    n_items: int,
+    m: int = 100,
+    restart: float = 0.15,
+    iterations: int = 20,
+    block: int = 512,
+    device: torch.device | str | None = None,
+    cache_dir: str | Path | None = None,
+    skip: int = 0,
+    with_scores: bool = False,
+):
     """(n_users, m) item indices: for each user the m items of highest PPR it has not interacted with,
     after the first ``skip`` of them (the very top are the likeliest unobserved positives: a band
     [skip, skip + m) keeps hard negatives while avoiding the false ones). ``with_scores``: also their
@@ -58,7 +70,9 @@ def ppr_negatives(train: Interactions, n_users: int, n_items: int, m: int = 100,
         raise ValueError(f"m={m}, skip={skip}: some user has only {n_items - most} items it has not interacted with")
     cache = None
     if cache_dir is not None:
-        key = hashlib.sha256(pairs.tobytes() + repr((n_users, n_items, m, skip, restart, iterations)).encode()).hexdigest()[:24]
+        key = hashlib.sha256(
+            pairs.tobytes() + repr((n_users, n_items, m, skip, restart, iterations)).encode()
+        ).hexdigest()[:24]
         cache = Path(cache_dir) / f"ppr-{key}.npz"
         if cache.is_file():
             with np.load(cache) as saved:

@@ -62,7 +62,9 @@ def load_data(cfg: RecRunConfig) -> RecData:
         data = inductive_split(data, held_out=d.held_out, context=d.context, seed=d.split_seed)
     for spec in parse_metrics(list(cfg.train.metrics)):  # before training, not at the first validation
         if spec.k is not None and spec.k > data.n_items:
-            raise ValueError(f"train.metrics: {spec.name}: K={spec.k} is larger than the {data.n_items} items of {d.root}")
+            raise ValueError(
+                f"train.metrics: {spec.name}: K={spec.k} is larger than the {data.n_items} items of {d.root}"
+            )
     return data
 
 
@@ -76,9 +78,20 @@ def _module(cfg: RecRunConfig, data: RecData) -> RecommenderModule:
 def _fit(cfg: RecRunConfig, module, data_module, run_dir: Path, epochs: int, resume, progress: bool) -> dict:
     accelerator, devices = trainer_device(cfg.train.device)
     t = cfg.train
-    return fit(module, data_module, run_dir, epochs=epochs, eval_every=t.eval_every, resume=resume,
-               accelerator=accelerator, devices=devices, progress=progress, patience=t.patience, time_limit=t.time_limit,
-               min_epochs=t.min_epochs)
+    return fit(
+        module,
+        data_module,
+        run_dir,
+        epochs=epochs,
+        eval_every=t.eval_every,
+        resume=resume,
+        accelerator=accelerator,
+        devices=devices,
+        progress=progress,
+        patience=t.patience,
+        time_limit=t.time_limit,
+        min_epochs=t.min_epochs,
+    )
 
 
 def train_recsys(cfg: RecRunConfig, folder: RunFolder, resume: Path | None = None, progress: bool = True) -> dict:
@@ -89,12 +102,21 @@ def train_recsys(cfg: RecRunConfig, folder: RunFolder, resume: Path | None = Non
     if resume is not None:
         folder.check_data(data.fingerprint(), "the interactions")
     folder.write_config(cfg)
-    folder.write_manifest(data.fingerprint(), data.fingerprint(("test",)), extra={"n_users": data.n_users, "n_items": data.n_items,
-                                                     "interactions": {k: len(getattr(data, k)) for k in
-                                                                      ("train", "valid", "test", "context")
-                                                                      if getattr(data, k) is not None}})
+    folder.write_manifest(
+        data.fingerprint(),
+        data.fingerprint(("test",)),
+        extra={
+            "n_users": data.n_users,
+            "n_items": data.n_items,
+            "interactions": {
+                k: len(getattr(data, k)) for k in ("train", "valid", "test", "context") if getattr(data, k) is not None
+            },
+        },
+    )
     module = _module(cfg, data)
-    result = _fit(cfg, module, RecommendationData(cfg, data, data.train), folder.path, cfg.train.epochs, resume, progress)
+    result = _fit(
+        cfg, module, RecommendationData(cfg, data, data.train), folder.path, cfg.train.epochs, resume, progress
+    )
     selection, history = result["selection"], result["history"]
     refit = None
     if cfg.train.refit and selection["split"] is not None:
@@ -103,17 +125,37 @@ def train_recsys(cfg: RecRunConfig, folder: RunFolder, resume: Path | None = Non
         refit_dir = folder.path / "refit"
         refit_last = refit_dir / "checkpoints" / "last.ckpt"
         both = dataclasses.replace(data, train=known)
-        again = _fit(cfg, _module(cfg, both), RecommendationData(cfg, both, known, validate=False), refit_dir,
-                     epochs, refit_last if refit_last.is_file() else None, progress)
+        again = _fit(
+            cfg,
+            _module(cfg, both),
+            RecommendationData(cfg, both, known, validate=False),
+            refit_dir,
+            epochs,
+            refit_last if refit_last.is_file() else None,
+            progress,
+        )
         result["test"], result["test_per_query"] = again["test"], again["test_per_query"]
-        refit = {"on": "train+valid", "epochs": epochs, "checkpoint": folder.relative(refit_dir / again["selection"]["checkpoint"])}
+        refit = {
+            "on": "train+valid",
+            "epochs": epochs,
+            "checkpoint": folder.relative(refit_dir / again["selection"]["checkpoint"]),
+        }
     selected = [h for h in history if h["epoch"] <= selection["epoch"]]
     out = {
-        "test": result["test"], "selection": selection, "valid": result["valid"], "history": history,
-        "protocol": {"name": cfg.data.protocol, "masked_at_test": "train+valid" if cfg.data.protocol == "transductive" else "context",
-                     "refit": refit, "excluded_users": data.excluded_users},
-        "timing": {"seconds_per_epoch": float(np.mean([h.get("seconds", 0.0) for h in history])) if history else 0.0,
-                   "seconds_to_best": float(sum(h.get("seconds", 0.0) for h in selected))},
+        "test": result["test"],
+        "selection": selection,
+        "valid": result["valid"],
+        "history": history,
+        "protocol": {
+            "name": cfg.data.protocol,
+            "masked_at_test": "train+valid" if cfg.data.protocol == "transductive" else "context",
+            "refit": refit,
+            "excluded_users": data.excluded_users,
+        },
+        "timing": {
+            "seconds_per_epoch": float(np.mean([h.get("seconds", 0.0) for h in history])) if history else 0.0,
+            "seconds_to_best": float(sum(h.get("seconds", 0.0) for h in selected)),
+        },
         "run_dir": str(folder.path),
     }
     folder.write_results(out, result["test_per_query"])
@@ -144,8 +186,10 @@ def evaluate_run(run_dir: str | Path, device: str | None = None) -> dict:
     try:
         module.model.load_state_dict(read_model_weights(checkpoint))
     except RuntimeError as err:
-        raise ValueError(f"checkpoint {checkpoint} does not fit the model of its config.yaml ({cfg.model.name}): "
-                         f"{str(err).splitlines()[0]}") from None
+        raise ValueError(
+            f"checkpoint {checkpoint} does not fit the model of its config.yaml ({cfg.model.name}): "
+            f"{str(err).splitlines()[0]}"
+        ) from None
     module.to(torch.device(cfg.train.device)).eval()
     with torch.no_grad():
         metrics, _ = module.evaluate_test()

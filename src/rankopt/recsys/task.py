@@ -13,9 +13,11 @@ __all__ = ["TASK"]
 
 class _Command(TaskCommand):
     def add_arguments(self, parser) -> None:
-        parser.add_argument("--k", metavar="K[,K...]",
-                            help="cut-offs: recall, ndcg, p, hit, mrr, map at each (train.metrics; monitor ndcg@20 "
-                                 "or the first)")
+        parser.add_argument(
+            "--k",
+            metavar="K[,K...]",
+            help="cut-offs: recall, ndcg, p, hit, mrr, map at each (train.metrics; monitor ndcg@20 or the first)",
+        )
 
     def overrides(self, args) -> tuple[str | None, list[str]]:
         """``rankopt recsys train DATA_DIR``: the defaults on a folder of interactions; ``--k``: cut-offs."""
@@ -37,8 +39,10 @@ class _Command(TaskCommand):
         masked = "train and valid items" if protocol.get("masked_at_test") == "train+valid" else "context items"
         refit = protocol.get("refit")
         extra = f"; refit on train + valid for {refit['epochs']} epochs" if refit else ""
-        return f"{result['test'].get('n_users', '?')} users, {masked} masked ({cfg.model.name} + {cfg.loss.name}, " \
-               f"{cfg.data.protocol}){extra}"
+        return (
+            f"{result['test'].get('n_users', '?')} users, {masked} masked ({cfg.model.name} + {cfg.loss.name}, "
+            f"{cfg.data.protocol}){extra}"
+        )
 
 
 def _cutoffs(text: str) -> list[int]:
@@ -60,13 +64,25 @@ TASK = Task(
     command=("recsys", "train"),
     help="train a recommender on a folder of interactions",
     description="RECIPE: a packaged recipe (<dataset>-<model>-<variant>, e.g. ml-100k-lightgcn-item-ppr) or a YAML "
-                "file, with --data-dir; or directly a DATA_DIR: LightGCN train.txt/valid.txt/test.txt, pair files "
-                "data1.txt/test1.txt, one RecBole .inter or one CSV (user,item[,rating][,timestamp]); detected. "
-                "The short flags set config keys (their defaults are the config's); --set reaches every key. "
-                "Model selection on the validation split; test with train and valid items masked.",
-    flags={"data-dir": "data.root", "model": "model.name", "loss": "loss.name", "negatives": "loss.negatives",
-           "protocol": "data.protocol", "epochs": "train.epochs", "seed": "train.seed", "device": "train.device",
-           "lr": "optim.lr", "dim": "model.dim", "patience": "train.patience", "time-limit": "train.time_limit",
-           "rating-threshold": "data.rating_threshold", "refit": "train.refit"},
+    "file, with --data-dir; or directly a DATA_DIR: LightGCN train.txt/valid.txt/test.txt, pair files "
+    "data1.txt/test1.txt, one RecBole .inter or one CSV (user,item[,rating][,timestamp]); detected. "
+    "The short flags set config keys (their defaults are the config's); --set reaches every key. "
+    "Model selection on the validation split; test with train and valid items masked.",
+    flags={
+        "data-dir": "data.root",
+        "model": "model.name",
+        "loss": "loss.name",
+        "negatives": "loss.negatives",
+        "protocol": "data.protocol",
+        "epochs": "train.epochs",
+        "seed": "train.seed",
+        "device": "train.device",
+        "lr": "optim.lr",
+        "dim": "model.dim",
+        "patience": "train.patience",
+        "time-limit": "train.time_limit",
+        "rating-threshold": "data.rating_threshold",
+        "refit": "train.refit",
+    },
     cli="rankopt.recsys.task:COMMAND",
 )

@@ -10,7 +10,6 @@ interactions, negatives drawn uniformly among the items the user has not interac
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 from rankopt.recsys.data import Interactions
 
@@ -22,8 +21,9 @@ def interaction_keys(train: Interactions, n_items: int) -> np.ndarray:
     return np.unique(train.user.astype(np.int64) * n_items + train.item)
 
 
-def uniform_negatives(keys: np.ndarray, n_items: int, users: np.ndarray, rng: np.random.Generator,
-                      max_rounds: int = 1000) -> np.ndarray:
+def uniform_negatives(
+    keys: np.ndarray, n_items: int, users: np.ndarray, rng: np.random.Generator, max_rounds: int = 1000
+) -> np.ndarray:
     """One uniform item per user that the user has not interacted with: vectorised rejection sampling
     against the sorted (user·n_items + item) keys of the training interactions."""
     out = rng.integers(0, n_items, len(users))
@@ -37,8 +37,9 @@ def uniform_negatives(keys: np.ndarray, n_items: int, users: np.ndarray, rng: np
     raise ValueError("could not sample negatives: some users have interacted with (almost) every item")
 
 
-def bpr_triples(train: Interactions, n_items: int, rng: np.random.Generator, keys: np.ndarray | None = None,
-                sampling: str = "user") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def bpr_triples(
+    train: Interactions, n_items: int, rng: np.random.Generator, keys: np.ndarray | None = None, sampling: str = "user"
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One epoch of (user, positive, negative) triples, as many as training interactions.
     ``sampling="user"``: LightGCN-PyTorch's sampler, users drawn uniformly (with replacement) among those
     with training items, then one of their positives uniformly; ``"interaction"``: a shuffled pass over
@@ -68,8 +69,17 @@ class CandidateSampler:
     ``n_neg="all"``: every item the user has not interacted with is a negative; yields (users, None,
     levels (B, n_items) int8): 1 at the sampled positives, −1 at the user's other training items, 0 elsewhere."""
 
-    def __init__(self, train: Interactions, n_items: int, n_pos: int, n_neg: int | str, ppr: np.ndarray | None = None,
-                 ppr_mix: float = 0.5, keys: np.ndarray | None = None, ppr_scores: np.ndarray | None = None) -> None:
+    def __init__(
+        self,
+        train: Interactions,
+        n_items: int,
+        n_pos: int,
+        n_neg: int | str,
+        ppr: np.ndarray | None = None,
+        ppr_mix: float = 0.5,
+        keys: np.ndarray | None = None,
+        ppr_scores: np.ndarray | None = None,
+    ) -> None:
         self.pairs = np.unique(np.stack([train.user, train.item], axis=1).astype(np.int64), axis=0)  # sorted by user
         self.active, self.starts, self.counts = np.unique(self.pairs[:, 0], return_index=True, return_counts=True)
         self.keys = interaction_keys(train, n_items) if keys is None else keys
@@ -79,7 +89,9 @@ class CandidateSampler:
         self.n_items, self.n_pos, self.n_neg, self.ppr, self.ppr_scores = n_items, n_pos, n_neg, ppr, ppr_scores
         self.n_ppr = int(round(n_neg * ppr_mix)) if ppr is not None else 0
         if ppr is not None and self.n_ppr > ppr.shape[1]:
-            raise ValueError(f"{self.n_ppr} PPR negatives per step but only {ppr.shape[1]} PPR candidates per user (raise ppr_m)")
+            raise ValueError(
+                f"{self.n_ppr} PPR negatives per step but only {ppr.shape[1]} PPR candidates per user (raise ppr_m)"
+            )
         if ppr_scores is not None and (ppr is None or ppr_scores.shape != ppr.shape):
             raise ValueError("ppr_scores must come with ppr and have its shape (users, PPR candidates)")
 
@@ -100,7 +112,11 @@ class CandidateSampler:
     def _catalogue_levels(self, rows: np.ndarray, pos: np.ndarray) -> np.ndarray:
         levels = np.zeros((len(rows), self.n_items), dtype=np.int8)
         counts = self.counts[rows]
-        at = np.repeat(self.starts[rows], counts) + np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+        at = (
+            np.repeat(self.starts[rows], counts)
+            + np.arange(counts.sum())
+            - np.repeat(np.cumsum(counts) - counts, counts)
+        )
         levels[np.repeat(np.arange(len(rows)), counts), self.pairs[at, 1]] = -1  # known items are not negatives
         r, c = np.nonzero(pos >= 0)
         levels[r, pos[r, c]] = 1
@@ -119,7 +135,11 @@ class CandidateSampler:
             if self.everything:
                 yield users, None, self._catalogue_levels(rows, pos)
                 continue
-            negatives = [uniform_negatives(self.keys, self.n_items, np.repeat(users, self.n_neg - self.n_ppr), rng).reshape(len(users), -1)]
+            negatives = [
+                uniform_negatives(self.keys, self.n_items, np.repeat(users, self.n_neg - self.n_ppr), rng).reshape(
+                    len(users), -1
+                )
+            ]
             if self.n_ppr:
                 negatives.insert(0, self._ppr_draw(users, rng))
             neg = np.concatenate(negatives, axis=1)

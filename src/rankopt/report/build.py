@@ -31,8 +31,13 @@ def report(path, gallery=None, output=None, seed: int = 0) -> tuple[str, dict]:
     ctx["table"] = _metric_table(src, seed)
     sections = []
     first = "ap" if "ap" in src.per_query else next(iter(src.per_query))
-    sections.append(("Per-query " + first, figures.svg(figures.histogram(src.per_query[first], f"{first} per query")),
-                     f"{int(np.sum(~np.isnan(src.per_query[first])))} queries with a relevant item"))
+    sections.append(
+        (
+            "Per-query " + first,
+            figures.svg(figures.histogram(src.per_query[first], f"{first} per query")),
+            f"{int(np.sum(~np.isnan(src.per_query[first])))} queries with a relevant item",
+        )
+    )
     if src.retrieval is not None:
         sections += _retrieval_figures(src, seed)
         ctx["gallery"] = _gallery(src, seed)
@@ -50,8 +55,11 @@ def report(path, gallery=None, output=None, seed: int = 0) -> tuple[str, dict]:
     html = render("report.html.j2", ctx)
     if output is not None:
         _write(output, html)
-    summary = {"path": str(src.path), "kind": src.kind, "metrics": {r["name"]: {"value": r["value"], "ci": [r["low"], r["high"]]}
-                                                                    for r in ctx["table"]}}
+    summary = {
+        "path": str(src.path),
+        "kind": src.kind,
+        "metrics": {r["name"]: {"value": r["value"], "ci": [r["low"], r["high"]]} for r in ctx["table"]},
+    }
     if ctx["ood"]:
         summary["ood"] = {o["file"]: {r["name"]: r["mean"] for r in o["rows"]} for o in ctx["ood"]}
     return html, summary
@@ -67,23 +75,45 @@ def compare(paths, output=None, seed: int = 0, n_resamples: int = 10000) -> tupl
     names = [m for m in sources[0].per_query if all(m in s.per_query for s in sources[1:])]
     if not names:
         raise ValueError("the runs share no metric")
-    runs = [{"label": chr(ord("A") + i), "title": s.title, "path": str(s.path),
-             "metrics": {m: float(np.nanmean(s.per_query[m])) for m in names}} for i, s in enumerate(sources)]
+    runs = [
+        {
+            "label": chr(ord("A") + i),
+            "title": s.title,
+            "path": str(s.path),
+            "metrics": {m: float(np.nanmean(s.per_query[m])) for m in names},
+        }
+        for i, s in enumerate(sources)
+    ]
     pairs = []
     for i, j in combinations(range(len(sources)), 2):
         for m in names:
             a, b = sources[i].per_query[m], sources[j].per_query[m]
             low, high = paired_bootstrap_ci(a, b, seed=seed)
-            pairs.append({"a": runs[i]["label"], "b": runs[j]["label"], "metric": m,
-                          "diff": float(np.nanmean(b - a)), "low": low, "high": high,
-                          "p": randomization_test(a, b, n_resamples=n_resamples, seed=seed)})
+            pairs.append(
+                {
+                    "a": runs[i]["label"],
+                    "b": runs[j]["label"],
+                    "metric": m,
+                    "diff": float(np.nanmean(b - a)),
+                    "low": low,
+                    "high": high,
+                    "p": randomization_test(a, b, n_resamples=n_resamples, seed=seed),
+                }
+            )
     plots = []
     first = "ap" if "ap" in names else names[0]
     plots.append((f"{first} per query", _overlay_histograms(sources, runs, first)))
     if all(s.history for s in sources):
         plots.append(("Training", _overlay_history(sources, runs)))
-    ctx = {"title": "rankopt comparison", "runs": runs, "names": names, "pairs": pairs, "plots": plots,
-           "n_queries": len(sources[0].query_ids), "n_resamples": n_resamples}
+    ctx = {
+        "title": "rankopt comparison",
+        "runs": runs,
+        "names": names,
+        "pairs": pairs,
+        "plots": plots,
+        "n_queries": len(sources[0].query_ids),
+        "n_resamples": n_resamples,
+    }
     html = render("compare.html.j2", ctx)
     if output is not None:
         _write(output, html)
@@ -93,8 +123,11 @@ def compare(paths, output=None, seed: int = 0, n_resamples: int = 10000) -> tupl
 def render(template: str, ctx: dict) -> str:
     import jinja2
 
-    env = jinja2.Environment(loader=jinja2.PackageLoader("rankopt.report", "templates"),
-                             autoescape=jinja2.select_autoescape(["html", "j2"]), undefined=jinja2.StrictUndefined)
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("rankopt.report", "templates"),
+        autoescape=jinja2.select_autoescape(["html", "j2"]),
+        undefined=jinja2.StrictUndefined,
+    )
     env.filters["num"] = lambda v: "–" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.4f}"
     return env.get_template(template).render(**ctx)
 
@@ -140,8 +173,9 @@ def _levels(view, rows: np.ndarray, order: np.ndarray) -> np.ndarray:
     from rankopt.relevance import gathered_levels
 
     g_lab = view.query_labels if view.gallery_labels is None else view.gallery_labels
-    return gathered_levels(torch.from_numpy(view.query_labels[rows]), torch.from_numpy(g_lab),
-                           torch.from_numpy(order)).numpy()
+    return gathered_levels(
+        torch.from_numpy(view.query_labels[rows]), torch.from_numpy(g_lab), torch.from_numpy(order)
+    ).numpy()
 
 
 def _retrieval_figures(src: Source, seed: int) -> list[tuple[str, str, str]]:
@@ -165,22 +199,48 @@ def _retrieval_figures(src: Source, seed: int) -> list[tuple[str, str, str]]:
     # interpolated precision: the best precision at any recall >= r, averaged over queries
     best_after = np.maximum.accumulate(precision[:, ::-1], axis=1)[:, ::-1]
     interp = np.stack([np.where(recall >= r, best_after, 0).max(axis=1) for r in grid], axis=1).mean(axis=0)
-    out.append(("Precision–recall", figures.svg(figures.lines({"interpolated": (grid, interp)}, "recall", "precision")),
-                f"averaged over {int(keep.sum())} sampled queries (finest label relevant)"))
+    out.append(
+        (
+            "Precision–recall",
+            figures.svg(figures.lines({"interpolated": (grid, interp)}, "recall", "precision")),
+            f"averaged over {int(keep.sum())} sampled queries (finest label relevant)",
+        )
+    )
     gal = view.queries if view.gallery is None else view.gallery
     n_ranked = len(gal) - (1 if view.gallery is None else 0)
     ks = [k for k in (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1000) if k <= n_ranked]
     names = [f"hit@{k}" for k in ks] + [f"recall@{k}" for k in ks]
     res = evaluate(view.queries, view.query_labels, view.gallery, view.gallery_labels, metrics=names)
-    out.append(("Hit@k and recall@k", figures.svg(figures.lines(
-        {"hit@k": (ks, [res[f"hit@{k}"] for k in ks]), "recall@k": (ks, [res[f"recall@{k}"] for k in ks])},
-        "k", "mean over queries", logx=True)), "exact, every query, expected ties"))
+    out.append(
+        (
+            "Hit@k and recall@k",
+            figures.svg(
+                figures.lines(
+                    {"hit@k": (ks, [res[f"hit@{k}"] for k in ks]), "recall@k": (ks, [res[f"recall@{k}"] for k in ks])},
+                    "k",
+                    "mean over queries",
+                    logx=True,
+                )
+            ),
+            "exact, every query, expected ties",
+        )
+    )
     if n_levels > 1:
         level_names = [f"ap/level{lvl}" for lvl in range(1, n_levels + 1)]
         res = evaluate(view.queries, view.query_labels, view.gallery, view.gallery_labels, metrics=level_names)
-        out.append(("AP per relevance level", figures.svg(figures.bars(
-            [f"≥ {lvl} shared labels" for lvl in range(1, n_levels + 1)], [res[n] for n in level_names], "AP")),
-            "level L: same finest label; level 1: same coarsest label"))
+        out.append(
+            (
+                "AP per relevance level",
+                figures.svg(
+                    figures.bars(
+                        [f"≥ {lvl} shared labels" for lvl in range(1, n_levels + 1)],
+                        [res[n] for n in level_names],
+                        "AP",
+                    )
+                ),
+                "level L: same finest label; level 1: same coarsest label",
+            )
+        )
     return out
 
 
@@ -195,18 +255,33 @@ def _gallery(src: Source, seed: int) -> list[dict]:
         scored = np.flatnonzero(~np.isnan(ap))
         worst = scored[np.argsort(ap[scored], kind="stable")[:GALLERY_QUERIES]]
     rows = np.concatenate([sample, worst]).astype(np.int64)
-    depth = min(GALLERY_DEPTH, (len(view.queries) if view.gallery is None else len(view.gallery)) - (view.gallery is None))
+    depth = min(
+        GALLERY_DEPTH, (len(view.queries) if view.gallery is None else len(view.gallery)) - (view.gallery is None)
+    )
     order = _ranked(view, rows, depth)
     lv = _levels(view, rows, order)
     items = view.images if view.gallery is None else view.gallery_images
     out = []
     for n, (row, ranked, levels) in enumerate(zip(rows, order, lv)):
-        results = [{"index": int(i), "label": _label(view, i),
-                    "relevance": "exact" if lvl >= n_levels else ("super" if lvl > 0 else "none"),
-                    "image": _image(items, i)} for i, lvl in zip(ranked, levels)]
-        out.append({"group": "sample" if n < len(sample) else "worst", "query": int(row),
-                    "label": int(view.query_labels[row, 0]), "image": _image(view.images, row),
-                    "ap": None if ap is None else float(ap[row]), "results": results})
+        results = [
+            {
+                "index": int(i),
+                "label": _label(view, i),
+                "relevance": "exact" if lvl >= n_levels else ("super" if lvl > 0 else "none"),
+                "image": _image(items, i),
+            }
+            for i, lvl in zip(ranked, levels)
+        ]
+        out.append(
+            {
+                "group": "sample" if n < len(sample) else "worst",
+                "query": int(row),
+                "label": int(view.query_labels[row, 0]),
+                "image": _image(view.images, row),
+                "ap": None if ap is None else float(ap[row]),
+                "results": results,
+            }
+        )
     return out
 
 
@@ -246,8 +321,13 @@ def _recommendation_figures(src: Source, seed: int) -> list[tuple[str, str, str]
             labels.append(f"{int(edges[b])}–{int(edges[b + 1])}")
             values.append(float(np.nanmean(v)))
             errors.append(bootstrap_ci(v, seed=seed))
-        out.append((f"{name} by user activity", figures.svg(figures.bars(labels, values, name, errors)),
-                    "training interactions per user, in quintiles; 95% bootstrap intervals"))
+        out.append(
+            (
+                f"{name} by user activity",
+                figures.svg(figures.bars(labels, values, name, errors)),
+                "training interactions per user, in quintiles; 95% bootstrap intervals",
+            )
+        )
     return out
 
 
@@ -268,7 +348,9 @@ def _selection_text(src: Source) -> str:
     s = src.selection or {}
     if "epoch" not in s:
         return ""
-    return f"selected epoch {s['epoch']} of {s.get('epochs_run', '?')} on {s.get('split', 'valid')} {s.get('metric', '')}"
+    return (
+        f"selected epoch {s['epoch']} of {s.get('epochs_run', '?')} on {s.get('split', 'valid')} {s.get('metric', '')}"
+    )
 
 
 # comparison --------------------------------------------------------------------------------------
@@ -278,14 +360,18 @@ def _check_same_queries(sources: list[Source]) -> None:
         if s.kind != first.kind:
             raise ValueError(f"cannot compare a {first.kind} run with a {s.kind} run")
         if len(s.query_ids) != len(first.query_ids) or not np.array_equal(s.query_ids, first.query_ids):
-            raise ValueError(f"{s.path} was tested on other queries than {first.path} ({len(s.query_ids)} vs "
-                             f"{len(first.query_ids)}): a paired comparison needs the same test queries")
+            raise ValueError(
+                f"{s.path} was tested on other queries than {first.path} ({len(s.query_ids)} vs "
+                f"{len(first.query_ids)}): a paired comparison needs the same test queries"
+            )
         data_a, data_b = first.config.get("data", {}), s.config.get("data", {})
         if data_a.get("name") != data_b.get("name"):
             raise ValueError(f"{s.path} was tested on {data_b.get('name')!r}, {first.path} on {data_a.get('name')!r}")
         if first.data_fingerprint and s.data_fingerprint and first.data_fingerprint != s.data_fingerprint:
-            raise ValueError(f"{s.path} and {first.path} were tested on different data (test fingerprints "
-                             f"{s.data_fingerprint} and {first.data_fingerprint}): their queries cannot be paired")
+            raise ValueError(
+                f"{s.path} and {first.path} were tested on different data (test fingerprints "
+                f"{s.data_fingerprint} and {first.data_fingerprint}): their queries cannot be paired"
+            )
     unrecorded = [str(s.path) for s in sources if s.data_fingerprint is None]
     if unrecorded:
         log.warning("%s recorded no fingerprint of their test data: paired by query order only", ", ".join(unrecorded))

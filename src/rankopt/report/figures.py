@@ -40,8 +40,15 @@ def histogram(values: np.ndarray, xlabel: str, bins: int = 20):
     return fig
 
 
-def lines(series: dict[str, tuple], xlabel: str, ylabel: str, *, logx: bool = False, mark_x: float | None = None,
-          mark_label: str = ""):
+def lines(
+    series: dict[str, tuple],
+    xlabel: str,
+    ylabel: str,
+    *,
+    logx: bool = False,
+    mark_x: float | None = None,
+    mark_label: str = "",
+):
     """One line per name: (x, y)."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(4.2, 2.6))
@@ -64,7 +71,9 @@ def bars(labels: list[str], values: list[float], ylabel: str, errors: list[tuple
     x = np.arange(len(labels))
     yerr = None
     if errors is not None:
-        yerr = np.array([[v - lo for v, (lo, _) in zip(values, errors)], [hi - v for v, (_, hi) in zip(values, errors)]])
+        yerr = np.array(
+            [[v - lo for v, (lo, _) in zip(values, errors)], [hi - v for v, (_, hi) in zip(values, errors)]]
+        )
     ax.bar(x, values, color="#55a868", yerr=yerr, capsize=3)
     ax.set_xticks(x, labels, rotation=20, ha="right")
     ax.set_ylabel(ylabel)

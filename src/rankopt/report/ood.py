@@ -29,8 +29,15 @@ def ood_sections(run_dir: Path) -> tuple[list[dict], list[str]]:
         if not detectors:
             continue
         best_fpr = min(r["mean"]["fpr95_id"] for r in detectors.values())
-        rows = [{"name": n, "mean": r["mean"], "per_ood": {s: r["per_ood"][s]["auroc"] for s in sets},
-                 "best": r["mean"]["fpr95_id"] == best_fpr} for n, r in detectors.items()]
+        rows = [
+            {
+                "name": n,
+                "mean": r["mean"],
+                "per_ood": {s: r["per_ood"][s]["auroc"] for s in sets},
+                "best": r["mean"]["fpr95_id"] == best_fpr,
+            }
+            for n, r in detectors.items()
+        ]
         plots = []
         scores_path = Path(run_dir) / f"{prefix}_scores.npz"
         if scores_path.is_file():
@@ -38,15 +45,28 @@ def ood_sections(run_dir: Path) -> tuple[list[dict], list[str]]:
             with np.load(scores_path) as scores:
                 for name in dict.fromkeys([best] + (["heat"] if "heat" in detectors else [])):
                     if f"{name}/id" in scores.files:
-                        plots.append((f"{name} scores", figures.svg(_distributions(scores, name, sets)),
-                                      "ID test against each OOD set; larger = more OOD; dashed: the threshold accepting 95% of ID"))
+                        plots.append(
+                            (
+                                f"{name} scores",
+                                figures.svg(_distributions(scores, name, sets)),
+                                "ID test against each OOD set; larger = more OOD; dashed: the threshold accepting "
+                                "95% of ID",
+                            )
+                        )
         else:
             notes.append(f"No score distributions for {path.name}: {scores_path.name} is missing")
         backbone = result.get("backbone", "model")
-        out.append({"title": f"features of {'the run’s model' if backbone == 'model' else 'frozen ' + backbone}",
-                    "file": path.name, "sets": sets, "rows": rows, "plots": plots,
-                    "n": {"train": result.get("n_id_train"), "test": result.get("n_id_test"), **result["n_ood"]},
-                    "skipped": result.get("skipped", {})})
+        out.append(
+            {
+                "title": f"features of {'the run’s model' if backbone == 'model' else 'frozen ' + backbone}",
+                "file": path.name,
+                "sets": sets,
+                "rows": rows,
+                "plots": plots,
+                "n": {"train": result.get("n_id_train"), "test": result.get("n_id_test"), **result["n_ood"]},
+                "skipped": result.get("skipped", {}),
+            }
+        )
     return out, notes
 
 
@@ -60,7 +80,9 @@ def _distributions(scores, name: str, sets: list[str]):
     ax.hist(np.clip(id_scores, lo, hi), bins=bins, density=True, color="#4c72b0", alpha=0.45, label="ID test")
     for s in sets:
         if f"{name}/{s}" in scores.files:
-            ax.hist(np.clip(scores[f"{name}/{s}"], lo, hi), bins=bins, density=True, histtype="step", linewidth=1.3, label=s)
+            ax.hist(
+                np.clip(scores[f"{name}/{s}"], lo, hi), bins=bins, density=True, histtype="step", linewidth=1.3, label=s
+            )
     ax.axvline(np.quantile(id_scores, 0.95, method="inverted_cdf"), color="#333", linestyle="--", linewidth=1)
     ax.set_xlabel(f"{name} score")
     ax.set_ylabel("density")

@@ -74,8 +74,14 @@ def _image_run(folder: RunFolder, cfg, with_rankings: bool) -> Source:
 
         try:
             splits, note = run_splits(folder, cfg)
-        except (DatasetNotFoundError, DataChangedError) as err:  # the numbers are in the run folder; the pictures need its images
-            notes.append(f"No curves or gallery: the run's test images cannot be read as they were ({' '.join(str(err).split())})")
+        except (
+            DatasetNotFoundError,
+            DataChangedError,
+        ) as err:  # the numbers are in the run folder; the pictures need its images
+            notes.append(
+                "No curves or gallery: the run's test images cannot be read as they were "
+                f"({' '.join(str(err).split())})"
+            )
         else:
             if note:
                 notes.append(note)
@@ -87,11 +93,23 @@ def _image_run(folder: RunFolder, cfg, with_rankings: bool) -> Source:
                 g, gl = embed_dataset(model, test.gallery)
             view = RetrievalView(q, _two_d(ql), g, None if gl is None else _two_d(gl), test.queries, test.gallery)
             if len(view.queries) != len(ids):
-                raise ValueError(f"{folder.path}: {len(ids)} per-query rows but its test split has {len(view.queries)} "
-                                 "queries")
-    return Source("retrieval", f"{cfg.data.name} · {cfg.loss.name} · {cfg.model.backbone}", folder.path, _means(out["test"]),
-                  per_query, ids, out.get("history", []), out.get("selection"), view, config=folder.saved_config(),
-                  notes=notes, data_fingerprint=folder.data_fingerprint(test=True))
+                raise ValueError(
+                    f"{folder.path}: {len(ids)} per-query rows but its test split has {len(view.queries)} queries"
+                )
+    return Source(
+        "retrieval",
+        f"{cfg.data.name} · {cfg.loss.name} · {cfg.model.backbone}",
+        folder.path,
+        _means(out["test"]),
+        per_query,
+        ids,
+        out.get("history", []),
+        out.get("selection"),
+        view,
+        config=folder.saved_config(),
+        notes=notes,
+        data_fingerprint=folder.data_fingerprint(test=True),
+    )
 
 
 def _recsys_run(folder: RunFolder, cfg, with_rankings: bool) -> Source:
@@ -104,13 +122,25 @@ def _recsys_run(folder: RunFolder, cfg, with_rankings: bool) -> Source:
         try:
             data = run_data(folder, cfg)
         except (FileNotFoundError, DataChangedError) as err:  # the per-user numbers are in the run folder
-            notes.append(f"No NDCG by user activity: the training interactions could not be read ({' '.join(str(err).split())})")
+            notes.append(
+                f"No NDCG by user activity: the training interactions could not be read ({' '.join(str(err).split())})"
+            )
         else:
             activity = np.bincount(data.train.user, minlength=data.n_users)[ids]
-    return Source("recommendation", f"{Path(str(cfg.data.root)).name} · {cfg.model.name} · {cfg.loss.name}", folder.path,
-                  _means(out["test"]), per_user, ids, out.get("history", []), out.get("selection"),
-                  user_activity=activity, config=folder.saved_config(), notes=notes,
-                  data_fingerprint=folder.data_fingerprint(test=True))
+    return Source(
+        "recommendation",
+        f"{Path(str(cfg.data.root)).name} · {cfg.model.name} · {cfg.loss.name}",
+        folder.path,
+        _means(out["test"]),
+        per_user,
+        ids,
+        out.get("history", []),
+        out.get("selection"),
+        user_activity=activity,
+        config=folder.saved_config(),
+        notes=notes,
+        data_fingerprint=folder.data_fingerprint(test=True),
+    )
 
 
 def _embeddings(p: Path, gallery: str | Path | None) -> Source:
@@ -122,10 +152,22 @@ def _embeddings(p: Path, gallery: str | Path | None) -> Source:
         g, gl = read_embeddings(gallery, "gallery file")
     result = evaluate_per_query(q, ql, g, gl)
     metrics = {k: v for k, v in aggregate(result).items() if not k.startswith("n_")}
-    view = RetrievalView(np.asarray(q, dtype=np.float32), _two_d(ql), None if g is None else np.asarray(g, dtype=np.float32),
-                         None if gl is None else _two_d(gl))
-    return Source("embeddings", p.name, p, metrics, result.values, np.arange(result.n_queries), retrieval=view,
-                  data_fingerprint=fingerprint(np.asarray(ql), *(() if gl is None else (np.asarray(gl),))))
+    view = RetrievalView(
+        np.asarray(q, dtype=np.float32),
+        _two_d(ql),
+        None if g is None else np.asarray(g, dtype=np.float32),
+        None if gl is None else _two_d(gl),
+    )
+    return Source(
+        "embeddings",
+        p.name,
+        p,
+        metrics,
+        result.values,
+        np.arange(result.n_queries),
+        retrieval=view,
+        data_fingerprint=fingerprint(np.asarray(ql), *(() if gl is None else (np.asarray(gl),))),
+    )
 
 
 def _means(test: dict) -> dict[str, float]:

@@ -27,6 +27,8 @@ def read_model_weights(checkpoint: str | Path, prefix: str = "model.") -> dict[s
     stripped; a truncated, empty or foreign file is a ValueError naming it."""
     try:
         state = torch.load(checkpoint, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - truncated, empty or foreign files fail in many ways
-        raise ValueError(f"checkpoint {checkpoint} cannot be read: {str(err).splitlines()[0] if str(err) else type(err).__name__}") from None
-    return {k[len(prefix):]: v for k, v in state.get("state_dict", {}).items() if k.startswith(prefix)}
+    except Exception as err:
+        raise ValueError(
+            f"checkpoint {checkpoint} cannot be read: {str(err).splitlines()[0] if str(err) else type(err).__name__}"
+        ) from None
+    return {k[len(prefix) :]: v for k, v in state.get("state_dict", {}).items() if k.startswith(prefix)}

@@ -28,13 +28,21 @@ class DataConfig:
     name: str = setting("fashion-mnist", help="the dataset", choices=DATASETS)
     root: str | None = setting(None, help="the dataset folder (fashion-mnist: optional, the Debian package's files)")
     train_split: str = setting("train", help="the split trained on")
-    test_split: str = setting("auto", help="the test queries; auto: the dataset's published protocol (In-Shop, DyML: query)")
+    test_split: str = setting(
+        "auto", help="the test queries; auto: the dataset's published protocol (In-Shop, DyML: query)"
+    )
     gallery_split: str | None = setting(
-        "auto", help="what test queries rank: a split (In-Shop, DyML: gallery), or none: leave-one-out")
+        "auto", help="what test queries rank: a split (In-Shop, DyML: gallery), or none: leave-one-out"
+    )
     valid: str | None = setting(
-        "carve", help="the selection split: carve (from training), none (select the last epoch), or a split name")
-    valid_fraction: float = setting(0.1, help="carved validation: share of the training classes (images for Fashion-MNIST)")
-    test_fraction: float = setting(0.5, help="image folder / CSV without splits: share of the classes held out for test")
+        "carve", help="the selection split: carve (from training), none (select the last epoch), or a split name"
+    )
+    valid_fraction: float = setting(
+        0.1, help="carved validation: share of the training classes (images for Fashion-MNIST)"
+    )
+    test_fraction: float = setting(
+        0.5, help="image folder / CSV without splits: share of the classes held out for test"
+    )
     split_seed: int = setting(0, help="seed of every carved split (independent of the training seed)")
     options: dict = setting(help="extra loader arguments (hierarchy, level, classes, ...)", default_factory=dict)
     sampler: str = setting("m_per_class", help="batch sampler", choices=("m_per_class", "hierarchical"))
@@ -54,8 +62,9 @@ class ModelConfig:
     pooling: str = setting("avg", help="global pooling of the feature map", choices=POOLINGS)
     layer_norm: bool = setting(False, help="LayerNorm before the head")
     freeze_bn: bool = setting(False, help="keep BatchNorm statistics and affine parameters as loaded")
-    weights: str | None = setting(None, help="pretrained backbone weights: a file, or 'packaged' (EfficientNet-Lite0's "
-                                  "ImageNet weights)")
+    weights: str | None = setting(
+        None, help="pretrained backbone weights: a file, or 'packaged' (EfficientNet-Lite0's ImageNet weights)"
+    )
     in_channels: int = setting(1, help="image channels the backbone takes")
 
 
@@ -64,7 +73,9 @@ class LossConfig:
     name: str = setting("roadmap", help="the rank loss", choices=LOSSES)
     options: dict = setting(help="constructor arguments of the loss", default_factory=dict)
     memory: int = setting(0, help="CrossBatchMemory size (a FIFO queue); 0: none")
-    memory_unique: bool = setting(False, help="ROADMAP's memory instead: one slot per training item, its latest embedding")
+    memory_unique: bool = setting(
+        False, help="ROADMAP's memory instead: one slot per training item, its latest embedding"
+    )
     memory_start_step: int = setting(0, help="training step from which the memory is used")
 
 
@@ -78,7 +89,9 @@ class OptimConfig:
     momentum: float = setting(0.9, help="sgd momentum")
     nesterov: bool = setting(False, help="sgd: Nesterov momentum")
     scheduler: str = setting("none", help="learning-rate schedule", choices=("none", "multistep", "cosine"))
-    milestones: list[int] = setting(help="multistep: epochs where the rate is multiplied by gamma", default_factory=list)
+    milestones: list[int] = setting(
+        help="multistep: epochs where the rate is multiplied by gamma", default_factory=list
+    )
     gamma: float = setting(0.3, help="multistep factor")
     eta_min: float = setting(0.0, help="cosine: final learning rate, as a fraction of each group's")
     warmup_frozen_epochs: int = setting(0, help="backbone frozen for the first epochs")
@@ -94,9 +107,11 @@ class TrainConfig:
     eval_every: int = setting(1, help="validate every this many epochs (and after the last)")
     patience: int = setting(0, help="stop after this many validations without a better monitored value (0: never)")
     time_limit: float | None = setting(
-        None, help="seconds of fitting (validation included); the epoch crossing it is the last")
-    metrics: list = setting(help="metrics of validation and test",
-                            default_factory=lambda: ["hit@1", "map@r", "ap", "hap", "asi", "ndcg"])
+        None, help="seconds of fitting (validation included); the epoch crossing it is the last"
+    )
+    metrics: list = setting(
+        help="metrics of validation and test", default_factory=lambda: ["hit@1", "map@r", "ap", "hap", "asi", "ndcg"]
+    )
     monitor: str = setting("map@r", help="the validation metric that selects the epoch")
     precision: str = setting("32-true", help="Lightning precision: 32-true, 16-mixed, bf16-mixed, ...")
     accelerator: str = setting("auto", help="Lightning accelerator: auto, cpu, gpu")
@@ -119,18 +134,30 @@ class RunConfig:
         """Ranges and combinations that the types cannot say, checked before any work starts."""
         check_choices(self)
         d, t, m, o = self.data, self.train, self.model, self.optim
-        for key, value in (("train.epochs", t.epochs), ("train.eval_every", t.eval_every), ("data.batch_size", d.batch_size),
-                           ("data.m", d.m), ("data.limit", d.limit), ("data.train_limit", d.train_limit),
-                           ("model.dim", m.dim), ("data.image_size", d.image_size)):
+        for key, value in (
+            ("train.epochs", t.epochs),
+            ("train.eval_every", t.eval_every),
+            ("data.batch_size", d.batch_size),
+            ("data.m", d.m),
+            ("data.limit", d.limit),
+            ("data.train_limit", d.train_limit),
+            ("model.dim", m.dim),
+            ("data.image_size", d.image_size),
+        ):
             check_range(key, value, 1)
         for key, value in (("data.valid_fraction", d.valid_fraction), ("data.test_fraction", d.test_fraction)):
             check_range(key, value, 0, 1, low_open=True, high_open=True)
         check_range("data.num_workers", d.num_workers, 0)
         check_backbone(m.backbone, m.weights, m.in_channels, m.pooling)
         if d.name == "fashion-mnist" and m.in_channels != 1:
-            raise ValueError(f"model.in_channels={m.in_channels}: Fashion-MNIST images have 1 channel (use model.backbone=small_cnn)")
-        for key, value in (("optim.lr_backbone", o.lr_backbone), ("optim.lr_head", o.lr_head),
-                           ("optim.lr_proxies", o.lr_proxies)):
+            raise ValueError(
+                f"model.in_channels={m.in_channels}: Fashion-MNIST images have 1 channel (use model.backbone=small_cnn)"
+            )
+        for key, value in (
+            ("optim.lr_backbone", o.lr_backbone),
+            ("optim.lr_head", o.lr_head),
+            ("optim.lr_proxies", o.lr_proxies),
+        ):
             check_range(key, value, 0, low_open=True)
         check_range("optim.weight_decay", o.weight_decay, 0)
         check_range("optim.warmup_frozen_epochs", o.warmup_frozen_epochs, 0)

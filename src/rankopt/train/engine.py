@@ -34,13 +34,22 @@ class RetrievalData(pl.LightningDataModule):
     """Train batches from an m-per-class or hierarchical sampler (its share of every global batch on
     each process); evaluation sets in contiguous shards, one per process (each item embedded once)."""
 
-    def __init__(self, train: Dataset, valid: EvalSet | Dataset | None, test: EvalSet | Dataset | None, batch_size: int,
-                 m: int = 4, sampler: str = "m_per_class", seed: int = 0, num_workers: int = 0,
-                 eval_batch_size: int = 256) -> None:
+    def __init__(
+        self,
+        train: Dataset,
+        valid: EvalSet | Dataset | None,
+        test: EvalSet | Dataset | None,
+        batch_size: int,
+        m: int = 4,
+        sampler: str = "m_per_class",
+        seed: int = 0,
+        num_workers: int = 0,
+        eval_batch_size: int = 256,
+    ) -> None:
         super().__init__()
         if sampler not in ("m_per_class", "hierarchical"):
             raise ValueError(f"sampler={sampler!r} is not m_per_class or hierarchical")
-        as_set = lambda s, name: s if s is None or isinstance(s, EvalSet) else EvalSet(name, s)  # noqa: E731
+        as_set = lambda s, name: s if s is None or isinstance(s, EvalSet) else EvalSet(name, s)
         self.train_set, self.valid, self.test = train, as_set(valid, "valid"), as_set(test, "test")
         self.batch_size, self.m, self.sampler, self.seed = batch_size, m, sampler, seed
         self.num_workers, self.eval_batch_size = num_workers, eval_batch_size
@@ -64,8 +73,15 @@ class RetrievalData(pl.LightningDataModule):
         if evalset is None:
             return []
         world, rank = self._place()
-        return [DataLoader(ds, batch_size=self.eval_batch_size, sampler=ShardSampler(len(ds), world, rank),
-                           num_workers=self.num_workers) for ds in evalset.parts]
+        return [
+            DataLoader(
+                ds,
+                batch_size=self.eval_batch_size,
+                sampler=ShardSampler(len(ds), world, rank),
+                num_workers=self.num_workers,
+            )
+            for ds in evalset.parts
+        ]
 
     def val_dataloader(self) -> list[DataLoader]:
         return self._eval_loaders(self.valid)
@@ -192,7 +208,9 @@ class TimeLimit(Timer):
     def __init__(self, seconds: float) -> None:
         super().__init__(duration={"seconds": seconds}, interval="epoch", verbose=False)
 
-    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs, batch, batch_idx: int) -> None:
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs, batch, batch_idx: int
+    ) -> None:
         if batch_idx + 1 >= trainer.num_training_batches and self.time_remaining() <= 0:
             trainer.check_val_every_n_epoch = 1
             trainer.should_stop = True
@@ -214,10 +232,23 @@ def _epoch_of(checkpoint: Path) -> int:
     return int(torch.load(checkpoint, map_location="cpu", weights_only=True)["epoch"]) + 1
 
 
-def fit(module: RunModule, data: pl.LightningDataModule, run_dir: str | Path, *, epochs: int, eval_every: int = 1,
-        resume: str | Path | None = None, accelerator: str = "auto", devices="auto", strategy: str = "auto",
-        precision: str = "32-true", progress: bool = True, patience: int = 0, time_limit: float | None = None,
-        min_epochs: int = 0) -> dict:
+def fit(
+    module: RunModule,
+    data: pl.LightningDataModule,
+    run_dir: str | Path,
+    *,
+    epochs: int,
+    eval_every: int = 1,
+    resume: str | Path | None = None,
+    accelerator: str = "auto",
+    devices="auto",
+    strategy: str = "auto",
+    precision: str = "32-true",
+    progress: bool = True,
+    patience: int = 0,
+    time_limit: float | None = None,
+    min_epochs: int = 0,
+) -> dict:
     """Train for ``epochs`` epochs (from ``resume`` if given), then test the selected weights once.
 
     ``data`` has the evaluation loaders and ``selection_split`` (None: no validation). Selection: the
@@ -232,7 +263,9 @@ def fit(module: RunModule, data: pl.LightningDataModule, run_dir: str | Path, *,
         raise FileNotFoundError(f"checkpoint {resume} does not exist; expected RUN_DIR/checkpoints/last.ckpt")
     module.max_epochs = epochs
     ckpt_dir = run_dir / "checkpoints"
-    callbacks: list[Callback] = [LastCheckpoint(ckpt_dir / "last.ckpt"), ValidateLastEpoch()] + ([EpochBar()] if progress else [])
+    callbacks: list[Callback] = [LastCheckpoint(ckpt_dir / "last.ckpt"), ValidateLastEpoch()] + (
+        [EpochBar()] if progress else []
+    )
     best = None
     split = data.selection_split
     if split is not None:
@@ -244,15 +277,28 @@ def fit(module: RunModule, data: pl.LightningDataModule, run_dir: str | Path, *,
         callbacks.append(TimeLimit(time_limit))
     try:
         trainer = pl.Trainer(
-            max_epochs=epochs, default_root_dir=run_dir, accelerator=accelerator, devices=devices, strategy=strategy,
-            precision=precision, plugins=[AtomicCheckpointIO()], callbacks=callbacks,
-            logger=CSVLogger(run_dir, name="logs"), check_val_every_n_epoch=eval_every,  # a resume logs to a new version
-            use_distributed_sampler=False, num_sanity_val_steps=0, enable_progress_bar=progress,
-            enable_model_summary=False, deterministic=False, log_every_n_steps=10,
+            max_epochs=epochs,
+            default_root_dir=run_dir,
+            accelerator=accelerator,
+            devices=devices,
+            strategy=strategy,
+            precision=precision,
+            plugins=[AtomicCheckpointIO()],
+            callbacks=callbacks,
+            logger=CSVLogger(run_dir, name="logs"),
+            check_val_every_n_epoch=eval_every,  # a resume logs to a new version
+            use_distributed_sampler=False,
+            num_sanity_val_steps=0,
+            enable_progress_bar=progress,
+            enable_model_summary=False,
+            deterministic=False,
+            log_every_n_steps=10,
         )
     except (TypeError, ValueError, RuntimeError) as err:  # the constructor only checks these settings
-        raise ValueError(f"the trainer cannot run with accelerator={accelerator!r}, devices={devices!r}, "
-                         f"strategy={strategy!r}, precision={precision!r} here: {err}") from None
+        raise ValueError(
+            f"the trainer cannot run with accelerator={accelerator!r}, devices={devices!r}, "
+            f"strategy={strategy!r}, precision={precision!r} here: {err}"
+        ) from None
     trainer.fit(module, datamodule=data, ckpt_path=str(resume) if resume else None)
     history = [dict(entry) for entry in module.history]
     selected = ckpt_dir / "best.ckpt" if best is not None and best.best_epoch is not None else ckpt_dir / "last.ckpt"
@@ -261,8 +307,20 @@ def fit(module: RunModule, data: pl.LightningDataModule, run_dir: str | Path, *,
     module.history = history  # the test loaded the selected checkpoint's (shorter) history
     key = f"valid/{module.monitor}"
     chosen = next((h for h in history if h["epoch"] == epoch), {})
-    selection = {"split": split, "metric": module.monitor, "value": chosen.get(key), "epoch": epoch,
-                 "epochs_run": len(history), "checkpoint": selected.relative_to(ckpt_dir.parent).as_posix()}
-    valid = {k[len("valid/"):]: v for k, v in chosen.items() if k.startswith("valid/")}
-    return {"test": dict(module.test_metrics), "selection": selection, "valid": valid, "history": history,
-            "is_global_zero": trainer.is_global_zero, "test_per_query": module.test_per_query}
+    selection = {
+        "split": split,
+        "metric": module.monitor,
+        "value": chosen.get(key),
+        "epoch": epoch,
+        "epochs_run": len(history),
+        "checkpoint": selected.relative_to(ckpt_dir.parent).as_posix(),
+    }
+    valid = {k[len("valid/") :]: v for k, v in chosen.items() if k.startswith("valid/")}
+    return {
+        "test": dict(module.test_metrics),
+        "selection": selection,
+        "valid": valid,
+        "history": history,
+        "is_global_zero": trainer.is_global_zero,
+        "test_per_query": module.test_per_query,
+    }

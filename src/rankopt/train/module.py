@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import time
+
 import lightning.pytorch as pl
 import torch
 from torch import nn
@@ -67,7 +68,9 @@ class RunModule(pl.LightningModule):
     def record_loss(self, value: torch.Tensor, weight: int = 1) -> None:
         """Add a step's loss to the epoch's mean (weighted by ``weight``) and the epoch's training time."""
         if not torch.isfinite(value):
-            raise FloatingPointError(f"the loss is {float(value)} at epoch {self.current_epoch + 1}, step {self.global_step}")
+            raise FloatingPointError(
+                f"the loss is {float(value)} at epoch {self.current_epoch + 1}, step {self.global_step}"
+            )
         self._loss_sum, self._loss_weight = self._loss_sum + float(value.detach()) * weight, self._loss_weight + weight
         entry = self._entry()
         entry["loss"] = self._loss_sum / self._loss_weight
@@ -83,9 +86,16 @@ class RetrievalModule(RunModule):
     (B, d) embeddings: its parameters train as one group at ``lr_head`` (a ``parameter_groups()``
     method returning {"backbone": [...], "head": [...]} gives it the two rates)."""
 
-    def __init__(self, model: nn.Module, loss: Loss, optim: OptimConfig | None = None, seed: int = 0,
-                 eval_metrics: tuple[str, ...] = ("hit@1", "map@r", "ap"), max_epochs: int = 1,
-                 monitor: str = "map@r") -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        loss: Loss,
+        optim: OptimConfig | None = None,
+        seed: int = 0,
+        eval_metrics: tuple[str, ...] = ("hit@1", "map@r", "ap"),
+        max_epochs: int = 1,
+        monitor: str = "map@r",
+    ) -> None:
         super().__init__(seed=seed, monitor=monitor, max_epochs=max_epochs)
         if not isinstance(loss, Loss):
             raise TypeError(f"RetrievalModule trains a rankopt loss (rankopt.losses.Loss); got {type(loss).__name__}")
@@ -94,8 +104,10 @@ class RetrievalModule(RunModule):
         self.model, self.loss = model, loss
         self.optim = optim or OptimConfig()
         if self.optim.warmup_frozen_epochs and not isinstance(getattr(model, "backbone", None), nn.Module):
-            raise ValueError(f"optim.warmup_frozen_epochs={self.optim.warmup_frozen_epochs} freezes the model's backbone, "
-                             f"but {type(model).__name__} has no .backbone module")
+            raise ValueError(
+                f"optim.warmup_frozen_epochs={self.optim.warmup_frozen_epochs} freezes the model's backbone, "
+                f"but {type(model).__name__} has no .backbone module"
+            )
         self._dim = getattr(model, "dim", None)  # else learnt from the first embeddings seen
         self.eval_metrics = tuple(eval_metrics)
         self._outputs: dict[int, list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]] = {}
@@ -117,8 +129,10 @@ class RetrievalModule(RunModule):
     def _embed(self, images: torch.Tensor) -> torch.Tensor:
         embeddings = self.model(images)
         if not isinstance(embeddings, torch.Tensor) or embeddings.ndim != 2:
-            raise ValueError(f"the model must return (B, d) embeddings; {type(self.model).__name__} returned "
-                             f"{tuple(embeddings.shape) if isinstance(embeddings, torch.Tensor) else type(embeddings).__name__}")
+            raise ValueError(
+                f"the model must return (B, d) embeddings; {type(self.model).__name__} returned "
+                f"{tuple(embeddings.shape) if isinstance(embeddings, torch.Tensor) else type(embeddings).__name__}"
+            )
         self._dim = embeddings.shape[1]
         return embeddings
 
@@ -142,7 +156,8 @@ class RetrievalModule(RunModule):
     def _collect(self, batch, dataloader_idx: int) -> None:
         images, labels, index = batch
         self._outputs.setdefault(dataloader_idx, []).append(
-            (self._embed(images).float().cpu(), labels.cpu(), index.cpu().to(torch.int64)))
+            (self._embed(images).float().cpu(), labels.cpu(), index.cpu().to(torch.int64))
+        )
 
     def validation_step(self, batch, batch_idx, dataloader_idx: int = 0):
         self._collect(batch, dataloader_idx)
@@ -166,8 +181,16 @@ class RetrievalModule(RunModule):
         q = parts[0]
         shown = self.trainer.progress_bar_callback is not None and self.trainer.is_global_zero
         with progress_bar(f"ranking {evalset.split}", enabled=None if shown else False) as bar:  # None: on a terminal
-            metrics = evaluate_shards(q[0], q[1], q[2], q[3], parts[1] if len(parts) > 1 else None,
-                                      metrics=list(self.eval_metrics), per_query=per_query, progress=bar)
+            metrics = evaluate_shards(
+                q[0],
+                q[1],
+                q[2],
+                q[3],
+                parts[1] if len(parts) > 1 else None,
+                metrics=list(self.eval_metrics),
+                per_query=per_query,
+                progress=bar,
+            )
         if per_query:
             metrics, self.test_per_query = metrics
         return {k: int(v) if k.startswith("n_") else float(v) for k, v in metrics.items()}

@@ -15,9 +15,9 @@ sets keep the dataset-wide ids, so a query and a gallery item of one class share
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 from torch.utils.data import Dataset
@@ -25,8 +25,18 @@ from torch.utils.data import Dataset
 from rankopt.data import Subset, available_splits
 from rankopt.runs import SplitItems, fingerprint
 
-__all__ = ["EvalSet", "Splits", "carve", "standard_test", "test_splits", "build_splits", "from_items", "base_of",
-           "CARVE_BY", "PARTS"]
+__all__ = [
+    "EvalSet",
+    "Splits",
+    "carve",
+    "standard_test",
+    "test_splits",
+    "build_splits",
+    "from_items",
+    "base_of",
+    "CARVE_BY",
+    "PARTS",
+]
 
 PARTS = ("train", "valid", "test", "test_gallery")
 
@@ -73,8 +83,13 @@ class Splits:
 
     def describe(self) -> dict:
         return {
-            "train": {"n_items": len(self.train), **({"carved": self.carved["train"]} if "train" in self.carved else {})},
-            "valid": None if self.valid is None else {**self.valid.describe(), **({"carved": self.carved["valid"]} if "valid" in self.carved else {})},
+            "train": {
+                "n_items": len(self.train),
+                **({"carved": self.carved["train"]} if "train" in self.carved else {}),
+            },
+            "valid": None
+            if self.valid is None
+            else {**self.valid.describe(), **({"carved": self.carved["valid"]} if "valid" in self.carved else {})},
             "test": {**self.test.describe(), **({"carved": self.carved["test"]} if "test" in self.carved else {})},
         }
 
@@ -244,8 +259,15 @@ def build_splits(data_cfg, load: Callable[[str | None, bool], Dataset]) -> Split
         train = Subset(train, np.arange(min(d.train_limit, len(train))))
     source = None if whole is not None else d.train_split  # where training (and a carved valid) items come from
     valid_split = None if valid is None else (source if d.valid == "carve" else d.valid)
-    return Splits(train, valid, test, carved, train_split=source, valid_split=valid_split,
-                  test_split=None if whole is not None else test.split)
+    return Splits(
+        train,
+        valid,
+        test,
+        carved,
+        train_split=source,
+        valid_split=valid_split,
+        test_split=None if whole is not None else test.split,
+    )
 
 
 def from_items(items: dict[str, SplitItems], load: Callable[[str | None, bool], Dataset]) -> Splits:
@@ -259,8 +281,10 @@ def from_items(items: dict[str, SplitItems], load: Callable[[str | None, bool], 
             cache[item.split] = load(item.split, False)
         ds = cache[item.split]
         if len(item.indices) and int(item.indices.max()) >= len(ds):
-            raise ValueError(f"the run's {name} items reach index {int(item.indices.max())} but the dataset's "
-                             f"{item.split or 'images'} now has {len(ds)}: the data changed since the run was trained")
+            raise ValueError(
+                f"the run's {name} items reach index {int(item.indices.max())} but the dataset's "
+                f"{item.split or 'images'} now has {len(ds)}: the data changed since the run was trained"
+            )
         return Subset(ds, item.indices, relabel=relabel), item.split
 
     train, train_split = part("train", relabel=True)

@@ -22,8 +22,16 @@ from rankopt.train.module import RetrievalModule
 from rankopt.train.protocol import Splits, from_items
 from rankopt.train.protocol import build_splits as protocol_splits
 
-__all__ = ["build_splits", "build_model", "build_loss", "train_run", "run_splits", "load_model", "embed_dataset",
-           "load_split"]
+__all__ = [
+    "build_splits",
+    "build_model",
+    "build_loss",
+    "train_run",
+    "run_splits",
+    "load_model",
+    "embed_dataset",
+    "load_split",
+]
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +44,9 @@ def _transforms(cfg: RunConfig, train: bool):
     size = cfg.data.image_size
     norm = [T.ToTensor(), T.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])]
     if train:
-        return T.Compose([T.RandomResizedCrop(size, scale=(0.16, 1.0), ratio=(0.75, 1.33)), T.RandomHorizontalFlip(), *norm])
+        return T.Compose(
+            [T.RandomResizedCrop(size, scale=(0.16, 1.0), ratio=(0.75, 1.33)), T.RandomHorizontalFlip(), *norm]
+        )
     return T.Compose([T.Resize(int(round(size * 8 / 7))), T.CenterCrop(size), *norm])
 
 
@@ -61,9 +71,13 @@ def run_splits(folder: RunFolder, cfg: RunConfig | None = None) -> tuple[Splits,
     recorded = {p: folder.split_items(p) for p in ("train", "valid", "test", "test_gallery")}
     if recorded["train"] is None:  # written before runs recorded their items
         splits = protocol_splits(cfg.data, lambda split, train: load_split(cfg, split, False))
-        return splits, (f"{folder.path} predates recorded splits: its items were re-derived from its config "
-                        "(data.limit and the carving seed honoured)")
-    splits = from_items({k: v for k, v in recorded.items() if v is not None}, lambda split, train: load_split(cfg, split, False))
+        return splits, (
+            f"{folder.path} predates recorded splits: its items were re-derived from its config "
+            "(data.limit and the carving seed honoured)"
+        )
+    splits = from_items(
+        {k: v for k, v in recorded.items() if v is not None}, lambda split, train: load_split(cfg, split, False)
+    )
     folder.check_data(splits.fingerprint(cfg.data.root), "the dataset")
     return splits, None
 
@@ -83,7 +97,9 @@ def load_model(folder: RunFolder, cfg: RunConfig | None = None, checkpoint: str 
         model.load_state_dict(read_model_weights(checkpoint))
     except RuntimeError as err:
         first = str(err).splitlines()[0]
-        raise ValueError(f"checkpoint {checkpoint} does not fit the model of its config ({cfg.model.backbone}): {first}") from None
+        raise ValueError(
+            f"checkpoint {checkpoint} does not fit the model of its config ({cfg.model.backbone}): {first}"
+        ) from None
     return model.eval()
 
 
@@ -113,42 +129,78 @@ def train_run(cfg: RunConfig, folder: RunFolder, resume: Path | None = None, pro
     selected weights; write and return the metrics.json object."""
     check_accelerator(cfg.train.accelerator)
     if not cfg.model.weights and BACKBONES.entry(cfg.model.backbone).meta["pretrained"]:
-        log.warning("%s trains from randomly initialised weights (model.weights is unset): the published "
-                    "recipes start from ImageNet weights; expect far lower numbers", cfg.model.backbone)
+        log.warning(
+            "%s trains from randomly initialised weights (model.weights is unset): the published "
+            "recipes start from ImageNet weights; expect far lower numbers",
+            cfg.model.backbone,
+        )
     splits = build_splits(cfg)
     data_fingerprint = splits.fingerprint(cfg.data.root)
     if resume is not None:
         folder.check_data(data_fingerprint, "the dataset")
     if is_rank_zero():
         folder.write_config(cfg)
-        folder.write_manifest(data_fingerprint, splits.fingerprint(cfg.data.root, ("test", "test_gallery")),
-                              splits.items(cfg.data.root))
+        folder.write_manifest(
+            data_fingerprint, splits.fingerprint(cfg.data.root, ("test", "test_gallery")), splits.items(cfg.data.root)
+        )
     torch.manual_seed(cfg.train.seed)
     n_classes = int(splits.train.labels[:, 0].max()) + 1
-    module = RetrievalModule(build_model(cfg), build_loss(cfg, n_classes, len(splits.train)), cfg.optim, seed=cfg.train.seed,
-                             eval_metrics=tuple(cfg.train.metrics), monitor=cfg.train.monitor)
-    data = RetrievalData(splits.train, splits.valid, splits.test, cfg.data.batch_size, cfg.data.m, cfg.data.sampler,
-                         cfg.train.seed, cfg.data.num_workers)
+    module = RetrievalModule(
+        build_model(cfg),
+        build_loss(cfg, n_classes, len(splits.train)),
+        cfg.optim,
+        seed=cfg.train.seed,
+        eval_metrics=tuple(cfg.train.metrics),
+        monitor=cfg.train.monitor,
+    )
+    data = RetrievalData(
+        splits.train,
+        splits.valid,
+        splits.test,
+        cfg.data.batch_size,
+        cfg.data.m,
+        cfg.data.sampler,
+        cfg.train.seed,
+        cfg.data.num_workers,
+    )
     os.environ[RUN_DIR_ENV] = str(folder.path)
     try:
-        result = fit(module, data, folder.path, epochs=cfg.train.epochs, eval_every=cfg.train.eval_every, resume=resume,
-                     accelerator=cfg.train.accelerator, devices=cfg.train.devices, strategy=cfg.train.strategy,
-                     precision=cfg.train.precision, progress=progress, patience=cfg.train.patience,
-                     time_limit=cfg.train.time_limit)
+        result = fit(
+            module,
+            data,
+            folder.path,
+            epochs=cfg.train.epochs,
+            eval_every=cfg.train.eval_every,
+            resume=resume,
+            accelerator=cfg.train.accelerator,
+            devices=cfg.train.devices,
+            strategy=cfg.train.strategy,
+            precision=cfg.train.precision,
+            progress=progress,
+            patience=cfg.train.patience,
+            time_limit=cfg.train.time_limit,
+        )
     finally:
         os.environ.pop(RUN_DIR_ENV, None)
     is_zero = result.pop("is_global_zero")
     per_query = result.pop("test_per_query")
-    out = {"test": result["test"], "selection": result["selection"], "valid": result["valid"],
-           "history": result["history"], "protocol": splits.describe(), "pretrained": bool(cfg.model.weights),
-           "run_dir": str(folder.path)}
+    out = {
+        "test": result["test"],
+        "selection": result["selection"],
+        "valid": result["valid"],
+        "history": result["history"],
+        "protocol": splits.describe(),
+        "pretrained": bool(cfg.model.weights),
+        "run_dir": str(folder.path),
+    }
     if is_zero:
         folder.write_results(out, per_query)
     return out
 
 
-def embed_dataset(model: torch.nn.Module, dataset, batch_size: int = 256, num_workers: int = 0,
-                  progress=None) -> tuple[np.ndarray, np.ndarray]:
+def embed_dataset(
+    model: torch.nn.Module, dataset, batch_size: int = 256, num_workers: int = 0, progress=None
+) -> tuple[np.ndarray, np.ndarray]:
     """Embeddings (N, d) and labels (N, L) of every item of ``dataset`` (images, labels, index), in order."""
     embeddings, labels, done = [], [], 0
     with torch.no_grad():

@@ -11,7 +11,7 @@ everything runs locally.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -40,9 +40,16 @@ class ShardSampler(Sampler[int]):
 
 
 def evaluate_shards(
-    queries: torch.Tensor, query_labels: torch.Tensor, query_index: torch.Tensor, n_queries: int,
-    gallery: tuple[torch.Tensor, torch.Tensor, torch.Tensor, int] | None = None, *,
-    metrics: Sequence[str], no_positive: str = "exclude", per_query: bool = False, **options,
+    queries: torch.Tensor,
+    query_labels: torch.Tensor,
+    query_index: torch.Tensor,
+    n_queries: int,
+    gallery: tuple[torch.Tensor, torch.Tensor, torch.Tensor, int] | None = None,
+    *,
+    metrics: Sequence[str],
+    no_positive: str = "exclude",
+    per_query: bool = False,
+    **options,
 ) -> dict[str, float] | tuple[dict[str, float], PerQueryResult]:
     """Mean metrics of an evaluation set split over processes.
 
@@ -71,7 +78,11 @@ def evaluate_shards(
     has = gather_in_order(has.to(torch.uint8), query_index, n_queries).bool()
     n_levels = g_lab.shape[1] if g_lab.ndim == 2 else 1
     n_ranked = g_emb.shape[0] - (1 if gallery is None else 0)
-    result = PerQueryResult({k: values[:, j].numpy() for j, k in enumerate(names)},
-                            {k: has[:, j].numpy() for j, k in enumerate(names)}, n_levels, n_ranked)
+    result = PerQueryResult(
+        {k: values[:, j].numpy() for j, k in enumerate(names)},
+        {k: has[:, j].numpy() for j, k in enumerate(names)},
+        n_levels,
+        n_ranked,
+    )
     summary = aggregate(result, no_positive)
     return (summary, result) if per_query else summary

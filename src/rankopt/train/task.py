@@ -23,8 +23,8 @@ TASK = Task(
     command=("train",),
     help="train an embedding model on a rank loss (default: ROADMAP on Fashion-MNIST, CPU, ~3 min)",
     description="Train with a recipe (a packaged name or a YAML file), overriding any value with --set. The run folder "
-                "gets config.yaml, checkpoints/ (best, last; written atomically), splits/ (every item trained and "
-                "evaluated on), logs/, metrics.json and test_per_query.csv.",
+    "gets config.yaml, checkpoints/ (best, last; written atomically), splits/ (every item trained and "
+    "evaluated on), logs/, metrics.json and test_per_query.csv.",
     default_recipe="fashion-mnist",
     flags={"data-dir": "data.root", "skip-bad-images": "data.skip_bad_images"},
     cli="rankopt.train.task:COMMAND",
