@@ -124,7 +124,7 @@ def test_duplicated_indexes_are_dropped_in_one_process_too():
 
 
 class UserCNN(nn.Module):
-    """A user's own network: no .dim, no parameter_groups(), raw (not normalised) embeddings."""
+    """A user's own network (not an EmbeddingModel: no .dim, no backbone/head groups), raw embeddings."""
 
     def __init__(self):
         super().__init__()
@@ -144,9 +144,9 @@ def test_retrieval_module_trains_a_users_cnn(tmp_path):
     result = fit(module, RetrievalData(train, valid, test, batch_size=32, m=4), tmp_path, epochs=3, progress=False)
     assert result["test"]["map@r"] > before + 0.05
     assert "valid/map@r" in result["history"][-1]
-    [group] = module.configure_optimizers().param_groups  # one group: the model has no parameter_groups()
+    [group] = module.configure_optimizers().param_groups  # one group: not an EmbeddingModel
     assert group["name"] == "model" and group["lr"] == 3e-3
-    with pytest.raises(ValueError, match="has no .backbone"):
+    with pytest.raises(ValueError, match="is not a rankopt EmbeddingModel"):
         RetrievalModule(UserCNN(), ROADMAP(), OptimConfig(warmup_frozen_epochs=1))
     with pytest.raises(TypeError, match="nn.Module"):
         RetrievalModule(lambda x: x, ROADMAP())

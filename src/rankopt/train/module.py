@@ -19,6 +19,7 @@ from torch import nn
 
 from rankopt.losses import CrossBatchMemory, Loss
 from rankopt.losses.distributed import distributed_loss
+from rankopt.models import EmbeddingModel
 from rankopt.progress import progress_bar
 from rankopt.train.config import OptimConfig
 from rankopt.train.shards import evaluate_shards
@@ -81,10 +82,9 @@ class RetrievalModule(RunModule):
     """Training steps on a rank loss; validation and test through rankopt.metrics, evaluated by shards
     (each process ranks its own queries against the whole gathered gallery, every query counted once).
 
-    model: a rankopt :class:`EmbeddingModel` (backbone and head at their own learning rates, the
-    backbone frozen for ``warmup_frozen_epochs``), or any ``nn.Module`` mapping a batch of inputs to
-    (B, d) embeddings: its parameters train as one group at ``lr_head`` (a ``parameter_groups()``
-    method returning {"backbone": [...], "head": [...]} gives it the two rates)."""
+    model: a rankopt :class:`~rankopt.models.EmbeddingModel` (or a subclass: backbone and head at their
+    own learning rates, the backbone frozen for ``warmup_frozen_epochs``), or any ``nn.Module`` mapping
+    a batch of inputs to (B, d) embeddings: its parameters train as one group at ``lr_head``."""
 
     def __init__(
         self,
@@ -103,12 +103,13 @@ class RetrievalModule(RunModule):
             raise TypeError(f"RetrievalModule trains an nn.Module returning embeddings; got {type(model).__name__}")
         self.model, self.loss = model, loss
         self.optim = optim or OptimConfig()
-        if self.optim.warmup_frozen_epochs and not isinstance(getattr(model, "backbone", None), nn.Module):
+        self.two_parts = isinstance(model, EmbeddingModel)  # a backbone and a head, declared
+        if self.optim.warmup_frozen_epochs and not self.two_parts:
             raise ValueError(
                 f"optim.warmup_frozen_epochs={self.optim.warmup_frozen_epochs} freezes the model's backbone, "
-                f"but {type(model).__name__} has no .backbone module"
+                f"but {type(model).__name__} is not a rankopt EmbeddingModel (backbone + head)"
             )
-        self._dim = getattr(model, "dim", None)  # else learnt from the first embeddings seen
+        self._dim = model.dim if self.two_parts else None  # else learnt from the first embeddings seen
         self.eval_metrics = tuple(eval_metrics)
         self._outputs: dict[int, list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]] = {}
 
@@ -123,7 +124,7 @@ class RetrievalModule(RunModule):
         frozen = self.current_epoch < self.optim.warmup_frozen_epochs
         for p in self.model.backbone.parameters():
             p.requires_grad_(not frozen)
-        if frozen is False and getattr(self.model, "freeze_bn", False):
+        if frozen is False and self.model.freeze_bn:
             self.model.train()  # re-applies the BatchNorm freeze after unfreezing
 
     def _embed(self, images: torch.Tensor) -> torch.Tensor:
@@ -212,7 +213,7 @@ class RetrievalModule(RunModule):
     # optimisation ----------------------------------------------------------------------------
     def configure_optimizers(self):
         o = self.optim
-        if hasattr(self.model, "parameter_groups"):
+        if self.two_parts:
             groups = self.model.parameter_groups()
             param_groups = [
                 {"params": groups["backbone"], "lr": o.lr_backbone, "name": "backbone"},
