@@ -48,7 +48,7 @@ def test_losses_declare_what_they_need():
 @pytest.mark.parametrize(
     "override,match",
     [
-        ("model.weights=/x.pth", "no pretrained weights"),
+        ("model.weights=packaged", "only efficientnet_lite0 ships weights"),
         ("model.pooling=cls", "class token"),
         ("model.pooling=mean", "is not one of"),
     ],

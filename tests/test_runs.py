@@ -211,6 +211,10 @@ def test_recsys_evaluate_equals_the_runs_test(runs, kind, capsys):
 def test_the_selected_checkpoint_is_the_one_metrics_json_names(runs):
     from rankopt.runs import RunFolder
 
+    for kind in ("carved", "no_valid", "recsys"):  # no checkpoint of Lightning's own beside ours
+        expected = ["best.ckpt", "last.ckpt"] if kind != "no_valid" else ["last.ckpt"]
+        assert sorted(p.name for p in runs[kind].rglob("*.ckpt")) == expected, kind
+
     assert RunFolder(runs["no_valid"]).selected_checkpoint().name == "last.ckpt"
     assert not (runs["no_valid"] / "checkpoints" / "best.ckpt").exists()
     assert RunFolder(runs["carved"]).selected_checkpoint().name == "best.ckpt"

@@ -140,6 +140,8 @@ class Task:
     flags: short CLI flags → config keys (type, choices and help come from the field).
     resumable: config keys a ``--resume`` may change besides the shared ones (more epochs, devices).
     cli: ``"module:name"`` of the task's :class:`TaskCommand` (its own arguments, the summary's test line).
+    backbone: where a run's checkpoint keeps the backbone another run may start from (a state-dict key
+    prefix, e.g. ``"model.backbone."``), None if it has none; read by ``RunFolder.backbone_state``.
     """
 
     name: str
@@ -152,6 +154,7 @@ class Task:
     flags: dict[str, str] = field(default_factory=dict)
     resumable: tuple[str, ...] = ()
     cli: str | None = None
+    backbone: str | None = None
 
     def run_function(self) -> Callable[..., dict]:
         return _resolve(self.run)

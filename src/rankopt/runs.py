@@ -225,6 +225,33 @@ class RunFolder:
             raise FileNotFoundError(f"{self.path}: the selected checkpoint {rel} is missing")
         return path
 
+    def backbone_state(self) -> dict:
+        """The backbone weights of the run's selected checkpoint (what another run may start from, e.g.
+        ``rankopt train --set model.weights=RUN`` from a pre-training run)."""
+        from rankopt.train.checkpoint import read_model_weights
+
+        task = get_task(self.task())
+        if task.backbone is None:
+            raise ValueError(f"{self.path} is a {task.name} run: it has no backbone to start another run from")
+        state = read_model_weights(self.selected_checkpoint(), prefix=task.backbone)
+        if not state:
+            raise ValueError(f"{self.path}: its selected checkpoint holds no weights under {task.backbone!r}")
+        return state
+
+    def check_backbone_for(self, backbone: str, in_channels: int) -> None:
+        """Refuse, before any work, to start a ``backbone`` model from this run when the run trained another
+        backbone or channel count (``model.weights=RUN``)."""
+        task = get_task(self.task())
+        if task.backbone is None:
+            raise ValueError(f"model.weights={self.path}: a {task.name} run has no backbone to start from")
+        model = self.config().model
+        if (model.backbone, model.in_channels) != (backbone, in_channels):
+            raise ValueError(
+                f"model.weights={self.path}: that run trained a {model.backbone} on {model.in_channels}-channel "
+                f"images, not the {backbone} on {in_channels}-channel images asked for here"
+            )
+        self.selected_checkpoint()  # finished, with its checkpoint: refused now rather than after loading data
+
     def read_per_query(self, id_column: str) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """test_per_query.csv: the id column and each metric column (empty cells → NaN)."""
         import csv

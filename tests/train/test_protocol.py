@@ -88,7 +88,7 @@ def test_query_gallery_protocol_and_forbidden_selection_on_test(tmp_path):
         ("train.monitor=ndcg@10", "not among train.metrics"),
         ("train.metrics=[hit@1,mapr]", "mapr"),
         ("data.valid_fraction=1.5", "data.valid_fraction"),
-        ("model.weights=/x.pth", "small_cnn has no pretrained weights"),
+        ("model.weights=packaged", "only efficientnet_lite0 ships weights"),
         ("model.backbone=resnet18", "resnet18 takes 3-channel"),
         ("optim.lr_head=0", "optim.lr_head=0.0 must be positive"),
     ],

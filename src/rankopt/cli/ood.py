@@ -76,9 +76,9 @@ def register(groups) -> None:
     )
     od.add_argument(
         "--backbone",
-        metavar="NAME",
-        help="features of a frozen packaged backbone (efficientnet_lite0) "
-        "instead of the run's model; results go to ood-NAME.json",
+        metavar="NAME|RUN",
+        help="features of a frozen packaged backbone (efficientnet_lite0) or of another run's backbone (e.g. "
+        "rankopt pretrain's) instead of the run's model; results go to ood-NAME.json",
     )
     od.add_argument("--features", metavar="ID_TRAIN.npz", help="ID training features you bring")
     od.add_argument("--id-test", metavar="ID_TEST.npz", help="ID test features you bring")

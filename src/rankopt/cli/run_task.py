@@ -65,7 +65,7 @@ def _add_flag(parser: argparse.ArgumentParser, flag: str, setting: configs.Setti
         dest=dest,
         type=kind,
         choices=choices,
-        metavar=None if choices else kind.__name__.upper(),
+        metavar=None if choices else flag.upper().replace("-", "_"),
         help=help_text,
     )
 
@@ -80,6 +80,8 @@ def _overrides(args: argparse.Namespace, task) -> tuple[str | None, list[str]]:
 
 
 def run(args: argparse.Namespace) -> int:
+    import lightning.pytorch  # noqa: F401 - it sets its loggers to INFO when imported: quieten them after
+
     from rankopt.io import check_writable
     from rankopt.runs import is_rank_zero, resume_run, start_run
 

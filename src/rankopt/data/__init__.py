@@ -8,12 +8,14 @@ from __future__ import annotations
 from rankopt.data.base import BadImageError, DatasetNotFoundError, ImageList, Subset
 from rankopt.data.fashion_mnist import FashionMNIST
 from rankopt.data.generic import available_splits, csv_images, image_folder
+from rankopt.data.mnist_subset import MNISTSubset
 from rankopt.data.retrieval_sets import cars196, cub200, dyml, gldv2, inaturalist, inshop, sop
 from rankopt.data.samplers import HierarchicalSampler, MPerClassSampler
 from rankopt.registry import Registry
 
 DATASETS = Registry("dataset", normalize=lambda name: name.lower().replace("_", "-"))
-DATASETS.register("fashion-mnist", lambda root=None, split="train", **kw: FashionMNIST(split, root, **kw))
+# grey28: items are ready (1, 28, 28) tensors in [0, 1] (no image transforms, one channel)
+DATASETS.register("fashion-mnist", lambda root=None, split="train", **kw: FashionMNIST(split, root, **kw), grey28=True)
 for _name, _loader in (
     ("sop", sop),
     ("cub", cub200),
@@ -26,6 +28,7 @@ for _name, _loader in (
 ):
     DATASETS.register(_name, _loader)
 DATASETS.register("csv", lambda root, split=None, **kw: csv_images(root, split, **kw))
+DATASETS.register("mnist-subset", lambda root=None, split="train", **kw: MNISTSubset(split, **kw), grey28=True)
 
 
 def create_dataset(name: str, root=None, split: str = "train", **kwargs):

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch.utils.data import Sampler
 
-__all__ = ["MPerClassSampler", "HierarchicalSampler"]
+__all__ = ["MPerClassSampler", "HierarchicalSampler", "ShuffleBatchSampler"]
 
 
 def _as_labels(labels) -> np.ndarray:
@@ -128,3 +128,30 @@ class HierarchicalSampler(_Base):
                 classes = rng.choice(members, size=share, replace=len(members) < share)
                 groups += [self._take(rng, int(c)) for c in classes]
             yield self._local(groups)
+
+
+class ShuffleBatchSampler(Sampler[list[int]]):
+    """Batches of a fresh permutation of ``n`` items every epoch (seeded by (seed, epoch)), the last
+    incomplete batch dropped; under DDP each of ``num_replicas`` processes takes its share of every
+    global batch of ``batch_size`` (self-supervised pre-training: no labels to group by)."""
+
+    def __init__(self, n: int, batch_size: int, seed: int = 0, num_replicas: int = 1, rank: int = 0) -> None:
+        if batch_size % num_replicas:
+            raise ValueError(f"batch_size={batch_size} must split evenly over {num_replicas} processes")
+        if n < batch_size:
+            raise ValueError(f"{n} items are fewer than one batch of {batch_size}")
+        self.n, self.batch_size, self.seed, self.num_replicas, self.rank = n, batch_size, seed, num_replicas, rank
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.n // self.batch_size
+
+    def __iter__(self) -> Iterator[list[int]]:
+        order = np.random.default_rng([self.seed, self.epoch]).permutation(self.n)
+        share = self.batch_size // self.num_replicas
+        for b in range(len(self)):
+            start = b * self.batch_size + self.rank * share
+            yield order[start : start + share].tolist()

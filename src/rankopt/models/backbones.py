@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from rankopt.models.vit import TinyViT
 from rankopt.registry import Registry
 
 __all__ = ["create_backbone", "BACKBONES", "SmallCNN", "load_weights"]
@@ -38,20 +39,33 @@ class SmallCNN(nn.Module):
         return self.features(x)
 
 
-def load_weights(module: nn.Module, path: str | Path, strict: bool = False) -> None:
-    """Load a state dict from ``path`` (a raw state dict or a checkpoint with 'state_dict'/'model')."""
-    p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"pretrained weights {p} not found; pass the path of a downloaded .pth file")
-    state = torch.load(p, map_location="cpu", weights_only=True)
-    for key in ("state_dict", "model"):
-        if isinstance(state, dict) and key in state and isinstance(state[key], dict):
-            state = state[key]
+def load_weights(module: nn.Module, source: str | Path | dict, strict: bool = False) -> None:
+    """Load weights from ``source``: a file (a raw state dict or a checkpoint with 'state_dict'/'model')
+    or a state dict (e.g. a pre-training run's backbone, ``RunFolder.backbone_state``)."""
+    if isinstance(source, dict):
+        state, what = source, "the given weights"
+    else:
+        p = Path(source)
+        if not p.is_file():
+            raise FileNotFoundError(f"pretrained weights {p} not found; pass the path of a downloaded .pth file")
+        state, what = torch.load(p, map_location="cpu", weights_only=True), f"weights {p}"
+        for key in ("state_dict", "model"):
+            if isinstance(state, dict) and key in state and isinstance(state[key], dict):
+                state = state[key]
     if not isinstance(state, dict) or not set(state) & set(module.state_dict()):
-        raise ValueError(f"weights {p} share no parameter names with {type(module).__name__}: wrong file?")
-    missing, _ = module.load_state_dict(state, strict=strict)
-    if missing:
-        raise ValueError(f"weights {p} lack {len(missing)} parameter(s) of {type(module).__name__}, e.g. {missing[:3]}")
+        raise ValueError(f"{what} share no parameter names with {type(module).__name__}: wrong file?")
+    missing, unexpected = module.load_state_dict(state, strict=False)
+    if missing or (strict and unexpected):
+        raise ValueError(
+            f"{what} do not fit {type(module).__name__}: {len(missing)} parameter(s) missing "
+            f"(e.g. {missing[:3]}), {len(unexpected)} unexpected (e.g. {unexpected[:3]})"
+        )
+
+
+def _with_weights(module: nn.Module, weights: str | Path | dict | None) -> nn.Module:
+    if weights is not None:
+        load_weights(module, weights, strict=True)
+    return module
 
 
 class _TorchvisionResNet(nn.Module):
@@ -107,12 +121,13 @@ class _TimmTransformer(nn.Module):
         return tokens.transpose(1, 2).unsqueeze(2)
 
 
-# metadata: pretrained (loads model.weights), channels (None: any in_channels; 3: RGB only),
-# class_token (a transformer: cls pooling applies)
+# metadata: pretrained (its recipes start from published weights: training without warns), channels (None:
+# any in_channels; 3: RGB only), class_token (a transformer: cls pooling applies), patch_tokens (its map is
+# [class token, patch tokens]: masked image modelling applies). Every backbone loads model.weights.
 BACKBONES = Registry("backbone")
 BACKBONES.register(
     "small_cnn",
-    lambda weights=None, in_channels=1: SmallCNN(in_channels),
+    lambda weights=None, in_channels=1: _with_weights(SmallCNN(in_channels), weights),
     pretrained=False,
     channels=None,
     class_token=False,
@@ -125,6 +140,14 @@ for _depth in (18, 34, 50):
         channels=3,
         class_token=False,
     )
+BACKBONES.register(
+    "tiny_vit",
+    lambda weights=None, in_channels=1: _with_weights(TinyViT(in_channels=in_channels), weights),
+    pretrained=False,
+    channels=None,
+    class_token=True,
+    patch_tokens=True,
+)
 BACKBONES.register(
     "efficientnet_lite0",
     lambda weights=None, in_channels=3: _EfficientNetLite0(weights),
@@ -149,10 +172,11 @@ BACKBONES.register(
 
 
 def check_backbone(name: str, weights: str | None = None, in_channels: int = 3, pooling: str | None = None) -> None:
-    """What a backbone cannot take, from its registry metadata: weights, a channel count, cls pooling."""
+    """What a backbone cannot take, from its registry metadata: a channel count, cls pooling, the
+    packaged weights of another backbone."""
     meta = BACKBONES.entry(name).meta
-    if weights and not meta["pretrained"]:
-        raise ValueError(f"model.weights: {name} has no pretrained weights to load; leave model.weights unset")
+    if weights == "packaged" and name != "efficientnet_lite0":
+        raise ValueError(f"model.weights=packaged: only efficientnet_lite0 ships weights; {name} takes a file or a run")
     if meta["channels"] is not None and in_channels != meta["channels"]:
         raise ValueError(f"model.in_channels={in_channels}: {name} takes {meta['channels']}-channel (RGB) images")
     if pooling == "cls" and not meta["class_token"]:

@@ -14,13 +14,14 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from rankopt.atomic import atomic_write_text
+from rankopt.data import DATASETS
+from rankopt.models.inputs import match_input
 from rankopt.ood.features import Features, load_features, save_features
 from rankopt.runs import RunFolder
 
 __all__ = ["Extractor", "run_extractor", "packaged_extractor", "extract", "match_input", "cached_features", "PACKAGED"]
 
 PACKAGED = ("efficientnet_lite0",)
-_IMAGENET_MEAN, _IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
 class Extractor:
@@ -44,19 +45,6 @@ class Extractor:
         return flat.mean(2), flat.std(2, correction=0)
 
 
-def match_input(images: torch.Tensor, channels: int, size: int | None, imagenet_norm: bool) -> torch.Tensor:
-    """(N, 1, 28, 28) images in [0, 1] made into what a backbone takes: channels repeated, resized to
-    ``size`` (bilinear), ImageNet-normalised when the backbone was trained so."""
-    x = images
-    if channels == 3 and x.shape[1] == 1:
-        x = x.expand(-1, 3, -1, -1)
-    if size is not None and x.shape[-1] != size:
-        x = nn.functional.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
-    if imagenet_norm:
-        x = (x - torch.tensor(_IMAGENET_MEAN).view(1, 3, 1, 1)) / torch.tensor(_IMAGENET_STD).view(1, 3, 1, 1)
-    return x
-
-
 def run_extractor(folder: RunFolder) -> tuple[Extractor, object]:
     """The backbone of a finished image run's selected checkpoint, and the run's config."""
     from rankopt.train.run import load_model
@@ -68,7 +56,7 @@ def run_extractor(folder: RunFolder) -> tuple[Extractor, object]:
         )
     checkpoint = folder.selected_checkpoint()
     model = load_model(folder, cfg, checkpoint)
-    fashion = cfg.data.name == "fashion-mnist"
+    fashion = DATASETS.entry(cfg.data.name).meta.get("grey28", False)  # 28 × 28 grey tensors, as the OOD sets
     extractor = Extractor(
         model.backbone,
         cfg.model.in_channels,
@@ -98,6 +86,21 @@ def packaged_extractor(name: str = "efficientnet_lite0", size: int = 96) -> Extr
     if name not in PACKAGED:
         raise ValueError(f"--backbone {name!r}: the packaged frozen backbones are {', '.join(PACKAGED)}")
     return Extractor(create_backbone(name, weights="packaged"), 3, size, True, f"packaged:{name}:{size}")
+
+
+def run_backbone_extractor(folder: RunFolder) -> Extractor:
+    """The frozen backbone another run trained (e.g. ``rankopt pretrain``'s teacher), as a feature
+    extractor: ``rankopt ood RUN --backbone PRETRAIN_RUN``."""
+    from rankopt.models import create_backbone
+    from rankopt.models.backbones import BACKBONES
+
+    cfg = folder.config()
+    checkpoint = folder.selected_checkpoint()
+    backbone = create_backbone(cfg.model.backbone, folder.backbone_state(), cfg.model.in_channels)
+    rgb = BACKBONES.entry(cfg.model.backbone).meta["channels"] == 3
+    # the input size it was trained at: a pre-training run's model.image_size, an image run's data.image_size
+    size = (cfg.model.image_size if cfg.task == "ssl" else cfg.data.image_size) if rgb else None
+    return Extractor(backbone, cfg.model.in_channels, size, rgb, f"run:{file_digest(checkpoint)}")
 
 
 def extract(

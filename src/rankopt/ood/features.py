@@ -17,22 +17,12 @@ import torch
 
 from rankopt.atomic import atomic_write
 from rankopt.io import read_npz
+from rankopt.probe import LinearHead, fit_probe
 
 __all__ = ["Features", "LinearHead", "load_features", "save_features", "fit_linear_probe", "row_blocks"]
 
 KEYS = ("features", "std_features", "logits", "labels", "head_weight", "head_bias")
 BLOCK_ROWS = 65536  # rows of a feature set processed at once: bounded memory whatever N
-
-
-@dataclass
-class LinearHead:
-    """logits = features @ weight.T + bias: the model's classifier, or a probe fitted on ID features."""
-
-    weight: torch.Tensor  # (C, d)
-    bias: torch.Tensor  # (C,)
-
-    def __call__(self, z: torch.Tensor) -> torch.Tensor:
-        return z @ self.weight.T.to(z.dtype) + self.bias.to(z.dtype)
 
 
 @dataclass
@@ -148,34 +138,8 @@ def save_features(feats: Features, path: str | Path) -> None:
 def fit_linear_probe(
     feats: Features, epochs: int = 100, weight_decay: float = 1e-4, seed: int = 0, max_rows: int = 200_000
 ) -> LinearHead:
-    """A linear classifier on the ID training features (softmax cross-entropy + L2, full-batch L-BFGS),
-    so that logit-based detectors exist for embedding models without a classification head. Beyond
-    ``max_rows`` rows, fitted on a seeded sample of them (bounded memory on ImageNet-size sets)."""
+    """A linear classifier on the ID training features (:func:`rankopt.probe.fit_probe`), so that
+    logit-based detectors exist for embedding models without a classification head."""
     if feats.labels is None:
         raise ValueError("a linear probe needs the class labels of the ID training features")
-    classes = int(feats.labels.max()) + 1
-    rows = np.arange(len(feats))
-    if len(rows) > max_rows:
-        rows = np.sort(np.random.default_rng(seed).choice(len(rows), max_rows, replace=False))
-    # standardisation folded into the head afterwards: L-BFGS converges in a few dozen steps
-    x = torch.as_tensor(np.asarray(feats.features[rows]), dtype=torch.float32)
-    mean, std = x.mean(0), x.std(0).clamp_min(1e-6)
-    xs = (x - mean) / std
-    y = torch.as_tensor(feats.labels[rows])
-    gen = torch.Generator().manual_seed(seed)
-    lin = torch.nn.Linear(x.shape[1], classes)
-    with torch.no_grad():
-        lin.weight.copy_(torch.randn(lin.weight.shape, generator=gen) * 0.01)
-        lin.bias.zero_()
-    opt = torch.optim.LBFGS(lin.parameters(), lr=1, max_iter=epochs, history_size=20, line_search_fn="strong_wolfe")
-
-    def closure():
-        opt.zero_grad()
-        loss = torch.nn.functional.cross_entropy(lin(xs), y) + weight_decay * lin.weight.pow(2).sum()
-        loss.backward()
-        return loss
-
-    opt.step(closure)
-    w = lin.weight.detach().double() / std.double()
-    b = lin.bias.detach().double() - w @ mean.double()
-    return LinearHead(w, b)
+    return fit_probe(feats.features, feats.labels, epochs, weight_decay, seed, max_rows)

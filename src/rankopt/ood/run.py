@@ -147,7 +147,7 @@ def ood_run_folder(
     progress: ProgressFactory = _no_progress,
 ) -> dict:
     """`rankopt ood RUN_DIR`: the run's ID train / test features (cached), the OOD sets, every detector."""
-    from rankopt.ood.extract import cached_features, extract, packaged_extractor, run_extractor
+    from rankopt.ood.extract import cached_features, extract, packaged_extractor, run_backbone_extractor, run_extractor
     from rankopt.ood.sets import load_ood_set
     from rankopt.runs import RunFolder
     from rankopt.train.run import run_splits
@@ -155,7 +155,10 @@ def ood_run_folder(
     folder = RunFolder(run_dir)
     names, sets = check_names(detectors, sets)
     extractor, cfg = run_extractor(folder)
-    if backbone is not None:
+    if backbone is not None and Path(backbone).is_dir():  # another run's backbone, e.g. a pre-training run
+        extractor = run_backbone_extractor(RunFolder(backbone))
+        backbone = Path(backbone).resolve().name
+    elif backbone is not None:
         extractor = packaged_extractor(backbone)
     trained_classes = cfg.data.options.get("classes") if cfg.data.name == "fashion-mnist" else None
     if sets is None:

@@ -43,6 +43,7 @@ def report(path, gallery=None, output=None, seed: int = 0) -> tuple[str, dict]:
         ctx["gallery"] = _gallery(src, seed)
     if src.kind == "recommendation":
         sections += _recommendation_figures(src, seed)
+    sections += src.sections
     if src.history:
         sections.append(("Training", _history_figure(src), _selection_text(src)))
     ctx["sections"] = sections

@@ -80,6 +80,20 @@ def bars(labels: list[str], values: list[float], ylabel: str, errors: list[tuple
     return fig
 
 
+def grouped_bars(labels: list[str], groups: dict[str, list[float]], ylabel: str):
+    """Bars of several groups side by side at each label."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(4.2, 2.6))
+    x = np.arange(len(labels))
+    width = 0.8 / len(groups)
+    for k, (name, values) in enumerate(groups.items()):
+        ax.bar(x + (k - (len(groups) - 1) / 2) * width, values, width, label=name)
+    ax.set_xticks(x, labels)
+    ax.set_ylabel(ylabel)
+    ax.legend(frameon=False, fontsize=7)
+    return fig
+
+
 def thumbnail(image) -> str:
     """A dataset image (tensor (C, H, W) or (H, W), any range) as a PNG data URI, min-max scaled."""
     plt = _plt()

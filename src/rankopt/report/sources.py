@@ -43,6 +43,7 @@ class Source:
     config: dict = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)  # what the page could not show, and why
     data_fingerprint: str | None = None  # what the test data is recognised by (None: not recorded by the run)
+    sections: list[tuple[str, str, str]] = field(default_factory=list)  # a task's own (title, svg, caption)
 
 
 def load_source(path: str | Path, gallery: str | Path | None = None, *, with_rankings: bool = True) -> Source:
@@ -55,7 +56,7 @@ def load_source(path: str | Path, gallery: str | Path | None = None, *, with_ran
         folder = RunFolder(p)
         cfg = folder.config()
         folder.metrics()  # a run that has not finished is refused here, naming what to do
-        readers = {"images": _image_run, "recsys": _recsys_run}
+        readers = {"images": _image_run, "recsys": _recsys_run, "ssl": _ssl_run}
         if cfg.task not in readers:
             raise ValueError(f"rankopt report reads image-retrieval and recommendation runs; {p} is a {cfg.task} run")
         return readers[cfg.task](folder, cfg, with_rankings)
@@ -109,6 +110,77 @@ def _image_run(folder: RunFolder, cfg, with_rankings: bool) -> Source:
         config=folder.saved_config(),
         notes=notes,
         data_fingerprint=folder.data_fingerprint(test=True),
+    )
+
+
+def _ssl_run(folder: RunFolder, cfg, with_rankings: bool) -> Source:
+    """A pre-training run: the frozen teacher's test retrieval (the pictures re-embed the test split),
+    the untrained initialisation next to it, and retrieval at every nested dimension."""
+    from rankopt.report import figures
+
+    out = folder.metrics()
+    ids, per_query = folder.read_per_query("query")
+    view, notes, sections = None, [], []
+    if with_rankings:
+        from rankopt.data.base import DatasetNotFoundError
+        from rankopt.ssl.run import test_features
+
+        try:
+            dataset, features, labels = test_features(folder, cfg)
+        except (DatasetNotFoundError, DataChangedError) as err:
+            notes.append(f"No curves or gallery: the run's test images cannot be read ({' '.join(str(err).split())})")
+        else:
+            view = RetrievalView(features, _two_d(labels), images=dataset)
+    init, test = out.get("init", {}), out["test"]
+    shared = [k for k in ("map@r", "hit@1", "knn_acc", "probe_acc") if k in init and k in test]
+    if shared:
+        fig = figures.grouped_bars(
+            shared,
+            {"initialisation": [init[k] for k in shared], "pre-trained": [test[k] for k in shared]},
+            "test value",
+        )
+        sections.append(
+            (
+                "What pre-training bought",
+                figures.svg(fig),
+                "the frozen backbone before and after pre-training, on the same test images",
+            )
+        )
+    if out.get("nested"):
+        dims = [n["dim"] for n in out["nested"]]
+        fig = figures.lines(
+            {m: (dims, [n[m] for n in out["nested"]]) for m in ("map@r", "hit@1")},
+            "embedding dimensions",
+            "test value",
+            logx=True,
+        )
+        sections.append(
+            (
+                "Retrieval at every nested dimension",
+                figures.svg(fig),
+                "the first d dimensions of the embedding alone: short codes to search, the full width to re-rank",
+            )
+        )
+    rasa = out.get("rasa")
+    if rasa:
+        notes.append(
+            f"RASA ({rasa['iterations']} iterations): position-probe R² on test patches "
+            f"{rasa['position_r2_before']:.3f} before, {rasa['position_r2_after']:.3f} after"
+        )
+    return Source(
+        "retrieval",
+        f"{cfg.data.name} · pre-training · {cfg.head.kind} heads · {cfg.model.backbone}",
+        folder.path,
+        _means(test),
+        per_query,
+        ids,
+        out.get("history", []),
+        out.get("selection"),
+        view,
+        config=folder.saved_config(),
+        notes=notes,
+        data_fingerprint=folder.data_fingerprint(test=True),
+        sections=sections,
     )
 
 

@@ -12,6 +12,7 @@ this module declares the sections and the checks that the types cannot say.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar
 
 from rankopt.config import check_choices, check_metrics, check_range, setting
@@ -19,6 +20,7 @@ from rankopt.data import DATASETS
 from rankopt.losses import LOSSES
 from rankopt.models.backbones import BACKBONES, check_backbone
 from rankopt.models.pooling import POOLINGS
+from rankopt.runs import RunFolder
 
 __all__ = ["DataConfig", "ModelConfig", "LossConfig", "OptimConfig", "TrainConfig", "RunConfig"]
 
@@ -63,7 +65,9 @@ class ModelConfig:
     layer_norm: bool = setting(False, help="LayerNorm before the head")
     freeze_bn: bool = setting(False, help="keep BatchNorm statistics and affine parameters as loaded")
     weights: str | None = setting(
-        None, help="pretrained backbone weights: a file, or 'packaged' (EfficientNet-Lite0's ImageNet weights)"
+        None,
+        help="initial backbone weights: a file, a run folder (its selected checkpoint's backbone, e.g. of "
+        "rankopt pretrain), or 'packaged' (EfficientNet-Lite0's ImageNet weights)",
     )
     in_channels: int = setting(1, help="image channels the backbone takes")
 
@@ -149,9 +153,11 @@ class RunConfig:
             check_range(key, value, 0, 1, low_open=True, high_open=True)
         check_range("data.num_workers", d.num_workers, 0)
         check_backbone(m.backbone, m.weights, m.in_channels, m.pooling)
-        if d.name == "fashion-mnist" and m.in_channels != 1:
+        if m.weights and Path(m.weights).is_dir():  # a run folder: the backbone it trained
+            RunFolder(m.weights).check_backbone_for(m.backbone, m.in_channels)
+        if DATASETS.entry(d.name).meta.get("grey28") and m.in_channels != 1:
             raise ValueError(
-                f"model.in_channels={m.in_channels}: Fashion-MNIST images have 1 channel (use model.backbone=small_cnn)"
+                f"model.in_channels={m.in_channels}: {d.name} images have 1 channel (use model.backbone=small_cnn)"
             )
         for key, value in (
             ("optim.lr_backbone", o.lr_backbone),

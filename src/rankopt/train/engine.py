@@ -13,6 +13,8 @@ stopping and the time limit are callbacks on Lightning's public hooks (``BestChe
 
 from __future__ import annotations
 
+import contextlib
+import warnings
 from pathlib import Path
 
 import lightning.pytorch as pl
@@ -98,7 +100,7 @@ class LastCheckpoint(Callback):
         self.path = Path(path)
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        trainer.save_checkpoint(self.path)
+        trainer.save_checkpoint(self.path, weights_only=False)
 
 
 class ValidateLastEpoch(Callback):
@@ -130,7 +132,7 @@ class BestCheckpoint(Callback):
         value = float(trainer.callback_metrics[self.monitor])
         if self.best_value is None or value > self.best_value:
             self.best_value, self.best_epoch = value, trainer.current_epoch + 1
-            trainer.save_checkpoint(self.path)
+            trainer.save_checkpoint(self.path, weights_only=False)
 
     def state_dict(self) -> dict:
         return {"best_value": self.best_value, "best_epoch": self.best_epoch}
@@ -227,6 +229,23 @@ class EpochBar(TQDMProgressBar):
         self.train_progress_bar.set_description(f"Epoch {trainer.current_epoch + 1}/{trainer.max_epochs}")
 
 
+# Lightning's messages that say nothing about the run: a deprecation inside its own code (newer torch),
+# a data-loader note about our step datasets (one process per loader), the logging interval of short epochs
+_NOISE = (
+    r".*isinstance\(treespec, LeafSpec\)` is deprecated.*",
+    r"Your `IterableDataset` has `__len__` defined.*",
+    r"The number of training batches \(\d+\) is smaller than the logging interval.*",
+)
+
+
+@contextlib.contextmanager
+def _quiet():
+    with warnings.catch_warnings():
+        for message in _NOISE:
+            warnings.filterwarnings("ignore", message=message)
+        yield
+
+
 def _epoch_of(checkpoint: Path) -> int:
     """The (1-based) epoch a checkpoint saved by LastCheckpoint or ModelCheckpoint ends."""
     return int(torch.load(checkpoint, map_location="cpu", weights_only=True)["epoch"]) + 1
@@ -291,6 +310,7 @@ def fit(
             num_sanity_val_steps=0,
             enable_progress_bar=progress,
             enable_model_summary=False,
+            enable_checkpointing=False,  # best.ckpt and last.ckpt are ours: no Lightning default beside them
             deterministic=False,
             log_every_n_steps=10,
         )
@@ -299,11 +319,13 @@ def fit(
             f"the trainer cannot run with accelerator={accelerator!r}, devices={devices!r}, "
             f"strategy={strategy!r}, precision={precision!r} here: {err}"
         ) from None
-    trainer.fit(module, datamodule=data, ckpt_path=str(resume) if resume else None)
+    with _quiet():
+        trainer.fit(module, datamodule=data, ckpt_path=str(resume) if resume else None)
     history = [dict(entry) for entry in module.history]
     selected = ckpt_dir / "best.ckpt" if best is not None and best.best_epoch is not None else ckpt_dir / "last.ckpt"
     epoch = _epoch_of(selected)
-    trainer.test(module, datamodule=data, ckpt_path=str(selected), verbose=False, weights_only=True)
+    with _quiet():
+        trainer.test(module, datamodule=data, ckpt_path=str(selected), verbose=False, weights_only=True)
     module.history = history  # the test loaded the selected checkpoint's (shorter) history
     key = f"valid/{module.monitor}"
     chosen = next((h for h in history if h["epoch"] == epoch), {})

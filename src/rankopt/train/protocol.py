@@ -41,7 +41,7 @@ __all__ = [
 PARTS = ("train", "valid", "test", "test_gallery")
 
 # how a validation split is carved from training: like each dataset's own test split
-CARVE_BY = {"fashion-mnist": "images"}  # every other dataset: "classes"
+CARVE_BY = {"fashion-mnist": "images", "mnist-subset": "images"}  # every other dataset: "classes"
 USER_DATA = ("image-folder", "csv")
 
 

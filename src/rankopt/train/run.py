@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from rankopt.data import create_dataset
+from rankopt.data import DATASETS, create_dataset
 from rankopt.losses import LOSSES, CrossBatchMemory, create_loss
 from rankopt.models import BACKBONES, EmbeddingModel, create_model
 from rankopt.runs import RUN_DIR_ENV, RunFolder, is_rank_zero
@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 
 
 def _transforms(cfg: RunConfig, train: bool):
-    if cfg.data.name == "fashion-mnist":
+    if DATASETS.entry(cfg.data.name).meta.get("grey28"):
         return None
     from torchvision import transforms as T
 
@@ -53,7 +53,7 @@ def _transforms(cfg: RunConfig, train: bool):
 def load_split(cfg: RunConfig, split: str | None, train: bool):
     """The dataset split of a run's config, with its training or evaluation transforms."""
     kwargs = dict(cfg.data.options)
-    if cfg.data.name != "fashion-mnist" and cfg.data.skip_bad_images:
+    if not DATASETS.entry(cfg.data.name).meta.get("grey28") and cfg.data.skip_bad_images:
         kwargs["on_bad_image"] = "skip"
     return create_dataset(cfg.data.name, cfg.data.root, split, transform=_transforms(cfg, train), **kwargs)
 
@@ -84,7 +84,8 @@ def run_splits(folder: RunFolder, cfg: RunConfig | None = None) -> tuple[Splits,
 
 def build_model(cfg: RunConfig) -> EmbeddingModel:
     m = cfg.model
-    return create_model(m.backbone, m.dim, m.pooling, m.layer_norm, m.freeze_bn, m.weights, m.in_channels)
+    weights = RunFolder(m.weights).backbone_state() if m.weights and Path(m.weights).is_dir() else m.weights
+    return create_model(m.backbone, m.dim, m.pooling, m.layer_norm, m.freeze_bn, weights, m.in_channels)
 
 
 def load_model(folder: RunFolder, cfg: RunConfig | None = None, checkpoint: str | Path | None = None) -> EmbeddingModel:

@@ -28,4 +28,5 @@ TASK = Task(
     default_recipe="fashion-mnist",
     flags={"data-dir": "data.root", "skip-bad-images": "data.skip_bad_images"},
     cli="rankopt.train.task:COMMAND",
+    backbone="model.backbone.",
 )
