@@ -40,7 +40,7 @@ from rankopt.runs import start_run
 RESULTS = Path(__file__).with_name("results") / "ssl.jsonl"
 SEEDS = (0, 1, 2)
 BUDGET = {  # per dataset: pre-training images, epochs; fine-tuning epochs
-    "fashion-mnist": {"train_limit": 10000, "epochs": 4, "finetune_epochs": 2},
+    "fashion-mnist": {"train_limit": 6000, "epochs": 4, "finetune_epochs": 2},
     "mnist-subset": {"train_limit": None, "epochs": 8, "finetune_epochs": 4},
 }
 VARIANTS = {

@@ -74,7 +74,7 @@ def test_example_runs(capsys):
             "must be integers",
         ),
         (lambda p: np.savez(p / "n.npz", embeddings=np.full((5, 2), np.nan), labels=np.arange(5)), ["n.npz"], "NaN"),
-        (lambda p: write(p / "k.npz", n=10), ["k.npz", "--metrics", "hit@100"], "k=100 is larger"),
+        (lambda p: write(p / "k.npz", n=10), ["k.npz", "--metrics", "hit@1/level3"], "level 3 but the labels"),
         (lambda p: write(p / "m.npz", n=10), ["m.npz", "--metrics", "apx"], "unknown metric"),
     ],
 )

@@ -32,10 +32,12 @@ def test_bad_embeddings_and_labels(mutate, match):
         evaluate(x, y, metrics=["ap"])
 
 
-def test_k_larger_than_gallery():
+def test_k_larger_than_gallery_reads_the_whole_list_and_warns_once():
     x, y = good()
-    with pytest.raises(ValueError, match="k=10 is larger than the 9 items"):
-        evaluate(x, y, metrics=["hit@10"])
+    with pytest.warns(UserWarning, match="hit@10, p@10: k beyond the 9 items each query ranks"):
+        beyond = evaluate(x, y, metrics=["hit@10", "p@10"])
+    whole = evaluate(x, y, metrics=["hit@9", "p@9"])
+    assert beyond["hit@10"] == whole["hit@9"] and beyond["p@10"] == pytest.approx(whole["p@9"] * 9 / 10)
 
 
 @pytest.mark.parametrize(

@@ -257,7 +257,7 @@ def test_recbole_metrics_at_several_cutoffs_match_a_plain_loop():
 
 def test_user_subset_progress_and_cutoff_checks():
     """users= restricts the mean to those users (equal to the mean of their per-user values); progress
-    is told (users done, users in all) after each block; a K beyond the catalogue names the metric."""
+    is told (users done, users in all) after each block; a K beyond the catalogue reads it whole, warned."""
     g = torch.Generator().manual_seed(7)
     ue, ie = torch.randn(20, 4, generator=g), torch.randn(15, 4, generator=g)
     rng = np.random.default_rng(8)
@@ -278,8 +278,13 @@ def test_user_subset_progress_and_cutoff_checks():
     sub = evaluate_recommender((ue, ie), test, train, ("ndcg@5",), users=some)
     assert sub["n_users"] == 4 and sub["ndcg@5"] == pytest.approx(per_user["ndcg@5"][[3, 5, 11, 19]].mean(), abs=1e-12)
     assert full["n_users"] == 20
-    with pytest.raises(ValueError, match="ndcg@50: K=50 is larger than the 15 items"):
-        evaluate_recommender((ue, ie), test, train, ("ndcg@50",))
+    with pytest.warns(UserWarning, match="ndcg@50: k beyond the 15 items"):
+        beyond = evaluate_recommender((ue, ie), test, train, ("ndcg@50",))
+    assert beyond["ndcg@50"] == pytest.approx(evaluate_recommender((ue, ie), test, train, ("ndcg@15",))["ndcg@15"])
+    small = np.random.default_rng(3).normal(size=(4, 6))  # a 6-item catalogue: no default cut-off fits
+    with pytest.warns(UserWarning, match="default cut-offs 10, 20, 50 exceed the 6 items"):
+        out = evaluate_recommender(small, (np.arange(4), np.array([0, 2, 4, 5])))
+    assert out["n_users"] == 4 and out["hit@6"] == 1.0 and "ndcg@6" in out
 
 
 def test_per_user_values_written_as_csv_read_back(tmp_path):

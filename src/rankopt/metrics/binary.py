@@ -29,6 +29,7 @@ __all__ = [
     "hit_at_k",
     "reciprocal_rank",
     "map_at_k",
+    "ap_at_k",
     "relevant_count",
     "expected_hits",
 ]
@@ -84,6 +85,13 @@ def map_at_r(ranking: Ranking, level: int) -> torch.Tensor:
 def map_at_k(ranking: Ranking, level: int, k: int) -> torch.Tensor:
     """MAP@k as RecBole and most recommender papers define it: Σ_{p ≤ k} P@p · rel(p) / min(k, R)."""
     r = relevant_count(ranking, level).clamp(min=1, max=k).to(torch.float64)
+    return _ap_sum(ranking, level, _constant(ranking, k)) / r
+
+
+def ap_at_k(ranking: Ranking, level: int, k: int) -> torch.Tensor:
+    """AP cut at k as trec_eval (``map_cut_k``), ranx (``map@k``) and ir-measures (``AP@k``) define it:
+    Σ_{p ≤ k} P@p · rel(p) / R, R all relevant items (RecBole's MAP@K divides by min(k, R))."""
+    r = relevant_count(ranking, level).clamp_min(1).to(torch.float64)
     return _ap_sum(ranking, level, _constant(ranking, k)) / r
 
 

@@ -50,6 +50,8 @@ class PerQueryResult:
     has_relevant: dict[str, np.ndarray]
     n_levels: int
     n_ranked: int
+    # how "no relevant item" reads for these queries (embeddings: labels; score matrices: relevance rows)
+    absent: str = "every query's label is absent from the gallery"
 
     @property
     def n_queries(self) -> int:
@@ -210,9 +212,7 @@ def aggregate(result: PerQueryResult, no_positive: str = "exclude") -> dict[str,
             out[name] = float(np.where(has, vals, 0.0).mean())
         else:
             if missing == len(has):
-                raise ValueError(
-                    f"no query has a relevant item for {name!r}: every query's label is absent from the gallery"
-                )
+                raise ValueError(f"no query has a relevant item for {name!r}: {result.absent}")
             out[name] = float(vals[has].mean())
         excluded[name] = missing if no_positive == "exclude" else 0
     out["n_queries"] = result.n_queries
@@ -241,20 +241,31 @@ def _warn_if_gallery_is_queries(search: Search) -> None:
         )
 
 
+def warn_k_beyond(specs: list[MetricSpec], n_ranked: int, what: str = "items each query ranks") -> None:
+    """One warning naming the metrics whose cut-off is beyond the ranked list (they read it whole)."""
+    beyond = [s.name for s in specs if s.k is not None and s.k > n_ranked]
+    if beyond:
+        warnings.warn(
+            f"{', '.join(beyond)}: k beyond the {n_ranked} {what}; the positions past the list count as "
+            "non-relevant (as trec_eval, ranx and torchmetrics pad), so p@k still divides by k",
+            UserWarning,
+            stacklevel=3,
+        )
+
+
 def check_specs(specs: list[MetricSpec], n_levels: int, n_ranked: int, backend: str = "torch") -> None:
-    """Refuse, by name, a metric the evaluation cannot give: a level or k beyond the data, or a
-    whole-list metric on the faiss backend."""
+    """Refuse, by name, a metric the evaluation cannot give: a level beyond the labels, or a whole-list
+    metric on the faiss backend; warn once of cut-offs beyond the ranked list."""
     for s in specs:
         if s.level is not None and s.level > n_levels:
             raise ValueError(f"metric {s.name!r}: level {s.level} but the labels have {n_levels} column(s)")
-        if s.k is not None and s.k > n_ranked:
-            raise ValueError(f"metric {s.name!r}: k={s.k} is larger than the {n_ranked} items each query ranks")
         if backend == "faiss" and KINDS[s.kind].full_list:
             raise ValueError(
                 f"metric {s.name!r} needs the full ranking, which the faiss backend does not produce; "
                 "use backend='torch' (exact, chunked) or top-k metrics (hit@k, p@k, recall@k, map@r, "
                 "r-precision, ndcg@k, asi)"
             )
+    warn_k_beyond(specs, n_ranked)
 
 
 def _rank_block(

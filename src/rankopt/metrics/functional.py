@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from rankopt.metrics.evaluate import NO_POSITIVE, PerQueryResult, aggregate, ranked_prefix
+from rankopt.metrics.evaluate import NO_POSITIVE, PerQueryResult, aggregate, ranked_prefix, warn_k_beyond
 from rankopt.metrics.names import KINDS, parse_metrics
 from rankopt.metrics.ranking import TIES, ranking_from_prefix, ranking_from_scores
 from rankopt.search import rows_per_chunk
@@ -71,9 +71,8 @@ def rank_metrics(
     if top > n_levels:
         raise ValueError(f"relevance has level {top} above n_levels={n_levels}")
     specs = parse_metrics(metrics, ambiguous_r=True)
+    warn_k_beyond(specs, n_cols, "items per row")
     for spec in specs:
-        if spec.k is not None and spec.k > n_cols:
-            raise ValueError(f"metric {spec.name!r}: k={spec.k} is larger than the {n_cols} items per row")
         if spec.level is not None and spec.level > n_levels:
             raise ValueError(f"metric {spec.name!r}: level {spec.level} above n_levels={n_levels}")
     top_only = [s_.name for s_ in specs if KINDS[s_.kind].binary and s_.level is None]
@@ -114,7 +113,11 @@ def rank_metrics(
     if reduce is None:
         return out
     result = PerQueryResult(
-        {n: v.cpu().numpy() for n, v in out.items()}, {n: h.numpy() for n, h in has_rel.items()}, n_levels, n_cols
+        {n: v.cpu().numpy() for n, v in out.items()},
+        {n: h.numpy() for n, h in has_rel.items()},
+        n_levels,
+        n_cols,
+        absent="no row of relevance has a relevant item that is not masked",
     )
     return aggregate(result, no_positive)
 

@@ -2,14 +2,20 @@
 
 Names: ``ap``, ``map@r``, ``r-precision``, ``hit@k`` (alias ``r@k``: the metric-learning "Recall@K"),
 ``recall@k`` (hits in the top k / all relevant), ``p@k``, ``mrr``, ``mrr@k`` (0 when the first relevant
-item is below k), ``map@k`` (RecBole's MAP@K: Σ_{p ≤ k} P@p·rel(p) / min(k, R)), ``ndcg``, ``ndcg@k``,
-``hap``, ``asi``. Peers' names are accepted and keep the name as the result key: ``hr@k`` (RecBole) =
-``hit@k``, ``precision@k`` = ``p@k``, and pytorch-metric-learning's ``precision_at_1`` (= hit@1),
+item is below k), ``map@k`` (RecBole's MAP@K: Σ_{p ≤ k} P@p·rel(p) / min(k, R)), ``ap@k`` (the same sum
+/ R: trec_eval's ``map_cut_k``, ranx's ``map@k``, ir-measures' ``AP@k``), ``ndcg``, ``ndcg@k`` (exponential
+gains 2^ℓ − 1: HAPPIER, ranx's ``ndcg_burges``), ``ndcg_lin``, ``ndcg_lin@k`` (linear gains ℓ: trec_eval,
+ranx's ``ndcg``, ir-measures, torchmetrics), ``hap``, ``asi``. trec_eval's names are accepted as
+written, with its convention that every level >= 1 is relevant: ``map``, ``map_cut_k``, ``P_k``,
+``recall_k``, ``ndcg_cut_k``, ``recip_rank``, ``Rprec`` (``ndcg`` alone keeps rankopt's meaning). A k beyond the ranked list reads it whole, positions past it
+non-relevant (p@k still divides by k), as trec_eval, ranx and torchmetrics do; the evaluations warn
+once. Peers' names are accepted and keep the name as the result key: ``hr@k`` (RecBole) = ``hit@k``,
+``precision@k`` = ``p@k``, and pytorch-metric-learning's ``precision_at_1`` (= hit@1),
 ``r_precision``, ``mean_average_precision_at_r``, ``mean_average_precision`` (= ap: PML's with k=None)
 and ``mean_reciprocal_rank`` (= mrr). ``r@k`` is metric learning's Recall@K (= hit@k); where a reader
 may take it for recall@k — score matrices of recommenders — it is refused as ambiguous
-(``ambiguous_r=True``). A binary metric may name its relevance level: ``ap/level1`` counts as relevant every item
-sharing at least one label column with the query (on a fine→coarse hierarchy: the coarsest label);
+(``ambiguous_r=True``). A binary metric may name its relevance level: ``ap/level1`` counts as relevant
+every item sharing at least one label column with the query (on a fine→coarse hierarchy: the coarsest label);
 without it the level is L, the same finest label.
 """
 
@@ -45,8 +51,11 @@ KINDS: dict[str, Kind] = {
     "mrr": Kind(takes_k=False, binary=True, full_list=True),
     "mrr@k": Kind(takes_k=True, binary=True, full_list=False),
     "map@k": Kind(takes_k=True, binary=True, full_list=False),
+    "ap@k": Kind(takes_k=True, binary=True, full_list=False),
     "ndcg": Kind(takes_k=False, binary=False, full_list=True),
     "ndcg@k": Kind(takes_k=True, binary=False, full_list=False),
+    "ndcg_lin": Kind(takes_k=False, binary=False, full_list=True),
+    "ndcg_lin@k": Kind(takes_k=True, binary=False, full_list=False),
     "hap": Kind(takes_k=False, binary=False, full_list=True),
     "asi": Kind(takes_k=False, binary=False, full_list=False),
 }
@@ -60,7 +69,20 @@ _ALIASES = {
     "ndcg": "ndcg@k",
     "mrr": "mrr@k",
     "map": "map@k",
+    "ap": "ap@k",
+    "ndcg_lin": "ndcg_lin@k",
 }
+# trec_eval's measure names (lower-cased): their kind and whether they take a cut-off
+_TREC = {
+    "map": ("ap", False),
+    "map_cut": ("ap@k", True),
+    "p": ("p", True),
+    "recall": ("recall", True),
+    "ndcg_cut": ("ndcg_lin@k", True),
+    "recip_rank": ("mrr", False),
+    "rprec": ("r-precision", False),
+}
+_TREC_PATTERN = re.compile(r"^(?P<base>map_cut|p|recall|ndcg_cut)_(?P<k>\d+)$")
 # pytorch-metric-learning's AccuracyCalculator names: (kind, k)
 _PML_NAMES = {
     "precision_at_1": ("hit", 1),
@@ -82,8 +104,15 @@ _EXAMPLES = [
     "mrr",
     "mrr@10",
     "map@10",
+    "ap@10",
     "ndcg",
     "ndcg@10",
+    "ndcg_lin",
+    "ndcg_lin@10",
+    "map_cut_10",
+    "P_10",
+    "ndcg_cut_10",
+    "recip_rank",
     "hap",
     "asi",
     *_PML_NAMES,
@@ -106,7 +135,7 @@ class MetricSpec:
         if KINDS[self.kind].full_list:
             return torch.full((q,), n_ranked, dtype=torch.int64, device=ranking_counts.device)
         if self.k is not None:
-            return torch.full((q,), self.k, dtype=torch.int64, device=ranking_counts.device)
+            return torch.full((q,), min(self.k, n_ranked), dtype=torch.int64, device=ranking_counts.device)
         if self.kind == "asi":
             return ranking_counts[:, 1:].sum(dim=1).clamp_min(1)
         return ranking_counts[:, self.resolved_level(n_levels) :].sum(dim=1).clamp_min(1)
@@ -118,25 +147,30 @@ class MetricSpec:
 
     def compute(self, ranking: Ranking, hap_alpha: float = 1.0) -> torch.Tensor:
         lvl = self.resolved_level(ranking.n_levels)
+        # a cut-off beyond the list reads it whole (the positions past it are not relevant)
+        k = None if self.k is None else min(self.k, ranking.n_ranked)
         fn: Callable[[], torch.Tensor] = {
             "ap": lambda: binary.average_precision(ranking, lvl),
             "map@r": lambda: binary.map_at_r(ranking, lvl),
             "r-precision": lambda: binary.r_precision(ranking, lvl),
-            "hit": lambda: binary.hit_at_k(ranking, lvl, self.k),
-            "recall": lambda: binary.recall_at_k(ranking, lvl, self.k),
-            "p": lambda: binary.precision_at_k(ranking, lvl, self.k),
+            "hit": lambda: binary.hit_at_k(ranking, lvl, k),
+            "recall": lambda: binary.recall_at_k(ranking, lvl, k),
+            "p": lambda: binary.precision_at_k(ranking, lvl, k) * (k / self.k),  # still ÷ the k asked for
             "mrr": lambda: binary.reciprocal_rank(ranking, lvl),
-            "mrr@k": lambda: binary.reciprocal_rank(ranking, lvl, self.k),
-            "map@k": lambda: binary.map_at_k(ranking, lvl, self.k),
+            "mrr@k": lambda: binary.reciprocal_rank(ranking, lvl, k),
+            "map@k": lambda: binary.map_at_k(ranking, lvl, k),
+            "ap@k": lambda: binary.ap_at_k(ranking, lvl, k),
             "ndcg": lambda: graded.ndcg(ranking),
-            "ndcg@k": lambda: graded.ndcg(ranking, self.k),
+            "ndcg@k": lambda: graded.ndcg(ranking, k),
+            "ndcg_lin": lambda: graded.ndcg(ranking, gain="linear"),
+            "ndcg_lin@k": lambda: graded.ndcg(ranking, k, gain="linear"),
             "hap": lambda: hierarchical.hierarchical_ap(ranking, hap_alpha),
             "asi": lambda: hierarchical.asi(ranking),
         }[self.kind]
         return fn()
 
 
-_PATTERN = re.compile(r"^(?P<base>[a-z\-]+)(?:@(?P<k>[^/]+))?(?:/level(?P<level>\d+))?$")
+_PATTERN = re.compile(r"^(?P<base>[a-z_\-]+)(?:@(?P<k>[^/]+))?(?:/level(?P<level>\d+))?$")
 
 
 def parse_metric(name: str, ambiguous_r: bool = False) -> MetricSpec:
@@ -146,6 +180,13 @@ def parse_metric(name: str, ambiguous_r: bool = False) -> MetricSpec:
     if text in _PML_NAMES:
         kind, k = _PML_NAMES[text]
         return MetricSpec(name, kind, k)
+    # trec_eval's names keep its convention: relevant = relevance level >= 1 (its relevance_level)
+    trec = _TREC_PATTERN.match(text)
+    if trec is not None and int(trec["k"]) >= 1:
+        kind = _TREC[trec["base"]][0]
+        return MetricSpec(name, kind, int(trec["k"]), 1 if KINDS[kind].binary else None)
+    if text in ("map", "recip_rank", "rprec"):
+        return MetricSpec(name, _TREC[text][0], None, 1)
     match = _PATTERN.match(text)
     kind, k = None, None
     if match:

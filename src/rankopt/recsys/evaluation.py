@@ -13,6 +13,7 @@ or from a (users × items) matrix you already have.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -65,7 +66,17 @@ def evaluate_recommender(
     test, masked = _interactions(test, "test"), None if masked is None else _interactions(masked, "masked")
     if metrics is None:
         cutoffs = DEFAULT_KS if ks is None else tuple(ks)
-        metrics = metrics_at([k for k in cutoffs if n_items is None or k <= n_items] if ks is None else cutoffs)
+        if ks is None and n_items is not None:
+            cutoffs = tuple(k for k in DEFAULT_KS if k <= n_items)
+            if not cutoffs:  # a catalogue smaller than every default: its own size, said once
+                cutoffs = (n_items,)
+                warnings.warn(
+                    f"the default cut-offs {', '.join(map(str, DEFAULT_KS))} exceed the {n_items} items "
+                    f"of the catalogue: metrics at {n_items}",
+                    UserWarning,
+                    stacklevel=2,
+                )
+        metrics = metrics_at(list(cutoffs))
     elif ks is not None:
         raise ValueError("give metrics or ks, not both")
     specs = parse_metrics(list(metrics), ambiguous_r=True)
@@ -79,7 +90,6 @@ def evaluate_recommender(
         for start in range(0, len(test_users), chunk):
             block = test_users[start : start + chunk]
             block_scores = score_block(torch.from_numpy(block))
-            _check_cutoffs(specs, block_scores.shape[1])
             dev = lambda a: torch.from_numpy(a).to(block_scores.device)
             relevance = torch.zeros(block_scores.shape, dtype=torch.int64, device=block_scores.device)
             inside = np.isin(test.user, block)  # block is sorted (np.unique), so rows come from searchsorted
@@ -150,12 +160,6 @@ def _interactions(x: Any, name: str) -> Interactions:
             raise ValueError(f"{name}: user and item ids must be two 1-D arrays of one length")
         return Interactions(user, item)
     raise TypeError(f"{name} must be Interactions or a pair of arrays (user ids, item ids); got {type(x).__name__}")
-
-
-def _check_cutoffs(specs, n_items: int) -> None:
-    for s in specs:
-        if s.k is not None and s.k > n_items:
-            raise ValueError(f"metric {s.name}: K={s.k} is larger than the {n_items} items")
 
 
 class PerUser:

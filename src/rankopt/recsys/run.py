@@ -21,7 +21,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from rankopt.metrics.names import parse_metrics
 from rankopt.recsys.config import RecRunConfig
 from rankopt.recsys.data import RecData, inductive_split, load_directory, ratio_split
 from rankopt.recsys.models import RECOMMENDERS, Recommender
@@ -60,11 +59,6 @@ def load_data(cfg: RecRunConfig) -> RecData:
         data = dataclasses.replace(data, train=train, valid=valid)
     if d.protocol == "inductive":
         data = inductive_split(data, held_out=d.held_out, context=d.context, seed=d.split_seed)
-    for spec in parse_metrics(list(cfg.train.metrics)):  # before training, not at the first validation
-        if spec.k is not None and spec.k > data.n_items:
-            raise ValueError(
-                f"train.metrics: {spec.name}: K={spec.k} is larger than the {data.n_items} items of {d.root}"
-            )
     return data
 
 
