@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import os
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,10 +20,20 @@ def atomic_write(path: str | Path, write: Callable[[Any], None]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
-        with open(tmp, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
+        try:
+            with open(tmp, "wb") as f:
+                write(f)
+                f.flush()
+                os.fsync(f.fileno())
+        except RuntimeError as err:  # torch's writer reports a full disk as "[enforce fail at ...] file write failed"
+            if "write failed" not in str(err) and "enforce fail" not in str(err):
+                raise
+            free = shutil.disk_usage(path.parent).free
+            raise OSError(
+                errno.ENOSPC if free < (64 << 20) else errno.EIO,
+                f"writing {path} failed ({free >> 20} MiB free on its device): the previous {path.name} is intact; "
+                "free space and resume",
+            ) from None
         os.replace(tmp, path)
     finally:
         if tmp.exists():

@@ -14,9 +14,11 @@ stays defined for flat labels (L = 1), where H-AP then equals AP.
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 
-__all__ = ["levels", "gathered_levels", "is_tree", "level_counts", "pop_relevance", "LabelGroups"]
+__all__ = ["levels", "gathered_levels", "is_tree", "check_tree", "level_counts", "pop_relevance", "LabelGroups"]
 
 
 def levels(query_labels: torch.Tensor, item_labels: torch.Tensor) -> torch.Tensor:
@@ -53,6 +55,25 @@ def is_tree(labels: torch.Tensor) -> bool:
         if torch.unique(pairs[:, 0]).numel() != pairs.shape[0]:
             return False
     return True
+
+
+def check_tree(labels: torch.Tensor, what: str) -> None:
+    """Warn, naming a label with two parents, when hierarchical labels are not a tree: the level of a pair
+    is then the number of columns it shares, not a depth in a hierarchy, and H-AP / ASI read it so."""
+    for c in range(labels.shape[1] - 1):
+        pairs = torch.unique(labels[:, c : c + 2], dim=0)
+        values, counts = torch.unique(pairs[:, 0], return_counts=True)
+        if (counts > 1).any():
+            child = int(values[counts > 1][0])
+            parents = pairs[pairs[:, 0] == child, 1].tolist()
+            warnings.warn(
+                f"{what}: the labels are not a tree (label {child} of column {c} has {len(parents)} parents in column "
+                f"{c + 1}: {', '.join(map(str, parents[:4]))}); levels count the shared columns, so these metrics "
+                "read them as such, not as a hierarchy",
+                UserWarning,
+                stacklevel=3,
+            )
+            return
 
 
 def level_counts(

@@ -189,6 +189,8 @@ def _normalise(x: torch.Tensor, name: str) -> torch.Tensor:
 
 def rows_per_chunk(memory_budget: int, n_columns: int, bytes_per_cell: int, minimum: int = 1) -> int:
     """How many query rows of n_columns cells fit the memory budget."""
+    if not memory_budget > 0:
+        raise ValueError(f"memory_budget={memory_budget} must be a positive number of bytes")
     return max(minimum, int(memory_budget // max(1, n_columns * bytes_per_cell)))
 
 

@@ -11,8 +11,19 @@ from rankopt.metrics import rank_metrics
 
 pytrec_eval = pytest.importorskip("pytrec_eval")
 
-TREC = ["map", "map_cut_5", "map_cut_10", "P_5", "P_10", "recall_5", "recall_10", "ndcg_cut_5", "ndcg_cut_10",
-        "recip_rank", "Rprec"]
+TREC = [
+    "map",
+    "map_cut_5",
+    "map_cut_10",
+    "P_5",
+    "P_10",
+    "recall_5",
+    "recall_10",
+    "ndcg_cut_5",
+    "ndcg_cut_10",
+    "recip_rank",
+    "Rprec",
+]
 
 
 def trec(scores: np.ndarray, relevance: np.ndarray, measures: list[str]) -> dict[str, np.ndarray]:

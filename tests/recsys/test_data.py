@@ -55,7 +55,9 @@ def test_csv_temporal_split_and_remapping(tmp_path):
 def test_inductive_split_never_leaks_held_out_users(tmp_path):
     lines = [f"{u} " + " ".join(str((u * 3 + k) % 50) for k in range(8)) for u in range(40)]
     (tmp_path / "train.txt").write_text("\n".join(lines) + "\n")
-    (tmp_path / "test.txt").write_text("\n".join(f"{u} {(u * 5) % 50}" for u in range(40)) + "\n")
+    (tmp_path / "test.txt").write_text(
+        "\n".join(f"{u} {(u * 3 + 8) % 50}" for u in range(40)) + "\n"
+    )  # unseen in train
     d = inductive_split(load_directory(tmp_path), held_out=0.25, context=0.5, seed=1)
     held = set(np.unique(d.test.user).tolist())
     assert len(held) == 10

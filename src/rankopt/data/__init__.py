@@ -31,6 +31,15 @@ DATASETS.register("csv", lambda root, split=None, **kw: csv_images(root, split, 
 DATASETS.register("mnist-subset", lambda root=None, split="train", **kw: MNISTSubset(split, **kw), grey28=True)
 
 
+def check_root(name: str, root) -> None:
+    """A dataset that lives in a folder of its own needs ``root``: refused before any work when unset."""
+    if root is None and not DATASETS.entry(name).meta.get("grey28"):
+        raise ValueError(
+            f"data.root is unset: the {DATASETS.entry(name).name} dataset is read from its folder; give "
+            "--data-dir DIR (or --set data.root=DIR)"
+        )
+
+
 def create_dataset(name: str, root=None, split: str = "train", **kwargs):
     """The dataset registered under ``name``; an unknown name raises ValueError with the closest names."""
     return DATASETS.create(name, root=root, split=split, **kwargs)
@@ -53,6 +62,7 @@ __all__ = [
     "MPerClassSampler",
     "HierarchicalSampler",
     "create_dataset",
+    "check_root",
     "DATASETS",
     "Subset",
     "available_splits",

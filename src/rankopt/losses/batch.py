@@ -19,7 +19,7 @@ def check_loss_inputs(
     precision); labels (B,) or (B, L) int → int64 (B, L)."""
     if not isinstance(embeddings, torch.Tensor) or not isinstance(labels, torch.Tensor):
         raise TypeError(f"{name}: embeddings and labels must be torch tensors")
-    if embeddings.ndim != 2 or embeddings.shape[0] == 0:
+    if embeddings.ndim != 2 or embeddings.shape[0] == 0 or embeddings.shape[1] == 0:
         raise ValueError(f"{name}: embeddings must be a non-empty (B, d) tensor; got shape {tuple(embeddings.shape)}")
     if not torch.is_floating_point(embeddings):
         raise ValueError(f"{name}: embeddings must be floating point; got {embeddings.dtype}")
@@ -45,12 +45,19 @@ def check_loss_inputs(
 UNIT_NORM_TOLERANCE = 1e-3
 
 
-def unit_norm(x: torch.Tensor) -> torch.Tensor:
+def unit_norm(x: torch.Tensor, name: str = "embeddings") -> torch.Tensor:
     """x itself when every row's norm is within UNIT_NORM_TOLERANCE of 1 (a model that normalises keeps
-    its exact gradients), else every row L2-normalised (a zero row stays zero: it ranks at score 0)."""
+    its exact gradients), else every row L2-normalised. A zero row has no direction: normalising it
+    would give a gradient of 1/eps (≈ 1e12), so it is an error naming the row."""
     norms = x.detach().norm(dim=1)
     if bool(((norms - 1).abs() <= UNIT_NORM_TOLERANCE).all()):
         return x
+    zero = torch.nonzero(norms == 0).flatten()
+    if len(zero):
+        raise ValueError(
+            f"{name}: row {int(zero[0])} has zero norm ({len(zero)} such rows): it has no direction to "
+            "rank by; pass normalize=False to rank raw dot products"
+        )
     return torch.nn.functional.normalize(x, dim=1)
 
 
@@ -95,7 +102,7 @@ def prepare_batch(
     and references that are not unit-norm already."""
     emb, lab = check_loss_inputs(embeddings, labels, name, hierarchical)
     if normalize:
-        emb = unit_norm(emb)
+        emb = unit_norm(emb, f"{name}: embeddings")
     if (ref_embeddings is None) != (ref_labels is None):
         raise ValueError(f"{name}: give both ref_embeddings and ref_labels, or neither")
     if ref_embeddings is None:
@@ -103,7 +110,7 @@ def prepare_batch(
     else:
         ref, ref_lab = check_loss_inputs(ref_embeddings, ref_labels, f"{name} (reference set)", hierarchical)
         if normalize:
-            ref = unit_norm(ref)
+            ref = unit_norm(ref, f"{name}: ref_embeddings")
         if ref.shape[1] != emb.shape[1]:
             raise ValueError(f"{name}: ref_embeddings have dimension {ref.shape[1]} but embeddings have {emb.shape[1]}")
         if ref_lab.shape[1] != lab.shape[1]:

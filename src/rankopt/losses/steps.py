@@ -39,12 +39,20 @@ class Heaviside(Step):
         return torch.zeros_like(t)
 
 
+def _check_tau(tau: float) -> None:
+    if not tau > 0:  # also refuses NaN
+        raise ValueError(f"tau={tau} must be positive: it is the temperature of the sigmoid step")
+
+
 @dataclass(frozen=True)
 class Sigmoid(Step):
     """σ(t / τ) (Smooth-AP, Brown et al., ECCV 2020). The original code clamps t/τ to [-50, 50]; we
     do not (σ(-50) ≈ 2e-22 either way, and torch.sigmoid is stable for any input)."""
 
     tau: float = 0.01
+
+    def __post_init__(self) -> None:
+        _check_tau(self.tau)
 
     def value(self, t: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(t * (1 / self.tau))
@@ -72,6 +80,9 @@ class SupRankStep(Step):
     rho: float = 100.0
     start: float = 0.5
     offset: float | None = None
+
+    def __post_init__(self) -> None:
+        _check_tau(self.tau)
 
     @property
     def offset_value(self) -> float:

@@ -22,7 +22,7 @@ import torch
 
 from rankopt.metrics.names import KINDS, MetricSpec, parse_metrics
 from rankopt.metrics.ranking import TIES, Ranking, ranking_from_kept, ranking_from_prefix, ranking_from_scores
-from rankopt.relevance import LabelGroups, gathered_levels, is_tree, level_counts, levels
+from rankopt.relevance import LabelGroups, check_tree, gathered_levels, is_tree, level_counts, levels
 from rankopt.search import Search, check_query_gallery_labels, prepare_search, rows_per_chunk
 from rankopt.validation import check_choice
 
@@ -109,6 +109,9 @@ def evaluate_per_query(
     n_levels = q_labels.shape[1]
     specs = parse_metrics(default_metrics(n_levels) if metrics is None else metrics)
     check_specs(specs, n_levels, search.n_ranked, search.backend)
+    hierarchical = [s.name for s in specs if s.kind in ("hap", "asi")]
+    if hierarchical and n_levels > 1:  # H-AP's relevance and ASI read the labels as a hierarchy
+        check_tree(torch.cat([q_labels, g_labels]).cpu(), f"{', '.join(hierarchical)}")
     if search.n_ranked < 1:
         raise ValueError("the gallery has a single item, which is the query itself: nothing to rank")
 

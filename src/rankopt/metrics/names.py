@@ -1,22 +1,22 @@
 """Metric names as users type them, parsed once into specs, and the registry that computes them.
 
 Names: ``ap``, ``map@r``, ``r-precision``, ``hit@k`` (alias ``r@k``: the metric-learning "Recall@K"),
-``recall@k`` (hits in the top k / all relevant), ``p@k``, ``mrr``, ``mrr@k`` (0 when the first relevant
-item is below k), ``map@k`` (RecBole's MAP@K: Σ_{p ≤ k} P@p·rel(p) / min(k, R)), ``ap@k`` (the same sum
-/ R: trec_eval's ``map_cut_k``, ranx's ``map@k``, ir-measures' ``AP@k``), ``ndcg``, ``ndcg@k`` (exponential
-gains 2^ℓ − 1: HAPPIER, ranx's ``ndcg_burges``), ``ndcg_lin``, ``ndcg_lin@k`` (linear gains ℓ: trec_eval,
-ranx's ``ndcg``, ir-measures, torchmetrics), ``hap``, ``asi``. trec_eval's names are accepted as
-written, with its convention that every level >= 1 is relevant: ``map``, ``map_cut_k``, ``P_k``,
-``recall_k``, ``ndcg_cut_k``, ``recip_rank``, ``Rprec`` (``ndcg`` alone keeps rankopt's meaning). A k beyond the ranked list reads it whole, positions past it
-non-relevant (p@k still divides by k), as trec_eval, ranx and torchmetrics do; the evaluations warn
-once. Peers' names are accepted and keep the name as the result key: ``hr@k`` (RecBole) = ``hit@k``,
-``precision@k`` = ``p@k``, and pytorch-metric-learning's ``precision_at_1`` (= hit@1),
-``r_precision``, ``mean_average_precision_at_r``, ``mean_average_precision`` (= ap: PML's with k=None)
-and ``mean_reciprocal_rank`` (= mrr). ``r@k`` is metric learning's Recall@K (= hit@k); where a reader
-may take it for recall@k — score matrices of recommenders — it is refused as ambiguous
-(``ambiguous_r=True``). A binary metric may name its relevance level: ``ap/level1`` counts as relevant
-every item sharing at least one label column with the query (on a fine→coarse hierarchy: the coarsest label);
-without it the level is L, the same finest label.
+``recall@k`` (hits in the top k / all relevant), ``p@k``, ``mrr``, ``mrr@k`` (0 when the first relevant item
+is below k), ``map@k`` (RecBole's MAP@K: Σ_{p ≤ k} P@p·rel(p) / min(k, R)), ``ap@k`` (the same sum / R:
+trec_eval's ``map_cut_k``, ranx's ``map@k``, ir-measures' ``AP@k``), ``ndcg``, ``ndcg@k`` (exponential gains
+2^ℓ − 1: HAPPIER, ranx's ``ndcg_burges``), ``ndcg_lin``, ``ndcg_lin@k`` (linear gains ℓ: trec_eval, ranx's
+``ndcg``, ir-measures, torchmetrics), ``hap``, ``asi``. trec_eval's names are accepted as written, with its
+convention that every level >= 1 is relevant: ``map``, ``map_cut_k``, ``P_k``, ``recall_k``, ``ndcg_cut_k``,
+``recip_rank``, ``Rprec`` (``ndcg`` alone keeps rankopt's meaning). A k beyond the ranked list reads it whole,
+positions past it non-relevant (p@k still divides by k), as trec_eval, ranx and torchmetrics do; the
+evaluations warn once. Peers' names are accepted and keep the name as the result key: ``hr@k`` (RecBole) =
+``hit@k``, ``precision@k`` = ``p@k``, and pytorch-metric-learning's ``precision_at_1`` (= hit@1),
+``r_precision``, ``mean_average_precision_at_r``, ``mean_average_precision`` (= ap: PML's with k=None) and
+``mean_reciprocal_rank`` (= mrr). ``r@k`` is metric learning's Recall@K (= hit@k); where a reader may take it
+for recall@k — score matrices of recommenders — it is refused as ambiguous (``ambiguous_r=True``). A binary
+metric may name its relevance level: ``ap/level1`` counts as relevant every item sharing at least one label
+column with the query (on a fine→coarse hierarchy: the coarsest label); without it the level is L, the same
+finest label.
 """
 
 from __future__ import annotations
@@ -219,7 +219,9 @@ def parse_metric(name: str, ambiguous_r: bool = False) -> MetricSpec:
 
 def parse_metrics(names: str | list[str] | tuple[str, ...], ambiguous_r: bool = False) -> list[MetricSpec]:
     if isinstance(names, str):
-        names = [n for n in names.split(",") if n.strip()]
+        names = [n.strip() for n in names.split(",") if n.strip()]
+    else:
+        names = [n.strip() if isinstance(n, str) else n for n in names]
     specs = [parse_metric(n, ambiguous_r) for n in names]
     if not specs:
         raise ValueError("no metric requested")

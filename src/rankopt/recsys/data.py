@@ -13,10 +13,13 @@ A malformed line is an error naming the file and line.
 from __future__ import annotations
 
 import csv
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "Interactions",
@@ -71,6 +74,7 @@ class RecData:
     user_ids: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=object))  # original id of each index
     item_ids: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=object))
     excluded_users: int = 0  # test users without any test item, left out of evaluation
+    cleaning: dict = field(default_factory=dict)  # lines dropped when loading: duplicates, test pairs in train
 
     @property
     def n_users(self) -> int:
@@ -198,9 +202,54 @@ def _index(raws: list[Raw]) -> tuple[list[Interactions], np.ndarray, np.ndarray]
     return out, all_users, all_items
 
 
-def _finish(train: Interactions, test: Interactions, valid, users, items, context=None) -> RecData:
+def _unique_pairs(inter: Interactions) -> tuple[Interactions, int]:
+    """The interactions with each (user, item) pair once (its earliest line, by timestamp where there is
+    one), in their order, and how many lines repeated a pair."""
+    key = inter.user.astype(np.int64) * (int(inter.item.max(initial=0)) + 1) + inter.item
+    if len(np.unique(key)) == len(key):
+        return inter, 0
+    order = np.argsort(inter.timestamp, kind="stable") if inter.timestamp is not None else np.arange(len(key))
+    _, first = np.unique(key[order], return_index=True)
+    keep = np.sort(order[first])
+    return inter.take(keep), len(inter) - len(keep)
+
+
+def _not_in(inter: Interactions | None, known: Interactions) -> tuple[Interactions | None, int]:
+    """``inter`` without the pairs already in ``known`` (a test pair seen in training is no test)."""
+    if inter is None or len(inter) == 0:
+        return inter, 0
+    width = int(max(inter.item.max(initial=0), known.item.max(initial=0))) + 1
+    seen = np.isin(inter.user.astype(np.int64) * width + inter.item, known.user.astype(np.int64) * width + known.item)
+    return inter.take(~seen), int(seen.sum())
+
+
+def _finish(train: Interactions, test: Interactions, valid, users, items, context=None, source="") -> RecData:
+    """Clean the splits — each (user, item) pair once per split, valid and test pairs that training holds
+    removed, said in one warning and kept in ``RecData.cleaning`` — and refuse empty ones."""
+    cleaning = {}
+    train, cleaning["duplicates_train"] = _unique_pairs(train)
+    test, cleaning["duplicates_test"] = _unique_pairs(test)
+    if valid is not None:
+        valid, cleaning["duplicates_valid"] = _unique_pairs(valid)
+        valid, cleaning["valid_in_train"] = _not_in(valid, train)
+    test, cleaning["test_in_train"] = _not_in(test, train)
+    if valid is not None:
+        test, cleaning["test_in_valid"] = _not_in(test, valid)
+    cleaning = {k: v for k, v in cleaning.items() if v}
+    if cleaning:
+        log.warning(
+            "%s: dropped %s",
+            source or "the interactions",
+            ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in cleaning.items()),
+        )
+    for name, part in (("training", train), ("test", test)):
+        if len(part) == 0:
+            raise ValueError(
+                f"{source or 'the data'}: no {name} interaction is left (after the rating threshold and "
+                "the removal of duplicates): nothing to train or test on"
+            )
     excluded = len(set(np.unique(train.user).tolist()) - set(np.unique(test.user).tolist())) if context is None else 0
-    return RecData(train, test, valid, context, users, items, excluded)
+    return RecData(train, test, valid, context, users, items, excluded, cleaning)
 
 
 def load_directory(
@@ -249,17 +298,20 @@ def load_directory(
         (whole,), users, items = _index([raw])
         if rating_threshold is not None:
             whole = implicit(whole, rating_threshold)
+        whole, repeated = _unique_pairs(whole)  # before splitting: a repeated pair never lands on both sides
+        if repeated:
+            log.warning("%s: dropped %d repeated (user, item) lines", singles[0], repeated)
         mode = ("temporal" if whole.timestamp is not None else "random") if split == "auto" else split
         if mode == "temporal" and whole.timestamp is None:
             raise ValueError(f"data.split=temporal: {singles[0]} has no timestamp column (use random)")
         train, valid, test = (
             temporal_split(whole, ratios) if mode == "temporal" else ratio_split(whole, ratios, seed=seed)
         )
-        return _finish(train, test, valid, users, items)
+        return _finish(train, test, valid, users, items, source=str(singles[0]))
     parts, users, items = _index(raws)
     train, test = parts[0], parts[1]
     valid = parts[2] if len(parts) > 2 else None
-    return _finish(train, test, valid, users, items)
+    return _finish(train, test, valid, users, items, source=str(path))
 
 
 def implicit(inter: Interactions, threshold: float) -> Interactions:

@@ -16,6 +16,7 @@ carved from each user's training items (``data.valid_ratio``; 0: the last epoch 
 from __future__ import annotations
 
 import dataclasses
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +30,8 @@ from rankopt.runs import RunFolder
 from rankopt.train.checkpoint import read_model_weights
 from rankopt.train.engine import fit
 from rankopt.validation import check_device
+
+log = logging.getLogger(__name__)
 
 __all__ = ["build_model", "load_data", "train_recsys", "evaluate_run", "trainer_device", "run_data"]
 
@@ -59,6 +62,19 @@ def load_data(cfg: RecRunConfig) -> RecData:
         data = dataclasses.replace(data, train=train, valid=valid)
     if d.protocol == "inductive":
         data = inductive_split(data, held_out=d.held_out, context=d.context, seed=d.split_seed)
+    n_neg = cfg.loss.n_neg
+    if isinstance(n_neg, int) and n_neg >= data.n_items:
+        # more negatives than items only repeats items, in blocks that grow without bound: clamped (and
+        # config.yaml, written after this, records what ran)
+        cfg.loss.n_neg = max(1, data.n_items - 1)
+        log.warning(
+            "loss.n_neg=%d: %s has %d items; drawing %d negatives per user and step (loss.n_neg=all ranks "
+            "against the whole catalogue)",
+            n_neg,
+            d.root,
+            data.n_items,
+            cfg.loss.n_neg,
+        )
     return data
 
 
@@ -145,6 +161,7 @@ def train_recsys(cfg: RecRunConfig, folder: RunFolder, resume: Path | None = Non
             "masked_at_test": "train+valid" if cfg.data.protocol == "transductive" else "context",
             "refit": refit,
             "excluded_users": data.excluded_users,
+            "dropped_when_loading": data.cleaning,
         },
         "timing": {
             "seconds_per_epoch": float(np.mean([h.get("seconds", 0.0) for h in history])) if history else 0.0,

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from rankopt.data import create_dataset
+from rankopt.data import check_root, create_dataset
 from rankopt.runs import RUN_DIR_ENV, RunFolder, is_rank_zero
 from rankopt.ssl.config import SSLRunConfig
 from rankopt.ssl.module import SSLData, SSLModule
@@ -36,6 +36,7 @@ def initial_weights(cfg: SSLRunConfig):
 def pretrain_run(cfg: SSLRunConfig, folder: RunFolder, resume: Path | None = None, progress: bool = True) -> dict:
     """Pre-train (or, from ``resume``, continue) in ``folder``; select the epoch on the validation split's
     frozen-feature ``train.monitor``; evaluate the selected teacher on test; write and return metrics.json."""
+    check_root(cfg.data.name, cfg.data.root)
     splits = build_splits(cfg)
     if len(splits.train) < cfg.data.batch_size:
         raise ValueError(

@@ -246,6 +246,30 @@ def _quiet():
         yield
 
 
+def check_checkpoint(path: str | Path, module: pl.LightningModule) -> None:
+    """Refuse, in one line and before any work, a checkpoint to resume from that is missing, unreadable
+    (truncated, empty, foreign bytes) or of another model (another task's, another config's)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} does not exist; expected RUN_DIR/checkpoints/last.ckpt")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+    except Exception as err:
+        first = " ".join(str(err).split())[:160] or type(err).__name__
+        raise ValueError(
+            f"checkpoint {path} cannot be read as a rankopt checkpoint ({first}); the file is damaged or not one"
+        ) from None
+    # parameters only: buffers such as a memory bank's are created lazily and may be absent from either side
+    expected = {name: p.shape for name, p in module.named_parameters()}
+    missing = sorted(n for n in expected if n not in state)
+    reshaped = sorted(n for n in expected if n in state and tuple(state[n].shape) != tuple(expected[n]))
+    if missing or reshaped:
+        raise ValueError(
+            f"checkpoint {path} is not of this run's model: {len(missing)} of its weights missing (e.g. "
+            f"{missing[:2]}), {len(reshaped)} of another shape (e.g. {reshaped[:2]})"
+        )
+
+
 def _epoch_of(checkpoint: Path) -> int:
     """The (1-based) epoch a checkpoint saved by LastCheckpoint or ModelCheckpoint ends."""
     return int(torch.load(checkpoint, map_location="cpu", weights_only=True)["epoch"]) + 1
@@ -278,8 +302,8 @@ def fit(
     "valid", "history", "test_per_query", "is_global_zero"}.
     """
     run_dir = Path(run_dir)
-    if resume is not None and not Path(resume).is_file():
-        raise FileNotFoundError(f"checkpoint {resume} does not exist; expected RUN_DIR/checkpoints/last.ckpt")
+    if resume is not None:
+        check_checkpoint(resume, module)
     module.max_epochs = epochs
     ckpt_dir = run_dir / "checkpoints"
     callbacks: list[Callback] = [LastCheckpoint(ckpt_dir / "last.ckpt"), ValidateLastEpoch()] + (
@@ -320,7 +344,12 @@ def fit(
             f"strategy={strategy!r}, precision={precision!r} here: {err}"
         ) from None
     with _quiet():
-        trainer.fit(module, datamodule=data, ckpt_path=str(resume) if resume else None)
+        try:
+            trainer.fit(module, datamodule=data, ckpt_path=str(resume) if resume else None)
+        except SystemExit:
+            if trainer.interrupted:  # Lightning turns Ctrl-C into sys.exit(1): give it back as what it was
+                raise KeyboardInterrupt from None
+            raise
     history = [dict(entry) for entry in module.history]
     selected = ckpt_dir / "best.ckpt" if best is not None and best.best_epoch is not None else ckpt_dir / "last.ckpt"
     epoch = _epoch_of(selected)

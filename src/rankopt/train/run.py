@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from rankopt.data import DATASETS, create_dataset
+from rankopt.data import DATASETS, check_root, create_dataset
 from rankopt.losses import LOSSES, CrossBatchMemory, create_loss
 from rankopt.models import BACKBONES, EmbeddingModel, create_model
 from rankopt.runs import RUN_DIR_ENV, RunFolder, is_rank_zero
@@ -129,6 +129,7 @@ def train_run(cfg: RunConfig, folder: RunFolder, resume: Path | None = None, pro
     """Train (or, from ``resume``, continue) the run in ``folder``, select on validation, test the
     selected weights; write and return the metrics.json object."""
     check_accelerator(cfg.train.accelerator)
+    check_root(cfg.data.name, cfg.data.root)
     if not cfg.model.weights and BACKBONES.entry(cfg.model.backbone).meta["pretrained"]:
         log.warning(
             "%s trains from randomly initialised weights (model.weights is unset): the published "
