@@ -101,3 +101,33 @@ def test_help_lists_every_option():
         "--backend",
     ]:
         assert opt in proc.stdout
+
+
+def test_the_command_sets_passive_thread_waiting_unless_told_otherwise():
+    """OMP_WAIT_POLICY=PASSIVE before torch loads (benchmarks/omp_wait_policy.py), a user's own policy kept."""
+    import os
+
+    code = "import os, sys; from rankopt.cli import main; main(['--version'])"
+    probe = "import os; from rankopt.cli import _thread_wait_policy as t; t(); print(os.environ.get('OMP_WAIT_POLICY'))"
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "RANKOPT_OMP_WAIT_POLICY")}
+    assert (
+        subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True).stdout.strip()
+        == "PASSIVE"
+    )
+    mine = subprocess.run(
+        [sys.executable, "-c", probe], env={**env, "OMP_WAIT_POLICY": "ACTIVE"}, capture_output=True, text=True
+    )
+    assert mine.stdout.strip() == "ACTIVE"
+    unset = subprocess.run(
+        [sys.executable, "-c", probe], env={**env, "RANKOPT_OMP_WAIT_POLICY": "unset"}, capture_output=True, text=True
+    )
+    assert unset.stdout.strip() == "None"
+    # torch is not loaded before the policy is set: importing the command does not import it
+    imports = subprocess.run(
+        [sys.executable, "-c", "import sys, rankopt.cli; print('torch' in sys.modules)"],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert imports.stdout.strip() == "False"
+    assert subprocess.run([sys.executable, "-c", code], env=env, capture_output=True).returncode == 0

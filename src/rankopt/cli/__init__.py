@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import traceback
 import zipfile
@@ -99,7 +100,17 @@ def one_line(err: BaseException) -> str:
     return text if isinstance(err, (ValueError, OSError)) else f"{type(err).__name__}: {text}"
 
 
+def _thread_wait_policy() -> None:
+    """OMP_WAIT_POLICY=PASSIVE unless the user set a policy, before torch loads: torch's spinning OpenMP
+    threads slow small-tensor work up to 100× when another process wants a core, and passive waiting
+    costs little on a quiet machine (benchmarks/omp_wait_policy.py). RANKOPT_OMP_WAIT_POLICY=unset
+    leaves libgomp's default (the benchmark's reference)."""
+    if "OMP_WAIT_POLICY" not in os.environ and os.environ.get("RANKOPT_OMP_WAIT_POLICY") != "unset":
+        os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+
+
 def main(argv: list[str] | None = None) -> int:
+    _thread_wait_policy()
     argv = list(sys.argv[1:] if argv is None else argv)
     from rankopt.cli.ood import default_action
 

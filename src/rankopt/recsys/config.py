@@ -35,6 +35,9 @@ __all__ = [
 ]
 
 SCORES = ("cosine", "dot")
+# the protocol the tuned values were selected under (benchmarks/recsys_tuning.py: validation every 2 epochs,
+# patience 8, not before epoch 40): an unset train.min_epochs takes it with them
+TUNED_PROTOCOL = {"min_epochs": 40}
 
 
 def tuned(loss: str) -> dict:
@@ -133,7 +136,11 @@ class RecTrainConfig:
     seed: int = setting(0, help="training seed")
     eval_every: int = setting(1, help="validate every this many epochs (and after the last)")
     patience: int = setting(0, help="stop after this many validations without improvement (0: never)")
-    min_epochs: int = setting(0, help="early stopping does not end a run before this epoch (the time limit still does)")
+    min_epochs: int | None = setting(
+        None,
+        help="early stopping does not end a run before this epoch (the time limit still does); None: the protocol "
+        "the loss's defaults were tuned under (40)",
+    )
     time_limit: float | None = setting(None, help="seconds of fitting; the epoch crossing it is the last")
     metrics: list = setting(
         help="any of recall, ndcg, p, hit, mrr, map @k", default_factory=lambda: ["recall@20", "ndcg@20"]
@@ -162,9 +169,13 @@ class RecRunConfig:
 
     def _fill_tuned(self) -> None:
         """Fields left unset (None) take the loss's tuned values, in place, so config.yaml records what
-        ran and a later change of defaults cannot alter a resumed run."""
+        ran and a later change of defaults cannot alter a resumed run. The protocol they were tuned under
+        comes with them: early stopping not before epoch 40 (an early peak of dot-score runs is followed
+        by a dip, where a natural --patience would stop them)."""
         lo, o = self.loss, self.optim
         values = tuned(lo.name)
+        if self.train.min_epochs is None:
+            self.train.min_epochs = TUNED_PROTOCOL["min_epochs"]
         for section in (o, lo):
             for key, value in values.items():
                 if key != "tau" and hasattr(section, key) and getattr(section, key) is None:
