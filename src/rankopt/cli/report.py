@@ -48,6 +48,11 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError("--gallery goes with one embeddings file, not a comparison")
         _, summary = compare(args.paths, output=output, seed=args.seed)
     else:
-        _, summary = report(args.paths[0], gallery=args.gallery, output=output, seed=args.seed)
+        from rankopt.progress import progress_bar
+
+        def progress(label, unit):
+            return progress_bar(label, enabled=None if not args.json else False, unit=unit)
+
+        _, summary = report(args.paths[0], gallery=args.gallery, output=output, seed=args.seed, progress=progress)
     print(json.dumps({**summary, "output": str(output)}) if args.json else f"wrote {output}")
     return 0

@@ -24,9 +24,9 @@ GALLERY_DEPTH = 8  # results shown per query
 PR_QUERIES = 1000  # queries sampled for the precision-recall curve
 
 
-def report(path, gallery=None, output=None, seed: int = 0) -> tuple[str, dict]:
+def report(path, gallery=None, output=None, seed: int = 0, progress=None) -> tuple[str, dict]:
     """(HTML, summary) of one run folder or embeddings .npz; written to ``output`` if given."""
-    src = load_source(path, gallery)
+    src = load_source(path, gallery, progress=progress)
     ctx = {"title": f"rankopt report — {src.title}", "source": src, "path": str(src.path), "kind": src.kind}
     ctx["table"] = _metric_table(src, seed)
     sections = []
@@ -335,14 +335,12 @@ def _recommendation_figures(src: Source, seed: int) -> list[tuple[str, str, str]
 # history -----------------------------------------------------------------------------------------
 def _history_figure(src: Source) -> str:
     h = src.history
-    epochs = [e["epoch"] for e in h if "loss" in e]
-    series = {"training loss": (epochs, [e["loss"] for e in h if "loss" in e])}
+    loss = [(e["epoch"], e["loss"]) for e in h if "loss" in e]
     metric = (src.selection or {}).get("metric")
     valid = [(e["epoch"], e[f"valid/{metric}"]) for e in h if metric and f"valid/{metric}" in e]
-    if valid:
-        series[f"valid {metric}"] = tuple(zip(*valid))
     epoch = (src.selection or {}).get("epoch")
-    return figures.svg(figures.lines(series, "epoch", "value", mark_x=epoch, mark_label="selected epoch"))
+    fig = figures.training(loss, valid, f"valid {metric}", mark_x=epoch)
+    return figures.svg(fig)
 
 
 def _selection_text(src: Source) -> str:

@@ -80,6 +80,43 @@ def bars(labels: list[str], values: list[float], ylabel: str, errors: list[tuple
     return fig
 
 
+def training(
+    loss: list[tuple[int, float]], valid: list[tuple[int, float]], valid_label: str, mark_x: int | None = None
+):
+    """The training loss (left axis) and the validation metric (right axis) per epoch: two scales, two
+    axes; whole epochs on x, even for a one-epoch run."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(4.2, 2.6))
+    epochs = sorted({e for e, _ in loss} | {e for e, _ in valid})
+    if loss:
+        ax.plot(
+            *zip(*loss), marker="o" if len(loss) < 30 else None, markersize=3, color="#4c72b0", label="training loss"
+        )
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("training loss", color="#4c72b0")
+    handles, labels = ax.get_legend_handles_labels()
+    if valid:
+        right = ax.twinx()
+        right.plot(
+            *zip(*valid), marker="o" if len(valid) < 30 else None, markersize=3, color="#55a868", label=valid_label
+        )
+        right.set_ylabel(valid_label, color="#55a868")
+        h2, l2 = right.get_legend_handles_labels()
+        handles, labels = handles + h2, labels + l2
+    if mark_x is not None:
+        handles.append(ax.axvline(mark_x, color="#c44e52", linestyle="--", linewidth=1))
+        labels.append("selected epoch")
+    if epochs:
+        lo, hi = min(epochs), max(epochs)
+        ax.set_xlim(lo - 0.5, hi + 0.5) if lo == hi else ax.set_xlim(lo, hi)
+        if len(epochs) <= 12:
+            ax.set_xticks(epochs)
+        else:
+            ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True, min_n_ticks=1))
+    ax.legend(handles, labels, frameon=False, fontsize=7)
+    return fig
+
+
 def grouped_bars(labels: list[str], groups: dict[str, list[float]], ylabel: str):
     """Bars of several groups side by side at each label."""
     plt = _plt()

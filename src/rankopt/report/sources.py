@@ -46,7 +46,9 @@ class Source:
     sections: list[tuple[str, str, str]] = field(default_factory=list)  # a task's own (title, svg, caption)
 
 
-def load_source(path: str | Path, gallery: str | Path | None = None, *, with_rankings: bool = True) -> Source:
+def load_source(
+    path: str | Path, gallery: str | Path | None = None, *, with_rankings: bool = True, progress=None
+) -> Source:
     """A run folder or an embeddings .npz. with_rankings=False skips what only the pictures need
     (re-embedding the test set, loading the recommendation data): a comparison reads per-query values."""
     p = Path(path)
@@ -59,13 +61,19 @@ def load_source(path: str | Path, gallery: str | Path | None = None, *, with_ran
         readers = {"images": _image_run, "recsys": _recsys_run, "ssl": _ssl_run}
         if cfg.task not in readers:
             raise ValueError(f"rankopt report reads image-retrieval and recommendation runs; {p} is a {cfg.task} run")
-        return readers[cfg.task](folder, cfg, with_rankings)
+        return readers[cfg.task](folder, cfg, with_rankings, progress or _no_progress)
     if p.suffix == ".npz" or p.is_file():
         return _embeddings(p, gallery)
     raise FileNotFoundError(f"{p} is neither a run folder nor an .npz file")
 
 
-def _image_run(folder: RunFolder, cfg, with_rankings: bool) -> Source:
+def _no_progress(label: str, unit: str):
+    from contextlib import nullcontext
+
+    return nullcontext(None)
+
+
+def _image_run(folder: RunFolder, cfg, with_rankings: bool, progress=_no_progress) -> Source:
     out = folder.metrics()
     ids, per_query = folder.read_per_query("query")
     view, notes = None, []
@@ -88,10 +96,12 @@ def _image_run(folder: RunFolder, cfg, with_rankings: bool) -> Source:
                 notes.append(note)
             model = load_model(folder, cfg)
             test = splits.test
-            q, ql = embed_dataset(model, test.queries)
+            with progress("embedding the test queries", "image") as bar:
+                q, ql = embed_dataset(model, test.queries, progress=bar)
             g = gl = None
             if test.gallery is not None:
-                g, gl = embed_dataset(model, test.gallery)
+                with progress("embedding the gallery", "image") as bar:
+                    g, gl = embed_dataset(model, test.gallery, progress=bar)
             view = RetrievalView(q, _two_d(ql), g, None if gl is None else _two_d(gl), test.queries, test.gallery)
             if len(view.queries) != len(ids):
                 raise ValueError(
@@ -113,7 +123,7 @@ def _image_run(folder: RunFolder, cfg, with_rankings: bool) -> Source:
     )
 
 
-def _ssl_run(folder: RunFolder, cfg, with_rankings: bool) -> Source:
+def _ssl_run(folder: RunFolder, cfg, with_rankings: bool, progress=_no_progress) -> Source:
     """A pre-training run: the frozen teacher's test retrieval (the pictures re-embed the test split),
     the untrained initialisation next to it, and retrieval at every nested dimension."""
     from rankopt.report import figures
@@ -126,7 +136,8 @@ def _ssl_run(folder: RunFolder, cfg, with_rankings: bool) -> Source:
         from rankopt.ssl.run import test_features
 
         try:
-            dataset, features, labels = test_features(folder, cfg)
+            with progress("embedding the test images", "image") as bar:
+                dataset, features, labels = test_features(folder, cfg, progress=bar)
         except (DatasetNotFoundError, DataChangedError) as err:
             notes.append(f"No curves or gallery: the run's test images cannot be read ({' '.join(str(err).split())})")
         else:
@@ -184,7 +195,7 @@ def _ssl_run(folder: RunFolder, cfg, with_rankings: bool) -> Source:
     )
 
 
-def _recsys_run(folder: RunFolder, cfg, with_rankings: bool) -> Source:
+def _recsys_run(folder: RunFolder, cfg, with_rankings: bool, progress=_no_progress) -> Source:
     out = folder.metrics()
     ids, per_user = folder.read_per_query("user")
     activity, notes = None, []

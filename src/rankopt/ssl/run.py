@@ -89,7 +89,7 @@ def pretrain_run(cfg: SSLRunConfig, folder: RunFolder, resume: Path | None = Non
     return out
 
 
-def test_features(folder: RunFolder, cfg: SSLRunConfig | None = None):
+def test_features(folder: RunFolder, cfg: SSLRunConfig | None = None, progress=None):
     """(the run's test queries dataset, the selected teacher backbone's features of them, their labels):
     exactly the recorded test items, refused if the data changed since."""
     from rankopt.ssl.evaluation import frozen_features
@@ -105,5 +105,5 @@ def test_features(folder: RunFolder, cfg: SSLRunConfig | None = None):
     )
     folder.check_data(splits.fingerprint(d.root), "the dataset")
     _, embed = build_backbone(cfg, folder.backbone_state())
-    features, labels, _ = frozen_features(embed, splits.test.queries, num_workers=d.num_workers)
+    features, labels, _ = frozen_features(embed, splits.test.queries, num_workers=d.num_workers, progress=progress)
     return splits.test.queries, features, labels
