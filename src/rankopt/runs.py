@@ -355,6 +355,15 @@ class RunFolder:
         atomic_write_text(self.metrics_path, json.dumps(out, indent=2))
 
     @contextlib.contextmanager
+    def announced(self) -> Iterator[None]:
+        """While rank 0 trains: the processes DDP launches read this folder from the environment."""
+        os.environ[RUN_DIR_ENV] = str(self.path)
+        try:
+            yield
+        finally:
+            os.environ.pop(RUN_DIR_ENV, None)
+
+    @contextlib.contextmanager
     def lock(self) -> Iterator[None]:
         """Hold the folder's write lock; a second writer gets RunLockedError. The lock dies with the
         process (flock), so a killed run never leaves its folder locked."""

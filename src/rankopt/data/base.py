@@ -54,6 +54,24 @@ def contiguous_labels(columns: Sequence[Sequence], space: Sequence[Sequence] | N
     return np.stack(out, axis=1)
 
 
+class GreyImages(Dataset):
+    """28 × 28 grey images held in memory as uint8 (``images`` (N, 28, 28), ``labels`` (N, L)): items are
+    (image (1, 28, 28) float in [0, 1], labels, index). Fashion-MNIST and the MNIST subset."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    transform: Callable | None = None
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int):
+        img = self.images[index].unsqueeze(0).float() / 255.0
+        if self.transform is not None:
+            img = self.transform(img)
+        return img, self.labels[index], index
+
+
 class Subset(Dataset):
     """Some items of a dataset, keeping ``labels`` (for samplers and evaluation) and, where the dataset
     has them, ``paths``. ``relabel=True`` maps each label column to 0..K-1 over the kept items: what a

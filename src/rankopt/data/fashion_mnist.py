@@ -17,9 +17,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 
-from rankopt.data.base import DatasetNotFoundError
+from rankopt.data.base import DatasetNotFoundError, GreyImages
 
 __all__ = ["FashionMNIST", "read_idx", "CLASSES", "SUPER_CLASSES", "SYSTEM_DIR"]
 
@@ -70,7 +69,7 @@ def locate(split: str, data_dir: str | Path | None) -> tuple[Path, Path] | None:
     return None
 
 
-class FashionMNIST(Dataset):
+class FashionMNIST(GreyImages):
     """Fashion-MNIST as (image (1, 28, 28) float in [0, 1] or transformed, labels (2,) int64, index).
     ``classes``: keep only these class ids (labels keep their ids); ``limit``: the first items."""
 
@@ -124,12 +123,3 @@ class FashionMNIST(Dataset):
     @property
     def n_levels(self) -> int:
         return 2
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def __getitem__(self, index: int):
-        img = self.images[index].unsqueeze(0).float() / 255.0
-        if self.transform is not None:
-            img = self.transform(img)
-        return img, self.labels[index], index

@@ -9,14 +9,15 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+
+from rankopt.data.base import GreyImages
 
 __all__ = ["MNISTSubset"]
 
 SPLITS = {"train": (0, 400), "test": (400, 500)}
 
 
-class MNISTSubset(Dataset):
+class MNISTSubset(GreyImages):
     def __init__(self, split: str = "train", transform: Callable | None = None) -> None:
         if split not in SPLITS:
             raise ValueError(f"mnist-subset has splits {', '.join(SPLITS)}; got {split!r}")
@@ -31,12 +32,3 @@ class MNISTSubset(Dataset):
         self.images = torch.from_numpy(images[keep].reshape(-1, 28, 28).astype(np.uint8))
         self.labels = torch.from_numpy(digits[keep].astype(np.int64)).unsqueeze(1)
         self.transform, self.name = transform, f"mnist-subset {split}"
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def __getitem__(self, index: int):
-        img = self.images[index].unsqueeze(0).float() / 255.0
-        if self.transform is not None:
-            img = self.transform(img)
-        return img, self.labels[index], index

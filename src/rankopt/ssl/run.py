@@ -4,13 +4,12 @@ on the test split — and the same numbers for the backbone's initialisation."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import torch
 
 from rankopt.data import check_root, create_dataset
-from rankopt.runs import RUN_DIR_ENV, RunFolder, is_rank_zero
+from rankopt.runs import RunFolder
 from rankopt.ssl.config import SSLRunConfig
 from rankopt.ssl.module import SSLData, SSLModule
 from rankopt.train.engine import fit
@@ -42,21 +41,13 @@ def pretrain_run(cfg: SSLRunConfig, folder: RunFolder, resume: Path | None = Non
         raise ValueError(
             f"{len(splits.train)} training images are fewer than one batch (data.batch_size={cfg.data.batch_size})"
         )
-    data_fingerprint = splits.fingerprint(cfg.data.root)
-    if resume is not None:
-        folder.check_data(data_fingerprint, "the dataset")
-    if is_rank_zero():
-        folder.write_config(cfg)
-        folder.write_manifest(
-            data_fingerprint, splits.fingerprint(cfg.data.root, ("test", "test_gallery")), splits.items(cfg.data.root)
-        )
+    splits.record(folder, cfg, resume)
     torch.manual_seed(cfg.train.seed)
     steps = len(splits.train) // cfg.data.batch_size
     module = SSLModule(cfg, splits, steps, initial_weights(cfg))
     data = SSLData(splits.train, cfg.data.batch_size, cfg.train.seed, cfg.data.num_workers, splits.valid is not None)
     t = cfg.train
-    os.environ[RUN_DIR_ENV] = str(folder.path)
-    try:
+    with folder.announced():
         result = fit(
             module,
             data,
@@ -72,8 +63,6 @@ def pretrain_run(cfg: SSLRunConfig, folder: RunFolder, resume: Path | None = Non
             patience=t.patience,
             time_limit=t.time_limit,
         )
-    finally:
-        os.environ.pop(RUN_DIR_ENV, None)
     out = {
         "test": result["test"],
         "init": module.extra["init"],

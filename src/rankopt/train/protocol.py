@@ -122,6 +122,19 @@ class Splits:
             out += [name, str(item.split), item.indices, item.items, base.labels[item.indices].numpy()]
         return fingerprint(*out)
 
+    def record(self, folder, cfg, resume) -> None:
+        """Before training: a resumed run's data must be its own (fingerprint); rank 0 writes the config
+        and the manifest of every part's items."""
+        from rankopt.runs import is_rank_zero
+
+        root = cfg.data.root
+        data_fingerprint = self.fingerprint(root)
+        if resume is not None:
+            folder.check_data(data_fingerprint, "the dataset")
+        if is_rank_zero():
+            folder.write_config(cfg)
+            folder.write_manifest(data_fingerprint, self.fingerprint(root, ("test", "test_gallery")), self.items(root))
+
 
 def base_of(ds) -> tuple[Dataset, np.ndarray]:
     """The dataset a chain of Subsets reads, and the indices of the chain's items in it."""

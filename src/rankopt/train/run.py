@@ -4,7 +4,6 @@ run folder; rebuild a finished run's splits and model for the readers (embed, re
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +13,7 @@ from torch.utils.data import DataLoader
 from rankopt.data import DATASETS, check_root, create_dataset
 from rankopt.losses import LOSSES, CrossBatchMemory, create_loss
 from rankopt.models import BACKBONES, EmbeddingModel, create_model
-from rankopt.runs import RUN_DIR_ENV, RunFolder, is_rank_zero
+from rankopt.runs import RunFolder
 from rankopt.train.checkpoint import read_model_weights
 from rankopt.train.config import RunConfig
 from rankopt.train.engine import RetrievalData, fit
@@ -137,14 +136,7 @@ def train_run(cfg: RunConfig, folder: RunFolder, resume: Path | None = None, pro
             cfg.model.backbone,
         )
     splits = build_splits(cfg)
-    data_fingerprint = splits.fingerprint(cfg.data.root)
-    if resume is not None:
-        folder.check_data(data_fingerprint, "the dataset")
-    if is_rank_zero():
-        folder.write_config(cfg)
-        folder.write_manifest(
-            data_fingerprint, splits.fingerprint(cfg.data.root, ("test", "test_gallery")), splits.items(cfg.data.root)
-        )
+    splits.record(folder, cfg, resume)
     torch.manual_seed(cfg.train.seed)
     n_classes = int(splits.train.labels[:, 0].max()) + 1
     module = RetrievalModule(
@@ -165,8 +157,7 @@ def train_run(cfg: RunConfig, folder: RunFolder, resume: Path | None = None, pro
         cfg.train.seed,
         cfg.data.num_workers,
     )
-    os.environ[RUN_DIR_ENV] = str(folder.path)
-    try:
+    with folder.announced():
         result = fit(
             module,
             data,
@@ -182,8 +173,6 @@ def train_run(cfg: RunConfig, folder: RunFolder, resume: Path | None = None, pro
             patience=cfg.train.patience,
             time_limit=cfg.train.time_limit,
         )
-    finally:
-        os.environ.pop(RUN_DIR_ENV, None)
     is_zero = result.pop("is_global_zero")
     per_query = result.pop("test_per_query")
     out = {
