@@ -31,6 +31,7 @@ __all__ = [
     "check_writable",
     "read_example",
     "EXAMPLES",
+    "read_model_weights",
     "EMBEDDING_KEYS",
 ]
 
@@ -156,3 +157,17 @@ def read_example(name: str) -> tuple[np.ndarray, np.ndarray]:
     with resources.as_file(resources.files("rankopt") / "examples" / f"{name}.npz") as p:
         emb, labels = read_embeddings(p, "example")
     return emb.astype(np.float32), labels
+
+
+def read_model_weights(checkpoint: str | Path, prefix: str = "model."):
+    """The weights under ``prefix`` of a run's Lightning checkpoint (safe load: tensors only), prefix
+    stripped; a truncated, empty or foreign file is a ValueError naming it."""
+    import torch
+
+    try:
+        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise ValueError(
+            f"checkpoint {checkpoint} cannot be read: {str(err).splitlines()[0] if str(err) else type(err).__name__}"
+        ) from None
+    return {k[len(prefix) :]: v for k, v in state.get("state_dict", {}).items() if k.startswith(prefix)}

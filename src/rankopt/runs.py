@@ -228,7 +228,7 @@ class RunFolder:
     def backbone_state(self) -> dict:
         """The backbone weights of the run's selected checkpoint (what another run may start from, e.g.
         ``rankopt train --set model.weights=RUN`` from a pre-training run)."""
-        from rankopt.train.checkpoint import read_model_weights
+        from rankopt.io import read_model_weights
 
         task = get_task(self.task())
         if task.backbone is None:
