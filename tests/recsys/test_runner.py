@@ -458,7 +458,8 @@ def test_validation_on_a_fixed_sample_of_users(tmp_path, capsys):
 
 def test_early_stopping_waits_for_min_epochs(tmp_path, capsys):
     """A flat validation curve (a learning rate that moves nothing): patience 1 stops at the second
-    validation, unless train.min_epochs holds it back; the time limit is not held back."""
+    validation, unless train.min_epochs holds it back (as the tuned default does); the time limit is not
+    held back."""
     data = synthetic(tmp_path / "data") if (tmp_path / "data").mkdir() is None else None
     base = [
         "recsys",
@@ -480,10 +481,12 @@ def test_early_stopping_waits_for_min_epochs(tmp_path, capsys):
     ]
     runs = {}
     for name, extra in (
-        ("plain", []),
+        ("plain", ["--set", "train.min_epochs=0"]),
+        ("default", []),
         ("held", ["--set", "train.min_epochs=6"]),
         ("capped", ["--set", "train.min_epochs=6", "--time-limit", "1e-6"]),
     ):
         assert main(base + extra + ["--run-dir", str(tmp_path / name)]) == 0
         runs[name] = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["selection"]["epochs_run"]
-    assert runs == {"plain": 2, "held": 6, "capped": 1}
+    # the default is the tuned protocol's (not before epoch 40), so all 9 epochs run
+    assert runs == {"plain": 2, "default": 9, "held": 6, "capped": 1}
