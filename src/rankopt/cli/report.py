@@ -16,7 +16,8 @@ def register(groups) -> None:
         "report",
         help="one self-contained HTML page of a run folder or embeddings .npz, or a comparison of runs",
         description=(
-            "With one PATH (a run folder of rankopt train or rankopt recsys train, or an embeddings .npz): the "
+            "With one PATH (a run folder of rankopt train, recsys train, pretrain or prompt, or an embeddings "
+            ".npz): the "
             "metrics with 95% bootstrap intervals, per-query AP, precision-recall and hit@k curves, a retrieval "
             "gallery (sampled and worst queries), training curves; for recommendation the metrics at every "
             "cut-off and NDCG by user activity. With several run folders tested on the same data: the runs "

@@ -8,7 +8,9 @@ __all__ = ["run_summary", "metric_table", "ood_table", "key_values"]
 def run_summary(result: dict, cfg, task) -> str:
     """The test table of a run, with how its weights were selected and tested."""
     sel, test = result["selection"], result["test"]
-    if sel["split"] is None:
+    if sel is None:
+        chosen = "nothing trained (the method fits no prompt)"
+    elif sel["split"] is None:
         chosen = f"the last epoch ({sel['epoch']} of {sel['epochs_run']}; no validation split)"
     else:
         chosen = f"epoch {sel['epoch']} of {sel['epochs_run']}, best {sel['split']} {sel['metric']} {sel['value']:.4f}"
@@ -21,7 +23,7 @@ def run_summary(result: dict, cfg, task) -> str:
         f"{'metric'.ljust(width)}  value",
         f"{'-' * width}  ------",
     ]
-    lines += [f"{k.ljust(width)}  {v:.4f}" for k, v in test.items() if not k.startswith("n_")]
+    lines += [f"{k.ljust(width)}  {v:.4f}" for k, v in test.items() if not k.startswith("n_") and isinstance(v, float)]
     return "\n".join(lines)
 
 

@@ -71,6 +71,47 @@ class MSP(_LogitDetector):
 
 
 @register_detector
+class MCM(_LogitDetector):
+    """MCM (Ming et al. 2022): −max_c softmax(cosines / T)_c, T = ``temperature`` (1), on a vision-language
+    model's class cosines (a prompt run's logits)."""
+
+    name = "mcm"
+    reads_cosines = True
+
+    def __init__(self, temperature: float = 1.0) -> None:
+        super().__init__(temperature=temperature)
+        self.temperature = temperature
+
+    def _score(self, x, start, stop):
+        from rankopt.prompts.learners import mcm
+
+        return mcm(self._logits(x, start, stop), self.temperature)
+
+
+@register_detector
+class GLMCM(_LogitDetector):
+    """GL-MCM (Miyai et al. 2023; GalLoP's score): MCM of the global cosines plus −max over local features
+    and classes of softmax_c(local cosines / T), T = ``temperature`` (1)."""
+
+    name = "gl_mcm"
+    needs = ("logits", "local_logits")
+    reads_cosines = True
+
+    def __init__(self, temperature: float = 1.0) -> None:
+        super().__init__(temperature=temperature)
+        self.temperature = temperature
+
+    def _score(self, x, start, stop):
+        from rankopt.prompts.learners import gl_mcm
+
+        if x.local_logits is None or x.logits is None:
+            raise ValueError("detector gl_mcm needs logits and local_logits in the features it scores")
+        g = block(x.logits, start, stop)
+        local = block(x.local_logits, start, stop).reshape(len(g), -1, g.shape[1])
+        return gl_mcm(g, local, self.temperature)
+
+
+@register_detector
 class MaxLogit(_LogitDetector):
     """−max_c logit_c."""
 

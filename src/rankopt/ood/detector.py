@@ -53,9 +53,14 @@ def create_detector(name: str, **options) -> Detector:
     return entry.factory(**options)
 
 
-def detector_names(include_compose: bool = False) -> list[str]:
-    """The detectors a default `rankopt ood` runs (the generic composition is for users' own lists)."""
-    return [n for n in DETECTORS.names() if include_compose or n != "compose"]
+def detector_names(include_compose: bool = False, cosines: bool = False) -> list[str]:
+    """The detectors a default `rankopt ood` runs (the generic composition is for users' own lists);
+    those made for a vision-language model's class cosines (MCM, GL-MCM) only where ``cosines``."""
+    return [
+        n
+        for n in DETECTORS.names()
+        if (include_compose or n != "compose") and (cosines or not DETECTORS.entry(n).factory.reads_cosines)
+    ]
 
 
 NEEDS_TEXT = {
@@ -63,6 +68,7 @@ NEEDS_TEXT = {
     "logits": "logits (stored, or a linear head: head_weight/head_bias, or labels to fit a probe on)",
     "head": "the linear head (head_weight/head_bias, or labels to fit a probe on)",
     "std_features": "std-pooled features (std_features)",
+    "local_logits": "local logits (local_logits: per-position class scores, e.g. a prompt run's local cosines)",
 }
 
 
@@ -73,6 +79,7 @@ class Detector:
 
     name: ClassVar[str] = ""
     needs: ClassVar[tuple[str, ...]] = ()
+    reads_cosines: ClassVar[bool] = False  # made for a vision-language model's class cosines (MCM, GL-MCM)
     _state: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, **options) -> None:

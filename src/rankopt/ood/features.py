@@ -2,7 +2,9 @@
 logits and labels, plus the linear head that maps features to logits.
 
 A feature set is an npz file with ``features`` (N, d) float and any of ``std_features`` (N, d'),
-``logits`` (N, C), ``labels`` (N,) int, ``head_weight`` (C, d) and ``head_bias`` (C,). Arrays are read
+``logits`` (N, C), ``local_logits`` (N, L·C: per local feature, the class scores, position-major; a
+vision-language model's local cosines, for GL-MCM), ``labels`` (N,) int, ``head_weight`` (C, d) and
+``head_bias`` (C,). Arrays are read
 row block by row block by the detectors, so an ``np.memmap`` (e.g. from ``np.load(..., mmap_mode="r")``
 of .npy files) works for feature sets larger than memory.
 """
@@ -21,7 +23,7 @@ from rankopt.probe import LinearHead, fit_probe
 
 __all__ = ["Features", "LinearHead", "load_features", "save_features", "fit_linear_probe", "row_blocks"]
 
-KEYS = ("features", "std_features", "logits", "labels", "head_weight", "head_bias")
+KEYS = ("features", "std_features", "logits", "local_logits", "labels", "head_weight", "head_bias")
 BLOCK_ROWS = 65536  # rows of a feature set processed at once: bounded memory whatever N
 
 
@@ -32,13 +34,14 @@ class Features:
     logits: np.ndarray | None = None  # (N, C)
     labels: np.ndarray | None = None  # (N,) int64 ID class
     head: LinearHead | None = None
+    local_logits: np.ndarray | None = None  # (N, L·C): class scores of every local feature, position-major
 
     def __post_init__(self) -> None:
         self.features = _matrix(self.features, "features")
         n = len(self.features)
         if n == 0:
             raise ValueError("features is empty (0 rows)")
-        for name in ("std_features", "logits"):
+        for name in ("std_features", "logits", "local_logits"):
             value = getattr(self, name)
             if value is not None:
                 setattr(self, name, _matrix(value, name))
@@ -53,6 +56,11 @@ class Features:
             if not np.issubdtype(labels.dtype, np.integer):
                 raise ValueError(f"labels must be integers; got {labels.dtype}")
             self.labels = labels.astype(np.int64)
+        if self.local_logits is not None and (self.logits is None or self.local_logits.shape[1] % self.logits.shape[1]):
+            raise ValueError(
+                f"local_logits (N, {self.local_logits.shape[1]}) must hold L × C columns for the C classes of "
+                "logits (N, C), which must be given with them"
+            )
         if self.head is not None:
             w, b = self.head.weight, self.head.bias
             if w.ndim != 2 or w.shape[1] != self.dim or b.shape != (w.shape[0],):
@@ -118,7 +126,12 @@ def load_features(path: str | Path, what: str = "features file") -> Features:
         )
     try:
         return Features(
-            arrays["features"], arrays.get("std_features"), arrays.get("logits"), arrays.get("labels"), head
+            arrays["features"],
+            arrays.get("std_features"),
+            arrays.get("logits"),
+            arrays.get("labels"),
+            head,
+            arrays.get("local_logits"),
         )
     except ValueError as err:
         raise ValueError(f"{what} {p}: {err}") from None

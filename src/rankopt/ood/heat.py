@@ -426,4 +426,6 @@ class HEAT(Composition):
 
 def _take(x: Features, rows: np.ndarray) -> Features:
     sub = lambda a: None if a is None else np.asarray(a[rows])
-    return Features(np.asarray(x.features[rows]), sub(x.std_features), sub(x.logits), sub(x.labels), x.head)
+    return Features(
+        np.asarray(x.features[rows]), sub(x.std_features), sub(x.logits), sub(x.labels), x.head, sub(x.local_logits)
+    )

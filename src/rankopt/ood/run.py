@@ -128,10 +128,12 @@ def evaluate_detectors(
     return out
 
 
-def check_names(detectors: list[str] | None, sets: list[str] | None) -> tuple[list[str], list[str] | None]:
+def check_names(
+    detectors: list[str] | None, sets: list[str] | None, cosines: bool = False
+) -> tuple[list[str], list[str] | None]:
     from rankopt.ood.sets import OOD_SETS
 
-    names = detector_names() if not detectors else [DETECTORS.entry(d).name for d in detectors]
+    names = detector_names(cosines=cosines) if not detectors else [DETECTORS.entry(d).name for d in detectors]
     if sets is not None:
         sets = [OOD_SETS.entry(s).name for s in sets]
     return names, sets
@@ -153,6 +155,13 @@ def ood_run_folder(
     from rankopt.train.run import run_splits
 
     folder = RunFolder(run_dir)
+    if folder.task() == "prompts":  # a vision-language run: its towers and prompts make the features
+        from rankopt.prompts.ood import ood_prompt_run
+
+        if backbone is not None:
+            raise ValueError("--backbone goes with an image run; a prompt run's features are its own towers'")
+        names, sets = check_names(detectors, sets, cosines=True)
+        return ood_prompt_run(folder, folder.config(), sets, names, options, seed, progress)
     names, sets = check_names(detectors, sets)
     extractor, cfg = run_extractor(folder)
     if backbone is not None and Path(backbone).is_dir():  # another run's backbone, e.g. a pre-training run

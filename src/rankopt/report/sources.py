@@ -58,9 +58,11 @@ def load_source(
         folder = RunFolder(p)
         cfg = folder.config()
         folder.metrics()  # a run that has not finished is refused here, naming what to do
-        readers = {"images": _image_run, "recsys": _recsys_run, "ssl": _ssl_run}
+        readers = {"images": _image_run, "recsys": _recsys_run, "ssl": _ssl_run, "prompts": _prompt_run}
         if cfg.task not in readers:
-            raise ValueError(f"rankopt report reads image-retrieval and recommendation runs; {p} is a {cfg.task} run")
+            raise ValueError(
+                f"rankopt report reads image, recommendation, pre-training and prompt runs; {p} is a {cfg.task} run"
+            )
         return readers[cfg.task](folder, cfg, with_rankings, progress or _no_progress)
     if p.suffix == ".npz" or p.is_file():
         return _embeddings(p, gallery)
@@ -190,6 +192,43 @@ def _ssl_run(folder: RunFolder, cfg, with_rankings: bool, progress=_no_progress)
         view,
         config=folder.saved_config(),
         notes=notes,
+        data_fingerprint=folder.data_fingerprint(test=True),
+        sections=sections,
+    )
+
+
+def _prompt_run(folder: RunFolder, cfg, with_rankings: bool, progress=_no_progress) -> Source:
+    """A prompt-learning run: per-image correctness, and per class the learned prompts' accuracy next to
+    the same towers' zero-shot accuracy (no rankings: a classifier ranks no gallery)."""
+    from rankopt.report import figures
+
+    out = folder.metrics()
+    ids, columns = folder.read_per_query("query")
+    test, zero = out["test"], out["zero_shot"]
+    names = out.get("protocol", {}).get("class_names") or [str(i) for i in range(len(test["per_class"]))]
+    fig = figures.grouped_bars(
+        names, {"zero-shot": zero["per_class"], cfg.prompts.method: test["per_class"]}, "test accuracy"
+    )
+    sections = [
+        (
+            "Accuracy per class",
+            figures.svg(fig),
+            f"{out.get('shots')} shots per class; zero-shot: the template 'a photo of a {{class}}.' on the same "
+            f"towers and test images (top-1 {zero['top1']:.4f})",
+        )
+    ]
+    return Source(
+        "retrieval",
+        f"{cfg.data.name} · prompt learning · {cfg.prompts.method} · {out.get('shots')} shots",
+        folder.path,
+        {**_means(test), "zero_shot_top1": float(zero["top1"])},
+        {"top1": columns["top1"], "zero_shot_top1": columns["zero_shot_top1"]},
+        ids,
+        out.get("history", []),
+        out.get("selection"),
+        None,
+        config=folder.saved_config(),
+        notes=["A classification run: the page shows accuracies; there is no ranking to draw."],
         data_fingerprint=folder.data_fingerprint(test=True),
         sections=sections,
     )

@@ -29,7 +29,7 @@ from rankopt.train.module import RunModule
 from rankopt.train.protocol import EvalSet
 from rankopt.train.shards import ShardSampler
 
-__all__ = ["RetrievalData", "LastCheckpoint", "BestCheckpoint", "Patience", "TimeLimit", "fit"]
+__all__ = ["RetrievalData", "LastCheckpoint", "BestCheckpoint", "Patience", "TimeLimit", "fit", "test_only"]
 
 
 class RetrievalData(pl.LightningDataModule):
@@ -235,6 +235,7 @@ _NOISE = (
     r".*isinstance\(treespec, LeafSpec\)` is deprecated.*",
     r"Your `IterableDataset` has `__len__` defined.*",
     r"The number of training batches \(\d+\) is smaller than the logging interval.*",
+    r"Total length of `list` across ranks is zero.*",  # no validation set: nothing to validate, on purpose
 )
 
 
@@ -372,6 +373,31 @@ def fit(
         "selection": selection,
         "valid": valid,
         "history": history,
+        "is_global_zero": trainer.is_global_zero,
+        "test_per_query": module.test_per_query,
+    }
+
+
+def test_only(
+    module: RunModule, data: pl.LightningDataModule, *, accelerator: str = "auto", devices="auto", progress: bool = True
+) -> dict:
+    """Test ``module`` once, untrained (a baseline with nothing to fit by gradient: a template, a probe
+    fitted beforehand); the same result keys as :func:`fit`, with no selection, validation or history."""
+    trainer = pl.Trainer(
+        accelerator=accelerator,
+        devices=devices,
+        logger=False,
+        enable_progress_bar=progress,
+        enable_model_summary=False,
+        enable_checkpointing=False,
+    )
+    with _quiet():
+        trainer.test(module, datamodule=data, verbose=False)
+    return {
+        "test": dict(module.test_metrics),
+        "selection": None,
+        "valid": {},
+        "history": [],
         "is_global_zero": trainer.is_global_zero,
         "test_per_query": module.test_per_query,
     }

@@ -1,0 +1,1 @@
+"""Prompt learning on a frozen vision-language model (GalLoP, CoOp): ``rankopt prompt``."""
