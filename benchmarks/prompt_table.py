@@ -31,6 +31,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from jsonl_rows import Rows
 
 from rankopt.config import load_config
 from rankopt.report.stats import paired_bootstrap_ci, randomization_test
@@ -55,20 +56,6 @@ OOD_SETS = ["heldout", "mnist", "textures"]
 OOD_DETECTORS = ["mcm", "gl_mcm", "knn", "heat"]
 
 
-def load() -> list[dict]:
-    return [json.loads(line) for line in RESULTS.read_text().splitlines()] if RESULTS.is_file() else []
-
-
-def save(row: dict) -> None:
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    with RESULTS.open("a") as f:
-        f.write(json.dumps(row) + "\n")
-
-
-def done(rows: list[dict], **key) -> bool:
-    return any(all(r.get(k) == v for k, v in key.items()) for r in rows)
-
-
 def one_run(dataset: str, overrides: list[str], seed: int, work: Path) -> tuple[dict, Path, float]:
     cfg = load_config(
         None,
@@ -86,7 +73,7 @@ def correct_bits(run: Path) -> str:
 
 
 def run(dataset: str) -> None:
-    rows = load()
+    rows = Rows(RESULTS)
     policy = os.environ.get("OMP_WAIT_POLICY", "unset")
     plan = [("zero-shot", 0, 0, ["prompts.method=zero_shot"])]
     for seed in SEEDS:
@@ -96,7 +83,7 @@ def run(dataset: str) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         for variant, shots, seed, extra in plan:
-            if done(rows, kind="accuracy", dataset=dataset, variant=variant, shots=shots, seed=seed):
+            if rows.find(kind="accuracy", dataset=dataset, variant=variant, shots=shots, seed=seed):
                 continue
             result, folder, seconds = one_run(dataset, [f"data.shots={max(shots, 1)}", *extra], seed, work)
             row = {
@@ -113,20 +100,19 @@ def run(dataset: str) -> None:
                 "seconds": round(seconds, 1),
                 "omp_wait_policy": policy,
             }
-            save(row)
-            rows.append(row)
+            rows.add(row)
             print(f"{dataset} {variant} {shots}-shot seed {seed}: top1 {row['top1']:.4f} ({seconds:.0f} s)", flush=True)
 
 
 def ood() -> None:
     from rankopt.ood.run import ood_run_folder
 
-    rows = load()
+    rows = Rows(RESULTS)
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         plan = [("zero-shot", 0, ["prompts.method=zero_shot"])] + [("GalLoP", s, []) for s in SEEDS]
         for variant, seed, extra in plan:
-            if done(rows, kind="ood", variant=variant, seed=seed):
+            if rows.find(kind="ood", variant=variant, seed=seed):
                 continue
             classes = f"data.classes=[{', '.join(map(str, OOD_CLASSES))}]"
             _, folder, _ = one_run("fashion-mnist", [classes, *extra], seed, work)
@@ -140,8 +126,7 @@ def ood() -> None:
                 "seconds": round(time.perf_counter() - start, 1),
                 "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "unset"),
             }
-            save(row)
-            rows.append(row)
+            rows.add(row)
             print(f"ood {variant} seed {seed}: {json.dumps({d: v['mean'] for d, v in out['detectors'].items()})}")
 
 
@@ -150,7 +135,7 @@ def _mean_std(values: list[float]) -> str:
 
 
 def table() -> None:
-    rows = load()
+    rows = Rows(RESULTS)
     for dataset in sorted({r["dataset"] for r in rows if r["kind"] == "accuracy"}):
         acc = [r for r in rows if r["kind"] == "accuracy" and r["dataset"] == dataset]
         zero = next((r for r in acc if r["variant"] == "zero-shot"), None)

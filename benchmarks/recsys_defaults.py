@@ -14,12 +14,12 @@ patience no longer stops a dot-score run at its early peak. Rows go to a JSON-li
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import tempfile
 from pathlib import Path
 
 import numpy as np
+from jsonl_rows import Rows
 
 from rankopt.config import load_config
 from rankopt.runs import start_run
@@ -29,19 +29,15 @@ TUNED = Path(__file__).with_name("results") / "recsys-tuned.jsonl"
 LOSSES = ("bpr", "item-ndcg", "softmax", "ccl")
 
 
-def load(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--root", required=True, help="the ML-100k folder (RecBole .inter)")
     parser.add_argument("--seeds", type=int, default=3)
     args = parser.parse_args()
-    rows = load(RESULTS)
+    rows = Rows(RESULTS)
     for loss in LOSSES:
         for seed in range(args.seeds):
-            if any(r["loss"] == loss and r["seed"] == seed for r in rows):
+            if rows.find(loss=loss, seed=seed):
                 continue
             cfg = load_config(
                 None,
@@ -67,11 +63,8 @@ def main() -> None:
                 "epochs_run": result["selection"]["epochs_run"],
                 "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "default"),
             }
-            RESULTS.parent.mkdir(parents=True, exist_ok=True)
-            with RESULTS.open("a") as f:
-                f.write(json.dumps(row) + "\n")
-            rows.append(row)
-    tuned = [r for r in load(TUNED) if r["kind"] == "seed" and r["dataset"] == "ml-100k" and r.get("split") == "auto"]
+            rows.add(row)
+    tuned = [r for r in Rows(TUNED) if r["kind"] == "seed" and r["dataset"] == "ml-100k" and r.get("split") == "auto"]
     print("\nML-100k, LightGCN, test NDCG@20 (mean ± std over seeds)\n")
     print("| loss | shipped default, --patience 10 | epochs run | tuned row (recsys_tuning.py) | default / tuned |")
     print("|---|---|---|---|---|")

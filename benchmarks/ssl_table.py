@@ -25,13 +25,13 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import os
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+from jsonl_rows import Rows
 
 from rankopt.config import load_config
 from rankopt.report.stats import paired_bootstrap_ci, randomization_test
@@ -50,20 +50,6 @@ VARIANTS = {
     "nested (slice)": ["head.kind=nested", "head.variant=slice"],
 }
 METRICS = ("map@r", "hit@1", "knn_acc", "probe_acc")
-
-
-def done(rows: list[dict], **key) -> dict | None:
-    return next((r for r in rows if all(r.get(k) == v for k, v in key.items())), None)
-
-
-def load() -> list[dict]:
-    return [json.loads(line) for line in RESULTS.read_text().splitlines()] if RESULTS.is_file() else []
-
-
-def save(row: dict) -> None:
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    with RESULTS.open("a") as f:
-        f.write(json.dumps(row) + "\n")
 
 
 def per_query(folder) -> dict[int, float]:
@@ -97,14 +83,14 @@ def finetune(dataset: str, init: str | None, seed: int, work: Path, tag: str) ->
 
 
 def run(dataset: str) -> None:
-    rows = load()
+    rows = Rows(RESULTS)
     threads = os.environ.get("OMP_WAIT_POLICY", "default")
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         for seed in SEEDS:
             for variant in VARIANTS:
-                if done(rows, dataset=dataset, kind="pretrain", variant=variant, seed=seed) and done(
-                    rows, dataset=dataset, kind="finetune", variant=variant, seed=seed
+                if rows.find(dataset=dataset, kind="pretrain", variant=variant, seed=seed) and rows.find(
+                    dataset=dataset, kind="finetune", variant=variant, seed=seed
                 ):
                     continue
                 pre = pretrain(dataset, variant, seed, work)
@@ -121,9 +107,9 @@ def run(dataset: str) -> None:
                     "omp_wait_policy": threads,
                     "selected_epoch": r["selection"]["epoch"],
                 }
-                save(row)
+                rows.add(row)
                 ft = finetune(dataset, str(pre["folder"].path), seed, work, variant.replace(" ", ""))
-                save(
+                rows.add(
                     {
                         "dataset": dataset,
                         "kind": "finetune",
@@ -133,9 +119,9 @@ def run(dataset: str) -> None:
                         "per_query": per_query(ft["folder"]),
                     }
                 )
-                rows = load()
+
             for tag in ("random init", "supervised"):
-                if done(rows, dataset=dataset, kind="finetune", variant=tag, seed=seed):
+                if rows.find(dataset=dataset, kind="finetune", variant=tag, seed=seed):
                     continue
                 b = BUDGET[dataset]
                 epochs = b["finetune_epochs"] if tag == "random init" else b["epochs"] + b["finetune_epochs"]
@@ -144,7 +130,7 @@ def run(dataset: str) -> None:
                     overrides.append(f"data.train_limit={b['train_limit']}")
                 cfg = load_config("fashion-mnist", overrides)
                 result, folder = start_run(cfg, work / f"ft-{dataset}-{tag.replace(' ', '')}-{seed}", progress=False)
-                save(
+                rows.add(
                     {
                         "dataset": dataset,
                         "kind": "finetune",
@@ -154,16 +140,15 @@ def run(dataset: str) -> None:
                         "per_query": per_query(folder),
                     }
                 )
-                rows = load()
 
 
 def vit() -> None:
     """CyclicMask (Franca's) vs plain block masking on the tiny ViT, and RASA's position-probe R²."""
-    rows = load()
+    rows = Rows(RESULTS)
     with tempfile.TemporaryDirectory() as tmp:
         for seed in SEEDS:
             for masking in ("cyclic", "block"):
-                if done(rows, kind="vit", masking=masking, seed=seed):
+                if rows.find(kind="vit", masking=masking, seed=seed):
                     continue
                 cfg = load_config(
                     "pretrain-vit",
@@ -172,7 +157,7 @@ def vit() -> None:
                 )
                 t0 = time.perf_counter()
                 result, _ = start_run(cfg, Path(tmp) / f"vit-{masking}-{seed}", progress=False)
-                save(
+                rows.add(
                     {
                         "kind": "vit",
                         "masking": masking,
@@ -184,7 +169,6 @@ def vit() -> None:
                         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "default"),
                     }
                 )
-                rows = load()
 
 
 def stat(values: list[float]) -> str:
@@ -192,7 +176,7 @@ def stat(values: list[float]) -> str:
 
 
 def table() -> None:
-    rows = load()
+    rows = Rows(RESULTS)
     for dataset in BUDGET:
         pre = [r for r in rows if r.get("dataset") == dataset and r["kind"] == "pretrain"]
         if not pre:

@@ -39,13 +39,15 @@ def _detector_names() -> str:
 
 def register(groups) -> None:
     import rankopt.ood  # noqa: F401 - fills the detector registry the help texts list
+    from rankopt.ood.detector import detector_names
     from rankopt.ood.run import DEFAULT_SETS
     from rankopt.ood.sets import OOD_SETS
 
-    n = len(_detector_names().split(", "))
+    n = len(detector_names())  # what an image run gets by default; a prompt run adds MCM and GL-MCM
     actions = groups.parser_of(
         ("ood", "detect"),
-        f"out-of-distribution detection in a model's feature space (HEAT and {n - 1} other detectors)",
+        f"out-of-distribution detection in a model's feature space (HEAT and {n - 1} other detectors; "
+        "MCM and GL-MCM on prompt runs)",
     )
     od = actions.add_parser(
         "detect",

@@ -60,6 +60,14 @@ class _LogitDetector(Detector):
         return self.head(block(x.features, start, stop))
 
 
+class _TemperatureDetector(_LogitDetector):
+    """A logit detector with a softmax temperature ``temperature`` (1)."""
+
+    def __init__(self, temperature: float = 1.0) -> None:
+        super().__init__(temperature=temperature)
+        self.temperature = temperature
+
+
 @register_detector
 class MSP(_LogitDetector):
     """−max_c softmax(logits)_c."""
@@ -71,16 +79,12 @@ class MSP(_LogitDetector):
 
 
 @register_detector
-class MCM(_LogitDetector):
+class MCM(_TemperatureDetector):
     """MCM (Ming et al. 2022): −max_c softmax(cosines / T)_c, T = ``temperature`` (1), on a vision-language
     model's class cosines (a prompt run's logits)."""
 
     name = "mcm"
     reads_cosines = True
-
-    def __init__(self, temperature: float = 1.0) -> None:
-        super().__init__(temperature=temperature)
-        self.temperature = temperature
 
     def _score(self, x, start, stop):
         from rankopt.prompts.learners import mcm
@@ -89,17 +93,13 @@ class MCM(_LogitDetector):
 
 
 @register_detector
-class GLMCM(_LogitDetector):
+class GLMCM(_TemperatureDetector):
     """GL-MCM (Miyai et al. 2023; GalLoP's score): MCM of the global cosines plus −max over local features
     and classes of softmax_c(local cosines / T), T = ``temperature`` (1)."""
 
     name = "gl_mcm"
     needs = ("logits", "local_logits")
     reads_cosines = True
-
-    def __init__(self, temperature: float = 1.0) -> None:
-        super().__init__(temperature=temperature)
-        self.temperature = temperature
 
     def _score(self, x, start, stop):
         from rankopt.prompts.learners import gl_mcm
@@ -122,14 +122,10 @@ class MaxLogit(_LogitDetector):
 
 
 @register_detector
-class Energy(_LogitDetector):
+class Energy(_TemperatureDetector):
     """−T · logsumexp(logits / T), T = ``temperature`` (1)."""
 
     name = "energy"
-
-    def __init__(self, temperature: float = 1.0) -> None:
-        super().__init__(temperature=temperature)
-        self.temperature = temperature
 
     def _score(self, x, start, stop):
         return energy(self._logits(x, start, stop), self.temperature)

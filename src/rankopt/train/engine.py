@@ -368,6 +368,10 @@ def fit(
         "checkpoint": selected.relative_to(ckpt_dir.parent).as_posix(),
     }
     valid = {k[len("valid/") :]: v for k, v in chosen.items() if k.startswith("valid/")}
+    return _result(module, trainer, selection, valid, history)
+
+
+def _result(module: RunModule, trainer: pl.Trainer, selection: dict | None, valid: dict, history: list) -> dict:
     return {
         "test": dict(module.test_metrics),
         "selection": selection,
@@ -393,11 +397,4 @@ def test_only(
     )
     with _quiet():
         trainer.test(module, datamodule=data, verbose=False)
-    return {
-        "test": dict(module.test_metrics),
-        "selection": None,
-        "valid": {},
-        "history": [],
-        "is_global_zero": trainer.is_global_zero,
-        "test_per_query": module.test_per_query,
-    }
+    return _result(module, trainer, None, {}, [])
