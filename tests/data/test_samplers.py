@@ -66,3 +66,27 @@ def test_a_class_of_exactly_m_images_gives_each_once():
     for seed in range(5):
         for b in MPerClassSampler(y, batch_size=16, m=4, seed=seed):
             assert len(set(b)) == len(b)
+
+
+def test_shuffle_batches_are_a_fresh_permutation_every_epoch():
+    from rankopt.data.samplers import ShuffleBatchSampler
+
+    full = ShuffleBatchSampler(10, 4, seed=3)
+    assert len(full) == 2 and all(len(b) == 4 for b in full)  # the last 2 items dropped
+    kept = ShuffleBatchSampler(10, 4, seed=3, drop_last=False)
+    epochs = []
+    for epoch in range(3):
+        kept.set_epoch(epoch)
+        batches = list(kept)
+        assert [len(b) for b in batches] == [4, 4, 2] and len(kept) == 3
+        assert sorted(i for b in batches for i in b) == list(range(10))  # every item once
+        epochs.append([i for b in batches for i in b])
+    assert epochs[0] != epochs[1] != epochs[2]
+    kept.set_epoch(1)
+    assert [i for b in kept for i in b] == epochs[1]  # (seed, epoch) decides the order: a resume redraws it
+    few = ShuffleBatchSampler(3, 32, drop_last=False)  # fewer items than one batch: one short batch
+    assert [sorted(b) for b in few] == [[0, 1, 2]]
+    with pytest.raises(ValueError, match="fewer than one batch"):
+        ShuffleBatchSampler(3, 32)
+    with pytest.raises(ValueError, match="cannot be shared"):
+        ShuffleBatchSampler(10, 4, num_replicas=2, drop_last=False)

@@ -132,25 +132,35 @@ class HierarchicalSampler(_Base):
 
 class ShuffleBatchSampler(Sampler[list[int]]):
     """Batches of a fresh permutation of ``n`` items every epoch (seeded by (seed, epoch)), the last
-    incomplete batch dropped; under DDP each of ``num_replicas`` processes takes its share of every
-    global batch of ``batch_size`` (self-supervised pre-training: no labels to group by)."""
+    incomplete batch dropped (``drop_last=False``, one process: kept — a few shots may not fill one
+    batch); under DDP each of ``num_replicas`` processes takes its share of every global batch of
+    ``batch_size`` (self-supervised pre-training: no labels to group by)."""
 
-    def __init__(self, n: int, batch_size: int, seed: int = 0, num_replicas: int = 1, rank: int = 0) -> None:
+    def __init__(
+        self, n: int, batch_size: int, seed: int = 0, num_replicas: int = 1, rank: int = 0, drop_last: bool = True
+    ) -> None:
         if batch_size % num_replicas:
             raise ValueError(f"batch_size={batch_size} must split evenly over {num_replicas} processes")
-        if n < batch_size:
+        if not drop_last and num_replicas > 1:
+            raise ValueError("an incomplete last batch cannot be shared by several processes: drop_last=True")
+        if n < batch_size and drop_last:
             raise ValueError(f"{n} items are fewer than one batch of {batch_size}")
         self.n, self.batch_size, self.seed, self.num_replicas, self.rank = n, batch_size, seed, num_replicas, rank
+        self.drop_last = drop_last
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
     def __len__(self) -> int:
-        return self.n // self.batch_size
+        return self.n // self.batch_size if self.drop_last else -(-self.n // self.batch_size)
 
     def __iter__(self) -> Iterator[list[int]]:
         order = np.random.default_rng([self.seed, self.epoch]).permutation(self.n)
+        if not self.drop_last:
+            for start in range(0, self.n, self.batch_size):
+                yield order[start : start + self.batch_size].tolist()
+            return
         share = self.batch_size // self.num_replicas
         for b in range(len(self)):
             start = b * self.batch_size + self.rank * share

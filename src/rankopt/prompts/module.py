@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
+from rankopt.data.samplers import ShuffleBatchSampler
 from rankopt.prompts.config import PromptRunConfig
 from rankopt.prompts.data import FewShot, TowerFeatures
 from rankopt.prompts.learners import PromptLearner, gallop_loss, predict
@@ -66,11 +67,9 @@ class PromptData(pl.LightningDataModule):
         return None if self.valid is None else "valid"
 
     def train_dataloader(self) -> DataLoader:
-        epoch = self.trainer.current_epoch if self.trainer is not None else 0
-        order = torch.randperm(len(self.train), generator=torch.Generator().manual_seed(self.seed * 100_003 + epoch))
-        t = self.train
-        data = TensorDataset(t.global_feat[order], t.local_feat[order], t.targets[order])
-        return DataLoader(data, batch_size=self.batch_size, shuffle=False, drop_last=False)
+        t = self.train  # every shot every epoch, in a fresh order (Lightning sets the sampler's epoch)
+        sampler = ShuffleBatchSampler(len(t), self.batch_size, self.seed, drop_last=False)
+        return DataLoader(TensorDataset(t.global_feat, t.local_feat, t.targets), batch_sampler=sampler)
 
     def val_dataloader(self):
         v = self.valid
