@@ -78,13 +78,21 @@ def test_example_runs(capsys):
         (lambda p: write(p / "m.npz", n=10), ["m.npz", "--metrics", "apx"], "unknown metric"),
     ],
 )
-def test_bad_input_exit_code_2_without_traceback(tmp_path, monkeypatch, setup, args, match):
+def test_bad_input_exit_code_2_without_traceback(tmp_path, monkeypatch, capsys, setup, args, match):
     setup(tmp_path)
     monkeypatch.chdir(tmp_path)
-    proc = subprocess.run([sys.executable, "-m", "rankopt.cli", "evaluate", *args], capture_output=True, text=True)
-    assert proc.returncode == 2
-    assert "Traceback" not in proc.stderr
-    assert match in proc.stderr and proc.stderr.startswith("rankopt: error:")
+    assert main(["evaluate", *args]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert match in err and err.startswith("rankopt: error:") and len(err.strip().splitlines()) == 1
+
+
+def test_bad_input_from_a_real_process_is_exit_code_2_without_traceback(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "rankopt.cli", "evaluate", str(tmp_path / "missing.npz")], capture_output=True, text=True
+    )
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.startswith("rankopt: error:") and "does not exist" in proc.stderr
 
 
 def test_help_lists_every_option():

