@@ -172,7 +172,8 @@ def vit() -> None:
 
 
 def stat(values: list[float]) -> str:
-    return f"{np.mean(values):.4f} ± {np.std(values, ddof=1) if len(values) > 1 else 0:.4f}"
+    spread = f"{np.mean(values):.4f} ± {np.std(values, ddof=1) if len(values) > 1 else 0:.4f}"
+    return spread if len(values) >= len(SEEDS) else f"{spread} (n={len(values)})"  # a row still short of seeds
 
 
 def table() -> None:
@@ -183,7 +184,7 @@ def table() -> None:
             continue
         b = BUDGET[dataset]
         print(
-            f"\n### {dataset}: frozen backbone features, test split ({len({r['seed'] for r in pre})} seeds; "
+            f"\n### {dataset}: frozen backbone features, test split (seeds {sorted({r['seed'] for r in pre})}; "
             f"{b['train_limit'] or 'all'} training images, {b['epochs']} epochs)\n"
         )
         print("| initialisation | " + " | ".join(METRICS) + " | s/run |")
