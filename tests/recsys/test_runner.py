@@ -224,7 +224,7 @@ def test_sigkill_mid_epoch_then_resume_equals_uninterrupted(tmp_path):
     a, b = (json.loads(p.stdout.strip().splitlines()[-1]) for p in (straight, resumed))
     for key in ("test", "selection", "valid", "history"):
         assert untimed(a[key]) == untimed(b[key]), key
-    assert [h["epoch"] for h in b["history"]] == [1, 2, 3, 4, 5]
+    assert [h["epoch"] for h in b["history"]] == [1, 2, 3]
     assert (run / "test_per_query.csv").read_text() == (tmp_path / "straight" / "test_per_query.csv").read_text()
 
 
