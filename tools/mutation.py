@@ -89,9 +89,14 @@ def main() -> None:
         action="store_true",
         help="only print the table of the same sample from the results so far (e.g. of an interrupted run)",
     )
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="keep the mutants and test traces already in mutants/ (a run stopped after generating them)",
+    )
     args = parser.parse_args()
     t0 = time.time()
-    if not args.report:
+    if not args.report and not args.reuse:
         generate()
         print(f"mutants generated ({time.time() - t0:.0f} s); collecting which tests run each function ...", flush=True)
     estimates = mutmut("print-time-estimates")  # runs the test selection once, traced (cached afterwards)
