@@ -131,7 +131,7 @@ def ood() -> None:
 
 
 def _mean_std(values: list[float]) -> str:
-    return f"{100 * np.mean(values):.1f} ± {100 * np.std(values):.1f}"
+    return f"{100 * np.mean(values):.1f} ± {100 * (np.std(values, ddof=1) if len(values) > 1 else 0):.1f}"
 
 
 def table() -> None:
