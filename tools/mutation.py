@@ -89,14 +89,11 @@ def main() -> None:
         action="store_true",
         help="only print the table of the same sample from the results so far (e.g. of an interrupted run)",
     )
-    parser.add_argument(
-        "--reuse",
-        action="store_true",
-        help="keep the mutants and test traces already in mutants/ (a run stopped after generating them)",
-    )
     args = parser.parse_args()
     t0 = time.time()
-    if not args.report and not args.reuse:
+    # Always generated afresh: mutmut drops the test traces of functions it has no hash for, so traces kept
+    # from a stopped run came back empty (every mutant "no tests", a 0% score).
+    if not args.report:
         generate()
         print(f"mutants generated ({time.time() - t0:.0f} s); collecting which tests run each function ...", flush=True)
     estimates = mutmut("print-time-estimates")  # runs the test selection once, traced (cached afterwards)
@@ -116,6 +113,12 @@ def main() -> None:
         print(f"{len(names)} mutants in all; running {len(chosen)} ({time.time() - t0:.0f} s so far) ...", flush=True)
         mutmut("run", "--max-children", str(args.jobs), *chosen)
     status = dict(re.findall(r"^\s+(\S+): (.+)$", mutmut("results", "--all", "true"), flags=re.M))
+    checked = [status.get(n) for n in chosen if status.get(n, "not checked") != "not checked"]
+    if checked and all(s == "no tests" for s in checked):
+        raise SystemExit(
+            "no sampled mutant has a test that runs it: mutmut's test traces are missing "
+            "(mutants/mutmut-stats.json); rerun without --report to generate and trace afresh"
+        )
     print("\n| area | mutants | sampled | killed | survived | no test | score | 95% interval | target |")
     print("|---|---|---|---|---|---|---|---|---|")
     survivors = []
