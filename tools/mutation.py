@@ -113,8 +113,8 @@ def main() -> None:
         print(f"{len(names)} mutants in all; running {len(chosen)} ({time.time() - t0:.0f} s so far) ...", flush=True)
         mutmut("run", "--max-children", str(args.jobs), *chosen)
     status = dict(re.findall(r"^\s+(\S+): (.+)$", mutmut("results", "--all", "true"), flags=re.M))
-    checked = [status.get(n) for n in chosen if status.get(n, "not checked") != "not checked"]
-    if checked and all(s == "no tests" for s in checked):
+    checked = {status[n] for n in chosen if n in status and status[n] != "not checked"}
+    if checked == {"no tests"}:
         raise SystemExit(
             "no sampled mutant has a test that runs it: mutmut's test traces are missing "
             "(mutants/mutmut-stats.json); rerun without --report to generate and trace afresh"
