@@ -44,12 +44,22 @@ def _run(fashion, run: Path, capsys, *extra: str) -> dict:
     return json.loads(capsys.readouterr().out.strip().splitlines()[-1])
 
 
-def test_json_contract_rows_and_a_lora_only_checkpoint(fashion, tmp_path, capsys):
-    run = tmp_path / "run"
-    out = _run(fashion, run, capsys, "--set", "loss.kind=softmax")
-    assert json.loads((run / "metrics.json").read_text()) == out
+@pytest.fixture(scope="module")
+def grounded(fashion, tmp_path_factory):
+    run = tmp_path_factory.mktemp("grounded") / "run"
+    argv = ["ground", "--data-dir", str(fashion), *TINY, "--set", "loss.kind=softmax", "--set", f"train.run_dir={run}"]
+    assert main(argv) == 0
+    return run, json.loads((run / "metrics.json").read_text())
+
+
+def test_json_contract_rows_and_a_lora_only_checkpoint(grounded):
+    run, out = grounded
     for part in ("test", "proposer", "zero_shot"):
         assert 0 <= out[part]["p@1"] <= 1, part
+    for part in ("test", "zero_shot"):  # falling back on the black box's box only adds right answers
+        m = out[part]
+        failed = (m["unparsed"] + m["out_of_range"]) / m["n_expressions"]
+        assert m["p@1"] <= m["p@1_fallback"] <= m["p@1"] + failed + 1e-12, part
     with open(run / "test_per_query.csv") as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == out["test"]["n_expressions"] == out["protocol"]["test"]["samples"]
@@ -58,12 +68,30 @@ def test_json_contract_rows_and_a_lora_only_checkpoint(fashion, tmp_path, capsys
     assert out["zero_shot"]["p@1"] == pytest.approx(mean("zero_shot_p@1"))
     assert out["proposer"]["p@1"] == pytest.approx(mean("proposer_p@1"))
     assert out["test"]["p@1_unseen"] == pytest.approx(mean("tuned_p@1", lambda r: r["seen"] == "0"))
-    assert {r["template"] for r in rows if r["seen"] == "0"} <= {"second-right", "below", "closest"}
+    answers = json.loads((run / "answers.json").read_text())
+    assert [a["query"] for a in answers] == [int(r["query"]) for r in rows]
+    assert {a["template"] for a, r in zip(answers, rows) if r["seen"] == "0"} <= {"second-right", "below", "closest"}
+    unparsed = sum(a["tuned_error"] == "no_int_generated" for a in answers)
+    assert out["test"]["unparsed"] == unparsed and all(
+        (r["tuned_answer"] == "-1") == (a["tuned_error"] is not None) for a, r in zip(answers, rows)
+    )
     assert out["selection"]["split"] == "valid" and len(out["history"]) == 2
     state = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)["state_dict"]
     assert state and all(k.startswith("lora.") and "lora_" in k for k in state)  # the base model is not saved
     scenes = json.loads((run / "scenes.json").read_text())
     assert scenes and {"expression", "gt", "boxes", "phrases"} <= set(scenes[0])
+
+
+def test_the_report_of_a_grounding_run_in_the_browser(grounded, tmp_path):
+    sys.path.insert(0, str(Path(__file__).parents[1] / "report"))
+    from test_report_browser import report_in_browser
+
+    run, out = grounded
+    shown, content, figures = report_in_browser(run, tmp_path / "ground.html")
+    assert shown["p@1"] == f"{out['test']['p@1']:.4f}"
+    assert shown["proposer_p@1"] == f"{out['proposer']['p@1']:.4f}"
+    assert "Example test scenes" in content and "P@1" in content
+    assert figures >= 3  # training curves, P@1 bars, scenes
 
 
 @pytest.mark.processes

@@ -214,27 +214,13 @@ def test_local_logits_must_hold_l_times_c_columns():
 
 def test_the_report_of_a_prompt_run_in_the_browser(gallop_run, tmp_path):
     sys.path.insert(0, str(Path(__file__).parents[1] / "report"))
-    from test_report_browser import CHROMIUM, assert_clean, open_page
-
-    if CHROMIUM is None:
-        pytest.skip("Chromium is not installed (apt-get install chromium; CI installs it)")
-    from playwright.sync_api import sync_playwright
+    from test_report_browser import report_in_browser
 
     run, out = gallop_run
-    page_file = tmp_path / "prompt.html"
-    assert main(["report", str(run), "-o", str(page_file)]) == 0
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        page, seen = open_page(browser, page_file)
-        assert_clean(page, seen, page_file)
-        shown = page.evaluate(
-            "Object.fromEntries(Array.from(document.querySelectorAll('#metrics tbody tr')).map("
-            "r => [r.dataset.metric, r.querySelector('.value').textContent]))"
-        )
-        assert shown["top1"] == f"{out['test']['top1']:.4f}"
-        assert shown["zero_shot_top1"] == f"{out['zero_shot']['top1']:.4f}"
-        assert "Accuracy per class" in page.content() and page.locator("figure svg").count() >= 2
-        browser.close()
+    shown, content, figures = report_in_browser(run, tmp_path / "prompt.html")
+    assert shown["top1"] == f"{out['test']['top1']:.4f}"
+    assert shown["zero_shot_top1"] == f"{out['zero_shot']['top1']:.4f}"
+    assert "Accuracy per class" in content and figures >= 2
 
 
 def test_a_shared_test_feature_cache_is_read_by_the_next_run(fashion, gallop_run, tmp_path):

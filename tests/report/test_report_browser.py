@@ -92,6 +92,30 @@ def assert_clean(page, seen, path: Path):
     assert broken == 0
 
 
+SHOWN_METRICS = (
+    "Object.fromEntries(Array.from(document.querySelectorAll('#metrics tbody tr')).map("
+    "r => [r.dataset.metric, r.querySelector('.value').textContent]))"
+)
+
+
+def report_in_browser(run: Path, page_file: Path) -> tuple[dict[str, str], str, int]:
+    """``rankopt report RUN`` opened in Chromium, checked clean: (the metrics table as shown, the page's
+    HTML, its number of figures). For a task's own test of its report section."""
+    if CHROMIUM is None:
+        pytest.skip("Chromium is not installed (apt-get install chromium; CI installs it)")
+    from playwright.sync_api import sync_playwright
+
+    assert main(["report", str(run), "-o", str(page_file)]) == 0
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        try:
+            page, seen = open_page(b, page_file)
+            assert_clean(page, seen, page_file)
+            return page.evaluate(SHOWN_METRICS), page.content(), page.locator("figure svg").count()
+        finally:
+            b.close()
+
+
 @needs_browser
 def test_report_of_a_run_in_the_browser(runs, browser, tmp_path):
     out = tmp_path / "report.html"
@@ -99,10 +123,7 @@ def test_report_of_a_run_in_the_browser(runs, browser, tmp_path):
     page, seen = open_page(browser, out)
     assert_clean(page, seen, out)
     recorded = json.loads((runs[0] / "metrics.json").read_text())["test"]
-    shown = page.evaluate(
-        "Object.fromEntries(Array.from(document.querySelectorAll('#metrics tbody tr')).map("
-        "r => [r.dataset.metric, r.querySelector('.value').textContent]))"
-    )
+    shown = page.evaluate(SHOWN_METRICS)
     assert set(shown) == {k for k in recorded if not k.startswith("n_")}
     for name, text in shown.items():
         assert text == f"{recorded[name]:.4f}", name

@@ -68,19 +68,27 @@ def load_tokenizer():
     return transformers.AutoTokenizer.from_pretrained(gguf_folder(), gguf_file=GGUF_NAME)
 
 
-def load_language_model(name: str, seed: int = 0):
+def load_language_model(name: str, seed: int = 0, progress: bool = True):
     """(model, tokenizer). ``smollm2-135m``: the released weights, dequantised to float32 (134.5 M
-    parameters); ``tiny``: the same architecture (Llama, tied embeddings) at width 64, 2 layers,
-    initialised from ``seed``."""
+    parameters; ``progress``: transformers' bar while it dequantises); ``tiny``: the same architecture
+    (Llama, tied embeddings) at width 64, 2 layers, initialised from ``seed``."""
     if name not in LANGUAGE_MODELS:
         raise ValueError(f"unknown language model {name!r}; known: {', '.join(LANGUAGE_MODELS)}")
     _require("peft", "peft")  # needed next (LoRA): a missing package fails before any work
     tokenizer = load_tokenizer()
     transformers = _require("transformers", "transformers")
     if name == "smollm2-135m":
-        model = transformers.AutoModelForCausalLM.from_pretrained(
-            gguf_folder(), gguf_file=GGUF_NAME, dtype=torch.float32
-        )
+        bars = transformers.utils.logging
+        shown = bars.is_progress_bar_enabled()
+        if not progress:
+            bars.disable_progress_bar()
+        try:
+            model = transformers.AutoModelForCausalLM.from_pretrained(
+                gguf_folder(), gguf_file=GGUF_NAME, dtype=torch.float32
+            )
+        finally:
+            if shown:
+                bars.enable_progress_bar()
     else:
         config = transformers.LlamaConfig(
             vocab_size=len(tokenizer),

@@ -107,7 +107,9 @@ def chosen_right(sample: Sample, index: int | None) -> bool:
 
 
 class PerSample:
-    """test_per_query.csv of a grounding run: one row per test expression."""
+    """test_per_query.csv of a grounding run: one row per test expression (numbers only: the
+    expressions and the models' words are in answers.json). ``*_answer``: the chosen index, −1 when
+    the answer had none or one beyond the candidates."""
 
     def __init__(self, rows: list[dict]) -> None:
         self.rows = rows
@@ -131,6 +133,7 @@ class GroundingModule(RunModule):
             raise ValueError("the language model has no trainable (LoRA) parameter")
         self.test_samples, self.valid_samples = test_samples, valid_samples
         self.extra: dict = {}
+        self.answers: list[dict] = []
         self._outputs: list = []
 
     def _to_device(self) -> None:
@@ -205,7 +208,8 @@ class GroundingModule(RunModule):
     def test_step(self, item, batch_idx) -> None:
         ids, n, _, i = item
         sample = self.test_samples[i]
-        row = {"query": i, "template": sample.expression.template, "seen": int(sample.seen), "n_candidates": n}
+        row = {"query": i, "seen": int(sample.seen), "n_candidates": n}
+        said = {"query": i, "expression": sample.expression.text, "template": sample.expression.template}
         with torch.no_grad():
             for name, adapters in (("tuned", True), ("zero_shot", False)):
                 if adapters:
@@ -215,19 +219,23 @@ class GroundingModule(RunModule):
                         text, scores = self._answer(ids, n)
                 index, error = parse_answer(text, n)
                 row[f"{name}_answer"] = -1 if index is None else index
-                row[f"{name}_error"] = error or ""
                 row[f"{name}_p@1"] = int(chosen_right(sample, index))
+                # the authors' protocol: no usable answer → the black box's own box
+                row[f"{name}_fallback_p@1"] = int(chosen_right(sample, 0 if index is None else index))
                 row[f"{name}_scores"] = scores
+                said[name] = text
+                said[f"{name}_error"] = error
         row["proposer_p@1"] = int(chosen_right(sample, 0))
         row["relevant"] = torch.from_numpy(box_iou(sample.boxes, np.asarray(sample.gt)[None])[:, 0] > 0.5)
-        self._outputs.append(row)
+        self._outputs.append((row, said))
 
     def on_test_epoch_start(self) -> None:
         self.lm.eval()
         self._outputs = []
 
     def on_test_epoch_end(self) -> None:
-        rows = self._outputs
+        rows = [r for r, _ in self._outputs]
+        self.answers = [a for _, a in self._outputs]  # what each model wrote: answers.json
         relevant = torch.zeros((len(rows), 10), dtype=torch.bool)
         for b, r in enumerate(rows):
             rel = r.pop("relevant")
@@ -236,7 +244,8 @@ class GroundingModule(RunModule):
         for name in ("tuned", "zero_shot"):
             scores = torch.stack([r.pop(f"{name}_scores") for r in rows])
             ranking = rank_metrics(scores, relevant, list(RANK_METRICS), reduce=None)
-            summary[name] = self._summarise(rows, f"{name}_p@1", ranking, [r[f"{name}_error"] for r in rows])
+            summary[name] = self._summarise(rows, f"{name}_p@1", ranking, [a[f"{name}_error"] for a in self.answers])
+            summary[name]["p@1_fallback"] = float(np.mean([r[f"{name}_fallback_p@1"] for r in rows]))
             for b, r in enumerate(rows):
                 r[f"{name}_mrr"] = "" if ranking["mrr"][b].isnan() else round(float(ranking["mrr"][b]), 6)
         summary["proposer"] = self._summarise(rows, "proposer_p@1")

@@ -63,7 +63,7 @@ def ground_run(cfg: GroundingRunConfig, folder: RunFolder, resume: Path | None =
     train LoRA, test once; write and return metrics.json."""
     data = build_samples(cfg)
     m, t = cfg.model, cfg.train
-    model, tokenizer = load_language_model(m.language_model, seed=t.seed)
+    model, tokenizer = load_language_model(m.language_model, seed=t.seed, progress=progress)
     every, test_only = data_fingerprint(data)
     if resume is not None:
         folder.check_data(every, "the scenes")
@@ -104,5 +104,6 @@ def ground_run(cfg: GroundingRunConfig, folder: RunFolder, resume: Path | None =
         "run_dir": str(folder.path),
     }
     if result["is_global_zero"]:
+        atomic_write_text(folder.file("answers.json"), json.dumps(module.answers, indent=1))
         folder.write_results(out, result["test_per_query"])
     return out

@@ -8,7 +8,7 @@ import re
 
 import numpy as np
 
-__all__ = ["svg", "histogram", "lines", "bars", "thumbnail"]
+__all__ = ["svg", "histogram", "lines", "bars", "grouped_bars", "grounding_scenes", "thumbnail"]
 
 
 def _plt():
@@ -128,6 +128,33 @@ def grouped_bars(labels: list[str], groups: dict[str, list[float]], ylabel: str)
     ax.set_xticks(x, labels)
     ax.set_ylabel(ylabel)
     ax.legend(frameon=False, fontsize=7)
+    return fig
+
+
+def grounding_scenes(examples: list[dict], columns: int = 3):
+    """Referring-expression examples: each scene with its candidate boxes (grey, numbered as in the
+    prompt), the ground truth (green, dashed) and the tuned model's chosen box (blue when right, red
+    when wrong); the expression as the title. ``examples``: dicts with image, boxes, gt, chosen,
+    right, expression."""
+    plt = _plt()
+    from matplotlib.patches import Rectangle
+
+    rows = -(-len(examples) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(2.3 * columns, 2.5 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, e in zip(axes.flat, examples):
+        ax.imshow(e["image"], cmap="gray", vmin=0, vmax=255)
+        for k, (x1, y1, x2, y2) in enumerate(e["boxes"]):
+            ax.add_patch(Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, ec="0.6", lw=0.6))
+            ax.text(x1 + 1, y1 + 1, str(k), color="0.8", fontsize=6, va="top")
+        x1, y1, x2, y2 = e["gt"]
+        ax.add_patch(Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, ec="tab:green", lw=1.2, ls="--"))
+        if e["chosen"] is not None:
+            x1, y1, x2, y2 = e["boxes"][e["chosen"]]
+            color = "tab:blue" if e["right"] else "tab:red"
+            ax.add_patch(Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, ec=color, lw=1.6))
+        ax.set_title(e["expression"], fontsize=7)
     return fig
 
 

