@@ -20,7 +20,15 @@ import numpy as np
 
 from rankopt.atomic import atomic_write, atomic_write_text
 
-__all__ = ["Episode", "EpisodeSet", "record_episodes", "read_episodes", "COMMANDS", "MANIFEST_VERSION"]
+__all__ = [
+    "Episode",
+    "EpisodeSet",
+    "record_episodes",
+    "read_episodes",
+    "make_environment",
+    "COMMANDS",
+    "MANIFEST_VERSION",
+]
 
 COMMANDS = ("left", "keep", "right")
 MANIFEST_VERSION = 1
@@ -70,7 +78,8 @@ class EpisodeSet:
         return ep
 
 
-def _environment(frame_shape: tuple[int, int], density: float, policy_hz: int, duration: int):
+def make_environment(frame_shape: tuple[int, int], density: float, policy_hz: int, duration: int):
+    """highway-v0 (3 lanes, 20 cars) rendering grey frames of ``frame_shape`` offscreen."""
     os.environ.setdefault("SDL_VIDEODRIVER", "offscreen")  # with 'dummy' every rendered frame is black
     try:
         import gymnasium as gym
@@ -106,6 +115,7 @@ def _drive(env, seed: int, steps: int) -> Episode:
     sim = env.unwrapped
     expert = IDMVehicle.create_from(sim.vehicle)  # the ego car, now driven by IDM (speed) + MOBIL (lanes)
     sim.road.vehicles[sim.road.vehicles.index(sim.vehicle)] = expert
+    sim.action_type.controlled_vehicle = sim.vehicle  # env.step's action goes to the car off the road
     sim.vehicle = expert
     frames, poses, commands, crashed = [], [], [], False
     for _ in range(steps):
@@ -150,7 +160,7 @@ def record_episodes(
         n_train = n_episodes - n_valid - 1
     (root / "episodes").mkdir(parents=True, exist_ok=True)
     entries = []
-    envs = {d: _environment(frame_shape, d, policy_hz, int(np.ceil(steps / policy_hz)) + 1) for d in densities}
+    envs = {d: make_environment(frame_shape, d, policy_hz, int(np.ceil(steps / policy_hz)) + 1) for d in densities}
     try:
         for k in range(n_episodes):
             density = densities[k % len(densities)]
