@@ -11,7 +11,7 @@ import pytest
 
 pytest.importorskip("highway_env")
 
-from rankopt.world.closed_loop import WaypointController, drive  # noqa: E402
+from rankopt.world.closed_loop import WaypointController, drive
 
 
 def test_controller_by_hand():
