@@ -109,8 +109,8 @@ def drive(
         sim.action_type.controlled_vehicle = old  # env.step's action goes to the car off the road
         _add_scenario(sim, scenario)
         controller = controller or WaypointController(spacing=1.0 / policy_hz)
-        start, speeds, crashed, n = float(ego.position[0]), [], False, 0
-        for n in range(1, steps + 1):
+        start, speeds, crashed = float(ego.position[0]), [], False
+        for _ in range(steps):
             if policy == "constant":
                 ego.action = {"acceleration": 0.0, "steering": 0.0}
             elif policy != "expert":
@@ -128,7 +128,7 @@ def drive(
         return {
             "crashed": crashed,
             "progress": float(ego.position[0]) - start,
-            "steps": n,
+            "steps": len(speeds),
             "speed": float(np.mean(speeds)) if speeds else 0.0,
         }
     finally:
