@@ -235,3 +235,34 @@ def test_time_limit_ends_with_the_epoch_that_crosses_it_validated(tmp_path):
     validated = [h["epoch"] for h in result["history"] if "valid/score" in h]
     assert validated == [run] and result["selection"]["epoch"] == run
     assert all(h["seconds"] >= 0.2 for h in result["history"])
+
+
+def test_best_checkpoint_and_patience_follow_the_monitors_direction(tmp_path):
+    """A lower-is-better monitor (a perplexity, a distance): the smallest value is the best epoch."""
+    from types import SimpleNamespace
+
+    from rankopt.train.engine import BestCheckpoint, Patience
+    from rankopt.train.module import RunModule
+
+    class Lower(RunModule):
+        lower_is_better = True
+
+    saved = []
+    for module, expected_best in ((RunModule(), 2), (Lower(), 3)):
+        best = BestCheckpoint(tmp_path / "best.ckpt", "valid/x")
+        patience = Patience("valid/x", patience=1)
+        saved.clear()
+        for epoch, value in enumerate([2.0, 3.0, 1.0], start=1):
+            trainer = SimpleNamespace(
+                sanity_checking=False,
+                callback_metrics={"valid/x": torch.tensor(value)},
+                current_epoch=epoch - 1,
+                save_checkpoint=lambda path, weights_only, e=epoch: saved.append(e),
+                should_stop=False,
+            )
+            best.on_validation_end(trainer, module)
+            patience.on_validation_end(trainer, module)
+        assert best.best_epoch == expected_best
+        assert saved == [1, expected_best]  # best.ckpt written at epoch 1, then at the better epoch
+        # higher: 3 at epoch 2 is the best, epoch 3 waits; lower: 1 at epoch 3 is the best, nothing waits
+        assert patience.wait == (1 if expected_best == 2 else 0)

@@ -111,8 +111,15 @@ class ValidateLastEpoch(Callback):
             trainer.check_val_every_n_epoch = 1
 
 
+def is_better(value: float, best: float, module: RunModule) -> bool:
+    """Strictly better: higher, or lower where the module declares ``lower_is_better`` (a loss, a
+    perplexity, a distance)."""
+    return value < best if module.lower_is_better else value > best
+
+
 class BestCheckpoint(Callback):
-    """best.ckpt whenever a validation gives a strictly better ``monitor`` (the first epoch wins a tie).
+    """best.ckpt whenever a validation gives a strictly better ``monitor`` (:func:`is_better`; the first
+    epoch wins a tie).
     Its state (best value and epoch) travels in every checkpoint; paths are the run folder's own, so a
     copied or moved run resumes with its own best.ckpt (Lightning's ModelCheckpoint stores absolute
     paths and forgets its best score when the folder moved)."""
@@ -130,7 +137,7 @@ class BestCheckpoint(Callback):
         if trainer.sanity_checking or self.monitor not in trainer.callback_metrics:
             return
         value = float(trainer.callback_metrics[self.monitor])
-        if self.best_value is None or value > self.best_value:
+        if self.best_value is None or is_better(value, self.best_value, pl_module):
             self.best_value, self.best_epoch = value, trainer.current_epoch + 1
             trainer.save_checkpoint(self.path, weights_only=False)
 
@@ -179,7 +186,7 @@ class Patience(Callback):
         if trainer.sanity_checking or self.monitor not in trainer.callback_metrics:
             return
         value = float(trainer.callback_metrics[self.monitor])
-        if self.best is None or value > self.best:
+        if self.best is None or is_better(value, self.best, pl_module):
             self.best, self.wait = value, 0
         else:
             self.wait += 1

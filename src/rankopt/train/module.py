@@ -37,6 +37,8 @@ class RunModule(pl.LightningModule):
     global step) before every step.
     """
 
+    lower_is_better = False  # the monitored metric: higher is better (map@r, top1) unless a task says so
+
     def __init__(self, seed: int = 0, monitor: str = "map@r", max_epochs: int = 1) -> None:
         super().__init__()
         self.seed, self.monitor, self.max_epochs = seed, monitor, max_epochs
