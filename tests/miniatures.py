@@ -93,15 +93,15 @@ def untimed(value):
     return value
 
 
-def kill_after_first_epoch(argv: list[str], run: Path, env: dict, timeout: float = 300) -> int:
+def kill_after_first_epoch(argv: list[str], run: Path, env: dict, timeout: float = 300, stage: str = "") -> int:
     """Start a training command writing into ``run`` and SIGKILL it the moment epoch 1's last.ckpt
-    appears (epoch 2 is then under way); returns its return code."""
+    appears (epoch 2 is then under way; ``stage``: of that stage's sub-folder); returns its return code."""
     import os
     import signal
     import subprocess
     import time
 
-    last = run / "checkpoints" / "last.ckpt"
+    last = run / stage / "checkpoints" / "last.ckpt"
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     deadline = time.time() + timeout
     while not last.exists() and proc.poll() is None and time.time() < deadline:

@@ -142,6 +142,8 @@ class Task:
     cli: ``"module:name"`` of the task's :class:`TaskCommand` (its own arguments, the summary's test line).
     backbone: where a run's checkpoint keeps the backbone another run may start from (a state-dict key
     prefix, e.g. ``"model.backbone."``), None if it has none; read by ``RunFolder.backbone_state``.
+    stages: a run made of several engine fits, each in its own sub-folder of the run (with its own
+    checkpoints/): a resume needs one of them to have a last.ckpt. Empty: one fit, in the run folder.
     """
 
     name: str
@@ -155,6 +157,7 @@ class Task:
     resumable: tuple[str, ...] = ()
     cli: str | None = None
     backbone: str | None = None
+    stages: tuple[str, ...] = ()
 
     def run_function(self) -> Callable[..., dict]:
         return _resolve(self.run)

@@ -430,7 +430,14 @@ class RunFolder:
         return cfg, changed
 
     def check_resumable(self) -> Path:
-        """The checkpoint a resume continues from; refused when the run never finished an epoch."""
+        """The checkpoint a resume continues from (of a staged task: the latest stage's); refused when
+        the run never finished an epoch."""
+        stages = get_task(self.config().task).stages
+        if stages:
+            found = [self.path / s / "checkpoints" / "last.ckpt" for s in stages]
+            found = [p for p in found if p.is_file()]
+            if found:
+                return found[-1]
         if not self.last_checkpoint.is_file():
             raise FileNotFoundError(
                 f"{self.path} has no checkpoints/last.ckpt to resume from "

@@ -24,6 +24,7 @@ def test_windows_cover_every_start_whose_waypoints_exist():
     w = make_windows(eps, frames=3, horizon=2, stride=2, step=1)
     # episode of 12 steps: starts 0..(12 − 3 − 4) = 0..5; of 9 steps: 0..2
     assert w.start.tolist() == [0, 1, 2, 3, 4, 5, 0, 1, 2] and w.episode.tolist() == [0] * 6 + [1] * 3
+    assert w.speed.tolist() == [10.0] * 9
     k = 4  # window of episode 0 starting at 4
     tokens, poses, commands = eps[0]
     assert torch.equal(w.tokens[k], torch.as_tensor(tokens[4:7]))

@@ -26,6 +26,7 @@ class Windows:
     waypoints: torch.Tensor  # (N, frames, horizon, 2) float32, ego frame of each step
     episode: torch.Tensor  # (N,) which episode each window comes from
     start: torch.Tensor  # (N,) its first step
+    speed: torch.Tensor  # (N,) the ego speed (m/s) at its last frame: the constant-velocity baseline's
 
     def __len__(self) -> int:
         return len(self.tokens)
@@ -39,7 +40,7 @@ def make_windows(
     step: int = 1,
 ) -> Windows:
     """Windows of every episode given as (tokens (T, h, w), poses (T, 4), commands (T,))."""
-    out = {k: [] for k in ("tokens", "commands", "waypoints", "episode", "start")}
+    out = {k: [] for k in ("tokens", "commands", "waypoints", "episode", "start", "speed")}
     for e, (tokens, poses, commands) in enumerate(episodes):
         last_start = len(tokens) - frames - stride * horizon  # the last step's waypoints must exist
         for s in range(0, last_start + 1, step):
@@ -48,6 +49,7 @@ def make_windows(
             out["waypoints"].append(np.stack([future_waypoints(poses, s + f, horizon, stride) for f in range(frames)]))
             out["episode"].append(e)
             out["start"].append(s)
+            out["speed"].append(poses[s + frames - 1, 3])
     if not out["tokens"]:
         raise ValueError(
             f"no window of {frames} frames with {horizon} × {stride} steps of waypoints fits in episodes of at most "
@@ -59,6 +61,7 @@ def make_windows(
         torch.as_tensor(np.stack(out["waypoints"]), dtype=torch.float32),
         torch.as_tensor(out["episode"]),
         torch.as_tensor(out["start"]),
+        torch.as_tensor(out["speed"], dtype=torch.float32),
     )
 
 
