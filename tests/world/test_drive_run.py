@@ -115,3 +115,16 @@ def test_bad_episode_folders_are_named(driven, tmp_path, capsys, monkeypatch):
     assert main(["drive", *TINY, "--set", f"train.run_dir={tmp_path / 'c'}"]) == 2
     assert "rankopt drive needs highway-env: pip install 'rankopt[world]'" in capsys.readouterr().err
     assert not np.any([p.name == "checkpoints" for p in (tmp_path / "c").rglob("*")])
+
+
+def test_the_report_of_a_driving_run_in_the_browser(driven, tmp_path):
+    sys.path.insert(0, str(Path(__file__).parents[1] / "report"))
+    from test_report_browser import report_in_browser
+
+    run, out = driven
+    shown, content, figures = report_in_browser(run, tmp_path / "drive.html")
+    assert shown["min_ade@1"] == f"{out['test']['min_ade@1']:.4f}"
+    assert shown["constant_velocity_ade"] == f"{out['constant_velocity']['min_ade@1']:.4f}"
+    for title in ("Closed loop", "Generated frames", "Trajectories"):
+        assert title in content
+    assert figures >= 4  # training curve, closed loop, rollouts, trajectories

@@ -88,3 +88,20 @@ def test_shapes_are_checked(model):
         model.gpt(torch.cat([tokens, tokens[:, :1]], 1))
     with pytest.raises(ValueError, match="5 waypoints per block; the action expert predicts 4"):
         model(tokens, torch.zeros(2, FRAMES, 5, 2), command, t)
+
+
+def test_generated_frame_is_the_greedy_chain_of_next_tokens(model):
+    from rankopt.world.models import generate_frame
+
+    tokens, *_ = _inputs()
+    context = tokens[:, :2]
+    frame = generate_frame(model.gpt, context, temperature=0)
+    assert frame.shape == (2, H, W)
+    # by hand: each token is the argmax given the context and the tokens generated before it (the GPT is
+    # causal, so what fills the rest of the frame does not matter)
+    seq = torch.cat([context.reshape(2, -1), torch.zeros(2, H * W, dtype=torch.long)], 1)
+    with torch.no_grad():
+        for i in range(H * W):
+            pos = 2 * H * W + i
+            seq[:, pos] = model.gpt(seq.reshape(2, FRAMES, H, W))[:, pos - 1].argmax(-1)
+    assert torch.equal(frame.reshape(2, -1), seq[:, 2 * H * W :])

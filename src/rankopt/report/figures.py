@@ -8,7 +8,17 @@ import re
 
 import numpy as np
 
-__all__ = ["svg", "histogram", "lines", "bars", "grouped_bars", "grounding_scenes", "thumbnail"]
+__all__ = [
+    "svg",
+    "histogram",
+    "lines",
+    "bars",
+    "grouped_bars",
+    "grounding_scenes",
+    "rollouts",
+    "trajectories",
+    "thumbnail",
+]
 
 
 def _plt():
@@ -155,6 +165,43 @@ def grounding_scenes(examples: list[dict], columns: int = 3):
             color = "tab:blue" if e["right"] else "tab:red"
             ax.add_patch(Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, ec=color, lw=1.6))
         ax.set_title(e["expression"], fontsize=7)
+    return fig
+
+
+def rollouts(frames: np.ndarray, generated: np.ndarray):
+    """Rows of test windows: the context frames and the real last frame (through the tokenizer), then
+    the GPT's generated last frame. frames (N, T, H, W), generated (N, H, W), uint8."""
+    plt = _plt()
+    n, t = frames.shape[:2]
+    fig, axes = plt.subplots(n, t + 1, figsize=(1.6 * (t + 1), 0.9 * n + 0.3), squeeze=False)
+    for i in range(n):
+        for j in range(t + 1):
+            ax = axes[i, j]
+            ax.imshow(frames[i, j] if j < t else generated[i], cmap="gray", vmin=0, vmax=255)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if i == 0:
+                ax.set_title(
+                    "generated" if j == t else ("real, last" if j == t - 1 else f"context {j + 1}"), fontsize=7
+                )
+    return fig
+
+
+def trajectories(samples: np.ndarray, truth: np.ndarray, constant: np.ndarray):
+    """Per test window: the sampled trajectories (blue), the expert's (black) and constant velocity
+    (grey, dashed), in the ego frame (x ahead, y to the right; metres)."""
+    plt = _plt()
+    n = len(truth)
+    fig, axes = plt.subplots(1, n, figsize=(2.0 * n, 2.2), squeeze=False)
+    for i, ax in enumerate(axes[0]):
+        for s in samples[i]:
+            ax.plot(s[:, 0], s[:, 1], "-", color="tab:blue", lw=0.8, alpha=0.7)
+        ax.plot(truth[i][:, 0], truth[i][:, 1], "k.-", lw=1.2)
+        ax.plot(constant[i][:, 0], constant[i][:, 1], "--", color="0.5", lw=1)
+        ax.plot([0], [0], "k^", ms=5)
+        ax.invert_yaxis()  # y to the right of the car, drawn downwards as in the frames
+        ax.set_xlabel("ahead (m)", fontsize=7)
+    axes[0, 0].set_ylabel("right (m)", fontsize=7)
     return fig
 
 

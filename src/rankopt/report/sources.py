@@ -64,11 +64,12 @@ def load_source(
             "ssl": _ssl_run,
             "prompts": _prompt_run,
             "grounding": _grounding_run,
+            "world": _world_run,
         }
         if cfg.task not in readers:
             raise ValueError(
-                f"rankopt report reads image, recommendation, pre-training, prompt and grounding runs; {p} is a "
-                f"{cfg.task} run"
+                f"rankopt report reads image, recommendation, pre-training, prompt, grounding and driving runs; "
+                f"{p} is a {cfg.task} run"
             )
         return readers[cfg.task](folder, cfg, with_rankings, progress or _no_progress)
     if p.suffix == ".npz" or p.is_file():
@@ -311,6 +312,67 @@ def _grounding_run(folder: RunFolder, cfg, with_rankings: bool, progress=_no_pro
         None,
         config=folder.saved_config(),
         notes=["A grounding run: one chosen box per expression; the candidates' ranking is summarised by MRR.", *notes],
+        data_fingerprint=folder.data_fingerprint(test=True),
+        sections=sections,
+    )
+
+
+def _world_run(folder: RunFolder, cfg, with_rankings: bool, progress=_no_progress) -> Source:
+    """A driving run: closed-loop collision rate and progress of VaVAM beside constant velocity and the
+    IDM expert, the GPT's generated frames beside the real ones, sampled trajectories."""
+    from rankopt.report import figures
+
+    out = folder.metrics()
+    ids, columns = folder.read_per_query("query")
+    policies = {"VaVAM": out["test"], "constant velocity": out["constant_velocity"], "IDM expert": out["expert"]}
+    sections = [
+        (
+            "Closed loop",
+            figures.svg(
+                figures.bars(list(policies), [p["collision_rate"] for p in policies.values()], "collision rate")
+            ),
+            f"{out['test']['episodes']} episodes per policy over the scenarios {', '.join(cfg.closed_loop.scenarios)}; "
+            "progress (m): " + ", ".join(f"{k} {v['progress']:.1f}" for k, v in policies.items()),
+        )
+    ]
+    notes = []
+    try:
+        ex = np.load(folder.file("examples.npz"))
+    except (OSError, ValueError) as err:
+        notes.append(f"No rollouts or trajectories: {' '.join(str(err).split())}")
+    else:
+        sections.append(
+            (
+                "Generated frames",
+                figures.svg(figures.rollouts(ex["frames"], ex["generated"])),
+                "test windows: the context and the real last frame (through the tokenizer), and the last frame the "
+                "GPT generates from the context",
+            )
+        )
+        sections.append(
+            (
+                "Trajectories",
+                figures.svg(figures.trajectories(ex["samples"], ex["truth"], ex["constant_velocity"])),
+                "the last frame's future: sampled by VaVAM (blue), driven by the expert (black), constant velocity "
+                "(grey, dashed); ego frame",
+            )
+        )
+    metrics = {k: float(v) for k, v in out["test"].items() if k != "episodes"}
+    if out.get("perplexity") is not None:
+        metrics["perplexity"] = float(out["perplexity"])
+        metrics["copy_last_frame_perplexity"] = float(out["copy_last_frame_perplexity"])
+    return Source(
+        "retrieval",
+        f"highway-env · VaVAM · GPT width {cfg.gpt.width}" + ("" if cfg.gpt.pretrained else " (not pre-trained)"),
+        folder.path,
+        metrics,
+        columns,
+        ids,
+        out.get("history", []),
+        out.get("selection"),
+        None,
+        config=folder.saved_config(),
+        notes=["A driving run: per-query values are per test window (its last frame's trajectory).", *notes],
         data_fingerprint=folder.data_fingerprint(test=True),
         sections=sections,
     )

@@ -24,7 +24,7 @@ from torch import nn
 
 from rankopt.world.masks import joint_attention_mask
 
-__all__ = ["VideoGPT", "ActionExpert", "JointModel", "time_embedding"]
+__all__ = ["VideoGPT", "ActionExpert", "JointModel", "time_embedding", "generate_frame"]
 
 
 class _MLP(nn.Module):
@@ -106,6 +106,24 @@ class VideoGPT(nn.Module):
         return self.logits(x)
 
 
+@torch.no_grad()
+def generate_frame(gpt: VideoGPT, context: torch.Tensor, generator: torch.Generator | None = None, temperature=1.0):
+    """The next frame's tokens after ``context`` (B, T, h, w), T < gpt.frames, drawn one token at a time
+    from the GPT (temperature 0: the most likely token) → (B, h, w)."""
+    b, t, h, w = context.shape
+    tokens = torch.cat([context, torch.zeros(b, 1, h, w, dtype=context.dtype, device=context.device)], 1)
+    flat = tokens.reshape(b, -1)
+    start = t * h * w
+    for i in range(h * w):
+        logits = gpt(flat.reshape(b, t + 1, h, w))[:, start + i - 1]  # position p predicts token p + 1
+        if temperature == 0:
+            flat[:, start + i] = logits.argmax(-1)
+        else:
+            probs = (logits / temperature).softmax(-1)
+            flat[:, start + i] = torch.multinomial(probs, 1, generator=generator)[:, 0]
+    return flat[:, start:].reshape(b, h, w)
+
+
 def time_embedding(t: torch.Tensor, dim: int, max_period: float = 10_000.0) -> torch.Tensor:
     """The flow time's sinusoidal embedding (B,) → (B, dim): sin then cos of t·exp(−k log(P)/(dim/2 − 1))."""
     half = dim // 2
@@ -161,3 +179,26 @@ class JointModel(nn.Module):
             v, a = gb.finish(v, y[:, :, :n_v]), ab.finish(a, y[:, :, n_v:])
         velocity = self.expert.decoder(self.expert.ln_f(a)).reshape(actions.shape)
         return (velocity, self.gpt.logits(v)) if return_logits else velocity
+
+    @torch.no_grad()
+    def visual_cache(self, tokens: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Each layer's visual keys and values of a context (B, T, h, w): what every sampling step of
+        the action expert reads again (the authors' KV cache)."""
+        v = self.gpt.embed(tokens)
+        s = v.shape[1]
+        causal = torch.ones(s, s, dtype=torch.bool, device=v.device).tril()
+        cache = []
+        for block in self.gpt.blocks:
+            q, k, vv = block.qkv(v)
+            cache.append((k, vv))
+            v = block.finish(v, _attend(q, k, vv, causal))
+        return cache
+
+    def last_block_velocity(self, cache, actions: torch.Tensor, command: torch.Tensor, t: torch.Tensor):
+        """The velocity of one action block after the whole context (the authors' inference mask: it
+        sees every visual token and itself): actions (B, H, 2), command (B,), t (B,) → (B, H, 2)."""
+        a = self.expert.embed(actions[:, None], command[:, None], t[:, None])
+        for (vk, vv), ab in zip(cache, self.expert.blocks):
+            aq, ak, av = ab.qkv(a)
+            a = ab.finish(a, _attend(aq, torch.cat([vk, ak], 2), torch.cat([vv, av], 2), None))
+        return self.expert.decoder(self.expert.ln_f(a)).reshape(actions.shape)

@@ -26,7 +26,7 @@ from rankopt.world.sequences import Windows, copy_last_frame_nll
 from rankopt.world.tokenizer import VQVAE
 from rankopt.world.trajectories import min_ade
 
-__all__ = ["TokenizerModule", "VideoModule", "ActionModule", "StageData", "window_tensors"]
+__all__ = ["TokenizerModule", "VideoModule", "ActionModule", "StageData", "PerWindow", "window_tensors"]
 
 
 def window_tensors(w: Windows) -> TensorDataset:
@@ -206,6 +206,15 @@ class ActionModule(_Means):
         k = np.arange(1, self.a.horizon + 1) * self.a.stride * self.dt
         cv = torch.stack([speed[:, None] * torch.as_tensor(k, dtype=speed.dtype), torch.zeros(len(speed), len(k))], -1)
         n = len(tokens)
+        for i in range(n):
+            self._rows.append(
+                {
+                    "query": len(self._rows),
+                    "min_ade@1": float(min_ade(samples[i : i + 1], truth[i : i + 1], 1)),
+                    f"min_ade@{self.a.samples}": float(min_ade(samples[i : i + 1], truth[i : i + 1], self.a.samples)),
+                    "constant_velocity_ade": float(min_ade(cv[i : i + 1, None], truth[i : i + 1], 1)),
+                }
+            )
         self._add(
             **{
                 "min_ade@1": (float(min_ade(samples, truth, 1).sum()), n),
@@ -216,8 +225,29 @@ class ActionModule(_Means):
 
     validation_step = test_step = lambda self, batch, batch_idx: self._score(batch)
 
+    def on_validation_epoch_start(self) -> None:
+        self._reset()
+        self._rows: list[dict] = []
+
+    on_test_epoch_start = on_validation_epoch_start
+
     def on_validation_epoch_end(self) -> None:
         self._validated(self._means())
 
     def on_test_epoch_end(self) -> None:
         self.test_metrics = self._means()
+        self.test_per_query = PerWindow(self._rows)
+
+
+class PerWindow:
+    """test_per_query.csv of a driving run: one row per test window (its last frame's trajectory)."""
+
+    def __init__(self, rows: list[dict]) -> None:
+        self.rows = rows
+
+    def write_csv(self, path) -> None:
+        from rankopt.atomic import atomic_write_text
+
+        keys = list(self.rows[0])
+        lines = [",".join(keys)] + [",".join(repr(r[k]) for k in keys) for r in self.rows]
+        atomic_write_text(path, "\n".join(lines) + "\n")

@@ -5,9 +5,9 @@
   flow time per (window, frame) from the time law, the joint model's velocity at ψ_t regressed on
   dψ/dt (``rankopt.world.flow``).
 * :func:`sample_trajectories` — K trajectories for the last frame of each context: Euler integration
-  of the last action block's velocity from fresh noise. The last block sees its own tokens and every
-  frame, and nothing of the other blocks, so this is the authors' inference (one action block after
-  the context) computed with the training mask; the other blocks' inputs are zeros.
+  of the last action block's velocity from fresh noise, the visual keys and values computed once (the
+  authors' inference: one action block after the context, seeing all of it). Under the training mask
+  the last block sees exactly that too, so both give the same velocity (tested).
 """
 
 from __future__ import annotations
@@ -59,17 +59,15 @@ def sample_trajectories(
     steps: int = 10,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
-    """(B, k, H, 2) trajectories in metres for the last frame of each window."""
-    b, frames = commands.shape
+    """(B, k, H, 2) trajectories in metres for the last frame of each window: the visual keys and
+    values computed once, then Euler integration of the last action block alone."""
+    b = len(tokens)
     horizon = model.expert.horizon
-    rep = lambda x: x.repeat_interleave(k, 0)  # every window k times: one sample per copy
-    toks, cmds = rep(tokens), rep(commands)
-    rest = torch.zeros(b * k, frames - 1, horizon, 2, device=tokens.device)
+    cache = [(kk.repeat_interleave(k, 0), vv.repeat_interleave(k, 0)) for kk, vv in model.visual_cache(tokens)]
+    command = commands[:, -1].repeat_interleave(k, 0)  # every window k times: one sample per copy
 
     def velocity(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        actions = torch.cat([rest, x[:, None]], 1)
-        times = torch.cat([torch.zeros(b * k, frames - 1, device=x.device), t[:, None]], 1)
-        return model(toks, actions, cmds, times)[:, -1]
+        return model.last_block_velocity(cache, x, command, t)
 
     noise = torch.randn(b * k, horizon, 2, generator=generator).to(tokens.device)
     return (euler_sample(velocity, noise, steps) * scale).reshape(b, k, horizon, 2)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +21,7 @@ from rankopt.train.engine import fit
 from rankopt.world.closed_loop import drive
 from rankopt.world.config import WorldRunConfig
 from rankopt.world.episodes import read_episodes, record_episodes
-from rankopt.world.models import ActionExpert, JointModel, VideoGPT
+from rankopt.world.models import ActionExpert, JointModel, VideoGPT, generate_frame
 from rankopt.world.module import ActionModule, StageData, TokenizerModule, VideoModule, window_tensors
 from rankopt.world.objectives import sample_trajectories
 from rankopt.world.sequences import copy_rate, make_windows
@@ -56,6 +57,8 @@ def _stage(module, data, stage_dir: Path, epochs: int, cfg: WorldRunConfig, prog
     module.load_state_dict(torch.load(best, map_location="cpu", weights_only=True)["state_dict"])
     out = {k: result[k] for k in ("test", "selection", "valid", "history")}
     if result["is_global_zero"]:
+        if result["test_per_query"] is not None:
+            result["test_per_query"].write_csv(stage_dir / "test_per_query.csv")
         atomic_write_text(done, json.dumps(out, indent=1))
     return out
 
@@ -116,7 +119,8 @@ def drive_run(cfg: WorldRunConfig, folder: RunFolder, resume: Path | None = None
             (vqvae.encode(torch.from_numpy(e.frames)[:, None].float() / 255).numpy(), e.poses, e.commands)
             for e in loaded[split]
         ]
-        return make_windows(eps, g.frames, a.horizon, a.stride)
+        # every start for training; every third for valid / test (neighbouring windows share most frames)
+        return make_windows(eps, g.frames, a.horizon, a.stride, step=1 if split == "train" else 3)
 
     win = {s: windows(s) for s in ("train", "valid", "test")}
     h, w = win["train"].tokens.shape[2:]
@@ -135,6 +139,9 @@ def drive_run(cfg: WorldRunConfig, folder: RunFolder, resume: Path | None = None
     action = _stage(ActionModule(joint, cfg, t.seed), data, folder.path / "vavam", a.epochs, cfg, progress)
     joint.eval()
 
+    if is_rank_zero():
+        _write_examples(folder, cfg, vqvae, joint, win["test"])
+
     # 4. closed loop
     loop = _closed_loop(cfg, vqvae, joint)
     out = {
@@ -152,8 +159,32 @@ def drive_run(cfg: WorldRunConfig, folder: RunFolder, resume: Path | None = None
         "run_dir": str(folder.path),
     }
     if is_rank_zero():
+        shutil.copyfile(folder.path / "vavam" / "test_per_query.csv", folder.per_query_path)  # per test window
         folder.write_results(out)
     return out
+
+
+@torch.no_grad()
+def _write_examples(folder: RunFolder, cfg: WorldRunConfig, vqvae: VQVAE, joint: JointModel, test, n: int = 4) -> None:
+    """examples.npz for the report: for the first ``n`` test windows, the context frames and the real
+    last frame (through the tokenizer), the GPT's generated last frame, and the sampled, true and
+    constant-velocity trajectories of the last frame."""
+    a = cfg.action
+    gen = torch.Generator().manual_seed(cfg.train.seed)
+    tokens, commands, waypoints, speed = (x[:n] for x in (test.tokens, test.commands, test.waypoints, test.speed))
+    real = vqvae.decode(tokens.flatten(0, 1)).reshape(*tokens.shape[:2], *vqvae.decode(tokens[:1, 0]).shape[-2:])
+    generated = vqvae.decode(generate_frame(joint.gpt, tokens[:, :-1], gen, temperature=1.0))[:, 0]
+    samples = sample_trajectories(joint, tokens, commands, a.samples, scale=a.scale, steps=a.euler_steps, generator=gen)
+    k = np.arange(1, a.horizon + 1) * a.stride / 5.0
+    cv = np.stack([speed.numpy()[:, None] * k, np.zeros((len(speed), len(k)))], -1)
+    np.savez_compressed(
+        folder.file("examples.npz"),
+        frames=(real.numpy() * 255).round().astype(np.uint8),
+        generated=(generated.numpy() * 255).round().astype(np.uint8),
+        samples=samples.numpy(),
+        truth=waypoints[:, -1].numpy(),
+        constant_velocity=cv,
+    )
 
 
 def _closed_loop(cfg: WorldRunConfig, vqvae: VQVAE, joint: JointModel) -> dict:
