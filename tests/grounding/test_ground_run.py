@@ -30,6 +30,7 @@ TINY = [
     "--set", "train.epochs=2",
     "--set", "model.lora_rank=2",
     "--set", "prompt.max_new_tokens=3",
+    "--set", "model.lora_layers=null",
 ]  # fmt: skip
 
 
