@@ -33,6 +33,9 @@ class TokenizerConfig:
     codes: int = setting(128, help="VQ codebook size (authors' LlamaGen tokenizer: 16,384)")
     dim: int = setting(16, help="code dimension")
     width: int = setting(32, help="encoder / decoder channels")
+    dead_after: int = setting(
+        100, help="training steps a code may stay unused before it is re-initialised on an encoder output"
+    )
     epochs: int = setting(4, help="training epochs over the training frames")
     lr: float = setting(2e-3, help="Adam learning rate")
 
@@ -101,6 +104,7 @@ class WorldRunConfig:
             ("data.episodes", d.episodes),
             ("data.steps", d.steps),
             ("tokenizer.epochs", k.epochs),
+            ("tokenizer.dead_after", k.dead_after),
             ("gpt.frames", g.frames),
             ("gpt.layers", g.layers),
             ("gpt.epochs", g.epochs),

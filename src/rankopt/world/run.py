@@ -102,7 +102,7 @@ def drive_run(cfg: WorldRunConfig, folder: RunFolder, resume: Path | None = None
         s: torch.from_numpy(np.concatenate([e.frames for e in eps]))[:, None].float() / 255 for s, eps in loaded.items()
     }
     k = cfg.tokenizer
-    vqvae = VQVAE(k.codes, k.dim, k.width)
+    vqvae = VQVAE(k.codes, k.dim, k.width, dead_after=k.dead_after)
     tok = _stage(
         TokenizerModule(vqvae, k.lr, t.seed, k.epochs),
         StageData(*(TensorDataset(frames[s]) for s in ("train", "valid", "test")), 4 * t.batch_size, t.seed),
