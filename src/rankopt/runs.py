@@ -54,6 +54,7 @@ __all__ = [
     "SplitItems",
     "RunLockedError",
     "DataChangedError",
+    "PerQueryRows",
     "fingerprint",
     "is_rank_zero",
     "RESUMABLE",
@@ -78,6 +79,19 @@ RESUMABLE = (
     "data.num_workers",
     "data.root",
 )
+
+
+class PerQueryRows:
+    """A task's test_per_query.csv from a list of dicts, one per query (the first key: its id column;
+    the same keys in every row), written atomically. What ``RunFolder.write_results`` takes."""
+
+    def __init__(self, rows: list[dict]) -> None:
+        self.rows = rows
+
+    def write_csv(self, path) -> None:
+        keys = list(self.rows[0])
+        lines = [",".join(keys)] + [",".join(str(r[k]) for k in keys) for r in self.rows]
+        atomic_write_text(path, "\n".join(lines) + "\n")
 
 
 class RunLockedError(OSError):

@@ -16,7 +16,6 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from rankopt.atomic import atomic_write_text
 from rankopt.data.samplers import ShuffleBatchSampler
 from rankopt.grounding.data import Sample
 from rankopt.grounding.language_model import (
@@ -30,9 +29,10 @@ from rankopt.grounding.language_model import (
 from rankopt.grounding.prompt import parse_answer, permuted_label
 from rankopt.grounding.scenes import box_iou
 from rankopt.metrics import rank_metrics
+from rankopt.runs import PerQueryRows
 from rankopt.train.module import RunModule
 
-__all__ = ["GroundingModule", "GroundingData", "Prompts", "PerSample", "RANK_METRICS"]
+__all__ = ["GroundingModule", "GroundingData", "Prompts", "RANK_METRICS"]
 
 RANK_METRICS = ("mrr", "hit@1", "hit@3")
 
@@ -104,20 +104,6 @@ def chosen_right(sample: Sample, index: int | None) -> bool:
     if index is None:
         return False
     return bool(box_iou(sample.boxes[index][None], np.asarray(sample.gt)[None])[0, 0] > 0.5)
-
-
-class PerSample:
-    """test_per_query.csv of a grounding run: one row per test expression (numbers only: the
-    expressions and the models' words are in answers.json). ``*_answer``: the chosen index, −1 when
-    the answer had none or one beyond the candidates."""
-
-    def __init__(self, rows: list[dict]) -> None:
-        self.rows = rows
-
-    def write_csv(self, path) -> None:
-        keys = list(self.rows[0])
-        lines = [",".join(keys)] + [",".join(str(r[k]) for k in keys) for r in self.rows]
-        atomic_write_text(path, "\n".join(lines) + "\n")
 
 
 class GroundingModule(RunModule):
@@ -251,7 +237,10 @@ class GroundingModule(RunModule):
         summary["proposer"] = self._summarise(rows, "proposer_p@1")
         self.test_metrics = summary["tuned"]
         self.extra = {"zero_shot": summary["zero_shot"], "proposer": summary["proposer"]}
-        self.test_per_query = PerSample(rows)
+        # test_per_query.csv: one row per test expression (numbers only: the expressions and the models'
+        # words are in answers.json); *_answer is the chosen index, −1 when the answer had none or one
+        # beyond the candidates
+        self.test_per_query = PerQueryRows(rows)
 
     @staticmethod
     def _summarise(rows, key: str, ranking: dict | None = None, errors: list[str] | None = None) -> dict:

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
+from rankopt.runs import PerQueryRows
 from rankopt.train.module import RunModule
 from rankopt.world.models import JointModel, VideoGPT
 from rankopt.world.objectives import flow_matching_step, next_token_loss, sample_trajectories
@@ -26,7 +27,7 @@ from rankopt.world.sequences import Windows, copy_last_frame_nll
 from rankopt.world.tokenizer import VQVAE
 from rankopt.world.trajectories import min_ade
 
-__all__ = ["TokenizerModule", "VideoModule", "ActionModule", "StageData", "PerWindow", "window_tensors"]
+__all__ = ["TokenizerModule", "VideoModule", "ActionModule", "StageData", "window_tensors"]
 
 
 def window_tensors(w: Windows) -> TensorDataset:
@@ -236,18 +237,4 @@ class ActionModule(_Means):
 
     def on_test_epoch_end(self) -> None:
         self.test_metrics = self._means()
-        self.test_per_query = PerWindow(self._rows)
-
-
-class PerWindow:
-    """test_per_query.csv of a driving run: one row per test window (its last frame's trajectory)."""
-
-    def __init__(self, rows: list[dict]) -> None:
-        self.rows = rows
-
-    def write_csv(self, path) -> None:
-        from rankopt.atomic import atomic_write_text
-
-        keys = list(self.rows[0])
-        lines = [",".join(keys)] + [",".join(repr(r[k]) for k in keys) for r in self.rows]
-        atomic_write_text(path, "\n".join(lines) + "\n")
+        self.test_per_query = PerQueryRows(self._rows)  # one row per test window (its last frame's future)

@@ -54,7 +54,7 @@ def _stage(module, data, stage_dir: Path, epochs: int, cfg: WorldRunConfig, prog
         precision=t.precision,
         progress=progress,
     )
-    module.load_state_dict(torch.load(best, map_location="cpu", weights_only=True)["state_dict"])
+    # the engine's test has loaded the selected (best) weights into the module already
     out = {k: result[k] for k in ("test", "selection", "valid", "history")}
     if result["is_global_zero"]:
         if result["test_per_query"] is not None:
