@@ -10,7 +10,7 @@ from rankopt.world.tokenizer import VQVAE, VectorQuantizer
 
 
 def _quantizer(codebook) -> VectorQuantizer:
-    q = VectorQuantizer(len(codebook), len(codebook[0]), beta=0.25, dead_after=2)
+    q = VectorQuantizer(len(codebook), len(codebook[0]), beta=0.25, dead_after=2, data_init=False)
     with torch.no_grad():
         q.codebook.copy_(torch.tensor(codebook, dtype=torch.float32))
     return q
@@ -65,6 +65,26 @@ def test_dead_codes_restart_on_encoder_vectors():
     assert torch.equal(q.codebook.detach(), before)  # never in evaluation
     u = q.usage(torch.tensor([0, 0, 1, 1]))
     assert u["codes_used"] == pytest.approx(2 / 3) and u["perplexity"] == pytest.approx(2.0)
+
+
+def test_the_first_training_batch_initialises_the_codebook_to_distinct_encoder_vectors():
+    g = torch.Generator().manual_seed(3)
+    z = torch.randn(2, 3, 4, 5, generator=g)  # 40 encoder vectors of dimension 3
+    vectors = {tuple(v) for v in z.permute(0, 2, 3, 1).reshape(-1, 3).tolist()}
+    q = VectorQuantizer(16, 3)
+    q.eval()
+    q(z)  # evaluation never initialises
+    assert q.needs_init.item() and not any(tuple(c) in vectors for c in q.codebook.tolist())
+    q.train()
+    _, codes, loss = q(z)
+    chosen = [tuple(c) for c in q.codebook.tolist()]
+    assert all(c in vectors for c in chosen) and len(set(chosen)) == 16
+    assert not q.needs_init.item() and len(codes.unique()) == 16  # every code is some vector's nearest
+    after = q.codebook.detach().clone()
+    q(z + 1)
+    assert torch.equal(q.codebook.detach(), after)  # only once (no code idle for dead_after steps yet)
+    state = VectorQuantizer(16, 3).state_dict()
+    assert "needs_init" in state  # checkpointed: a resumed run does not initialise again
 
 
 def test_vqvae_shapes_and_bad_frames():

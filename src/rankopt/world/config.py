@@ -34,7 +34,7 @@ class TokenizerConfig:
     dim: int = setting(16, help="code dimension")
     width: int = setting(32, help="encoder / decoder channels")
     dead_after: int = setting(
-        100, help="training steps a code may stay unused before it is re-initialised on an encoder output"
+        10, help="training steps a code may stay unused before it is re-initialised on an encoder output"
     )
     epochs: int = setting(4, help="training epochs over the training frames")
     lr: float = setting(2e-3, help="Adam learning rate")

@@ -3,9 +3,11 @@ tokenizer VaViM reads (downsample 16, 16,384 codes; no weights offline).
 
 Quantiser: each encoder vector z goes to its nearest code e (squared L2); the decoder reads
 z + sg(e − z), so the gradient passes straight through to the encoder. Losses: reconstruction (MSE) +
-‖sg(z) − e‖² (moves the codes) + β‖z − sg(e)‖² (commitment, β = 0.25). Codebook usage is counted;
-a code unused for ``dead_after`` training steps is re-initialised to a random encoder vector of the
-current batch, so that the codebook does not collapse onto a few codes.
+‖sg(z) − e‖² (moves the codes) + β‖z − sg(e)‖² (commitment, β = 0.25). Codebook usage is counted.
+Two guards against a collapsed codebook: the first training batch initialises the codes to distinct
+encoder vectors (the tiny uniform init sits far from the encoder's outputs, so a handful of codes win
+every vector: measured 4 of 128 used), and a code unused for ``dead_after`` training steps is
+re-initialised to a random encoder vector of the current batch.
 """
 
 from __future__ import annotations
@@ -18,13 +20,16 @@ __all__ = ["VectorQuantizer", "VQVAE"]
 
 
 class VectorQuantizer(nn.Module):
-    def __init__(self, n_codes: int, dim: int, beta: float = 0.25, dead_after: int = 100) -> None:
+    def __init__(
+        self, n_codes: int, dim: int, beta: float = 0.25, dead_after: int = 10, data_init: bool = True
+    ) -> None:
         super().__init__()
         if n_codes < 2 or dim < 1:
             raise ValueError(f"n_codes={n_codes}, dim={dim}: a codebook needs at least 2 codes of 1 dimension")
         self.n_codes, self.dim, self.beta, self.dead_after = n_codes, dim, beta, dead_after
         self.codebook = nn.Parameter(torch.empty(n_codes, dim).uniform_(-1 / n_codes, 1 / n_codes))
         self.register_buffer("idle_steps", torch.zeros(n_codes, dtype=torch.long))  # since each code was last used
+        self.register_buffer("needs_init", torch.tensor(data_init))  # a buffer: a resumed run does not redo it
 
     def nearest(self, flat: torch.Tensor) -> torch.Tensor:
         """(N,) index of the nearest code of each row of ``flat`` (N, dim); the lowest index on a tie."""
@@ -36,6 +41,8 @@ class VectorQuantizer(nn.Module):
         codebook + commitment loss)."""
         b, d, h, w = z.shape
         flat = z.permute(0, 2, 3, 1).reshape(-1, d)
+        if self.training and self.needs_init:
+            self._init_from(flat.detach())
         codes = self.nearest(flat.detach())
         e = self.codebook[codes]
         loss = F.mse_loss(e, flat.detach()) + self.beta * F.mse_loss(flat, e.detach())
@@ -43,6 +50,15 @@ class VectorQuantizer(nn.Module):
         if self.training:
             self._restart_dead(flat.detach(), codes)
         return straight.reshape(b, h, w, d).permute(0, 3, 1, 2), codes.reshape(b, h, w), loss
+
+    @torch.no_grad()
+    def _init_from(self, flat: torch.Tensor) -> None:
+        # distinct vectors while the batch has enough of them (repeats otherwise: the restarts spread them)
+        pick = torch.randperm(len(flat), device=flat.device)[: self.n_codes]
+        if len(pick) < self.n_codes:
+            pick = torch.cat([pick, torch.randint(len(flat), (self.n_codes - len(pick),), device=flat.device)])
+        self.codebook.copy_(flat[pick])
+        self.needs_init.fill_(False)
 
     @torch.no_grad()
     def _restart_dead(self, flat: torch.Tensor, codes: torch.Tensor) -> None:
@@ -71,7 +87,7 @@ def _block(c_in: int, c_out: int, down: bool) -> nn.Sequential:
 class VQVAE(nn.Module):
     """Grey frames (B, 1, H, W) in [0, 1] → a (H/4 × W/4) grid of codes → frames. ``width``: channels."""
 
-    def __init__(self, n_codes: int = 128, dim: int = 16, width: int = 32, beta: float = 0.25, dead_after: int = 100):
+    def __init__(self, n_codes: int = 128, dim: int = 16, width: int = 32, beta: float = 0.25, dead_after: int = 10):
         super().__init__()
         self.encoder = nn.Sequential(_block(1, width, True), _block(width, width, True), nn.Conv2d(width, dim, 1))
         self.quantizer = VectorQuantizer(n_codes, dim, beta, dead_after)
