@@ -221,8 +221,19 @@ def test_ctrl_c_mid_epoch_says_interrupted_and_exits_130(fashion, tmp_path):
     deadline = time.time() + 300
     while not (run / "checkpoints" / "last.ckpt").exists() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.05)
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=300)
+    # Python drops a KeyboardInterrupt raised inside a finaliser ("Exception ignored in ..."), so one
+    # Ctrl-C can be lost whatever the program does (seen once under load: the run went on to finish).
+    # A user presses again; so does the test, and it is still one exit with 130.
+    for _ in range(6):  # a handled Ctrl-C ignores the later ones (Lightning): pressing again is harmless
+        proc.send_signal(signal.SIGINT)
+        try:
+            _, err = proc.communicate(timeout=20)
+            break
+        except subprocess.TimeoutExpired:
+            continue
+    else:
+        proc.kill()
+        pytest.fail("six SIGINTs, 20 s apart, did not stop the run")
     assert proc.returncode == 130, err[-2000:]
     assert "rankopt: interrupted" in err and "--resume continues" in err
     resumed = subprocess.run(
