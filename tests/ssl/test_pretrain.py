@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from miniatures import kill_after_first_epoch, untimed, write_fashion
+from miniatures import InBackground, kill_after_first_epoch, untimed, write_fashion
 from rankopt.cli import main
 
 TINY = [
@@ -205,12 +205,11 @@ def test_sigkill_mid_epoch_then_resume_equals_uninterrupted(fashion, tmp_path):
     rankopt = str(Path(sys.executable).parent / "rankopt")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     args = [rankopt, "pretrain", "--data-dir", str(fashion), "--set", "train.epochs=3", *TINY]
-    straight = subprocess.run(
-        [*args, "--run-dir", str(tmp_path / "straight")], capture_output=True, text=True, env=env, timeout=600
-    )
-    assert straight.returncode == 0, straight.stderr[-2000:]
+    straight = InBackground([*args, "--run-dir", str(tmp_path / "straight")], env)
     run = tmp_path / "killed"
     assert kill_after_first_epoch([*args, "--run-dir", str(run)], run, env) == -signal.SIGKILL
+    straight = straight.result()
+    assert straight.returncode == 0, straight.stderr[-2000:]
     assert not (run / "metrics.json").exists()
     resumed = subprocess.run(
         [rankopt, "pretrain", "--resume", str(run), "--json"], capture_output=True, text=True, env=env, timeout=600
