@@ -36,7 +36,7 @@ class TokenizerConfig:
     dead_after: int = setting(
         10, help="training steps a code may stay unused before it is re-initialised on an encoder output"
     )
-    epochs: int = setting(4, help="training epochs over the training frames")
+    epochs: int = setting(30, help="training epochs over the training frames (a few seconds each)")
     lr: float = setting(2e-3, help="Adam learning rate")
 
 
@@ -63,7 +63,7 @@ class ActionConfig:
     time_law: str = setting("beta", choices=("beta", "uniform"), help="flow time law (authors: beta = π0's)")
     euler_steps: int = setting(10, help="Euler steps of sampling (authors: 10)")
     samples: int = setting(5, help="trajectories sampled per context (minADE@k for k up to this)")
-    epochs: int = setting(6, help="training epochs over the windows")
+    epochs: int = setting(8, help="training epochs over the windows")
     lr: float = setting(1e-3, help="AdamW learning rate")
 
 
