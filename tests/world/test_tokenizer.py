@@ -76,7 +76,7 @@ def test_the_first_training_batch_initialises_the_codebook_to_distinct_encoder_v
     q(z)  # evaluation never initialises
     assert q.needs_init.item() and not any(tuple(c) in vectors for c in q.codebook.tolist())
     q.train()
-    _, codes, loss = q(z)
+    _, codes, _ = q(z)
     chosen = [tuple(c) for c in q.codebook.tolist()]
     assert all(c in vectors for c in chosen) and len(set(chosen)) == 16
     assert not q.needs_init.item() and len(codes.unique()) == 16  # every code is some vector's nearest
