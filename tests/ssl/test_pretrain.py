@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -14,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from miniatures import InBackground, kill_after_first_epoch, untimed, write_fashion
+from miniatures import kill_beside_reference, untimed, write_fashion
 from rankopt.cli import main
 
 TINY = [
@@ -205,10 +204,10 @@ def test_sigkill_mid_epoch_then_resume_equals_uninterrupted(fashion, tmp_path):
     rankopt = str(Path(sys.executable).parent / "rankopt")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     args = [rankopt, "pretrain", "--data-dir", str(fashion), "--set", "train.epochs=3", *TINY]
-    straight = InBackground([*args, "--run-dir", str(tmp_path / "straight")], env)
     run = tmp_path / "killed"
-    assert kill_after_first_epoch([*args, "--run-dir", str(run)], run, env) == -signal.SIGKILL
-    straight = straight.result()
+    straight = kill_beside_reference(
+        [*args, "--run-dir", str(tmp_path / "straight")], [*args, "--run-dir", str(run)], run, env
+    )
     assert straight.returncode == 0, straight.stderr[-2000:]
     assert not (run / "metrics.json").exists()
     resumed = subprocess.run(

@@ -4,7 +4,6 @@ N processes."""
 
 import json
 import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +15,7 @@ import torch
 from rankopt.metrics import evaluate
 
 sys.path.insert(0, str(Path(__file__).parent))
-from miniatures import InBackground, kill_after_first_epoch, untimed, write_fashion
+from miniatures import kill_beside_reference, untimed, write_fashion
 
 RANKOPT = str(Path(sys.executable).parent / "rankopt")
 pytestmark = pytest.mark.processes
@@ -54,11 +53,10 @@ def fashion(tmp_path_factory):
 
 def test_sigkill_mid_epoch_then_resume_equals_uninterrupted(fashion, tmp_path):
     args = ["--set", "train.epochs=3", "--set", "train.seed=3"]
-    straight = InBackground(_train_args(fashion, tmp_path / "straight", *args), _env())
     run = tmp_path / "killed"
     last = run / "checkpoints" / "last.ckpt"
-    assert kill_after_first_epoch(_train_args(fashion, run, *args), run, _env()) == -signal.SIGKILL
-    straight = straight.result()
+    reference = _train_args(fashion, tmp_path / "straight", *args)
+    straight = kill_beside_reference(reference, _train_args(fashion, run, *args), run, _env())
     assert straight.returncode == 0, straight.stderr[-2000:]
     assert torch.load(last, weights_only=False)["epoch"] == 0, "the kill came after epoch 2 ended"
     assert not (run / "metrics.json").exists()
