@@ -15,7 +15,7 @@ Every run is ``rankopt drive`` through ``rankopt.runs.start_run`` with the packa
 against the constant-velocity policy and the IDM expert (the reference policies every run scores), and
 the video model's perplexity against copying the last frame. Rows go to a JSON-lines file as they
 finish: the benchmark resumes where it stopped. Thread setting: OMP_WAIT_POLICY=PASSIVE when set by
-the caller (recorded in each row).
+the caller, and torch's thread count (both recorded in each row).
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 from jsonl_rows import Rows
 
 from rankopt.config import load_config
@@ -63,6 +64,7 @@ def run(seeds: list[int], variants: list[str]) -> None:
                         "tokenizer": out["tokenizer"],
                         "seconds": time.perf_counter() - t0,
                         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "default"),
+                        "threads": torch.get_num_threads(),
                     }
                 )
 
