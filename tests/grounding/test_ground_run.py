@@ -69,6 +69,11 @@ def test_json_contract_rows_and_a_lora_only_checkpoint(grounded):
     assert out["zero_shot"]["p@1"] == pytest.approx(mean("zero_shot_p@1"))
     assert out["proposer"]["p@1"] == pytest.approx(mean("proposer_p@1"))
     assert out["test"]["p@1_unseen"] == pytest.approx(mean("tuned_p@1", lambda r: r["seen"] == "0"))
+    assert out["test"]["p@1_index"] == pytest.approx(mean("tuned_index_p@1"))
+    assert out["zero_shot"]["p@1_index_seen"] == pytest.approx(mean("zero_shot_index_p@1", lambda r: r["seen"] == "1"))
+    # the index argmax is right exactly when the ranking's hit@1 counts it (over answerable expressions)
+    answerable = lambda r: r["tuned_mrr"] != ""
+    assert out["test"]["hit@1"] == pytest.approx(mean("tuned_index_p@1", answerable))
     answers = json.loads((run / "answers.json").read_text())
     assert [a["query"] for a in answers] == [int(r["query"]) for r in rows]
     assert {a["template"] for a, r in zip(answers, rows) if r["seen"] == "0"} <= {"second-right", "below", "closest"}

@@ -4,6 +4,7 @@ labels written by hand from the authors' code (valeoai/LLM_wrapper, LLM_inferenc
 from __future__ import annotations
 
 import itertools
+import re
 
 import numpy as np
 import pytest
@@ -88,3 +89,47 @@ def test_shuffling_relabels_every_permutation():
 )
 def test_answer_parser(text, n, expected):
     assert parse_answer(text, n) == expected
+
+
+class _TextEncoder:
+    """Stands in for PromptEncoder: the prompt's text instead of its token ids."""
+
+    def prompt_ids(self, text: str) -> str:
+        return text
+
+
+def _listed(text: str) -> list[str]:
+    return re.findall(r"\* In box \d+: '[^']*' with xyxy coordinates '(\[[^\]]*\])'", text)
+
+
+@pytest.mark.parametrize("order,expected_per_sample", [("aug", [1, 2, 3, 4, 5, 5]), ("none", [1] * 6)])
+def test_training_prompt_orders_and_their_labels(order, expected_per_sample):
+    from types import SimpleNamespace
+
+    from rankopt.grounding.data import Sample
+    from rankopt.grounding.expressions import Expression
+    from rankopt.grounding.module import Prompts
+
+    rng = np.random.default_rng(0)
+    samples = []
+    for n in range(1, 7):  # the authors' aug: the proposer's order and min(n - 1, 4) permutations
+        boxes = np.sort(rng.uniform(0, 90, (n, 4)), axis=1).round()
+        cands = Candidates(boxes, ("bag",) * n, np.linspace(0.9, 0.1, n), "probe")
+        label = n // 2
+        expr = Expression("the bag", "bag", 0, "only")
+        samples.append(Sample(0, expr, (cands,), tuple(boxes[label]), label, 0.9, True))
+    fmt = SimpleNamespace(with_score=False, decimals=0)
+    items = list(Prompts(samples, _TextEncoder(), fmt, seed=3, order=order))
+    per_sample = [sum(item[3] == i for item in items) for i in range(len(samples))]
+    assert per_sample == expected_per_sample
+    orders_seen = {}
+    for text, n, label, i in items:
+        listed = _listed(text)
+        assert len(listed) == n == samples[i].n_candidates
+        # the box listed at the label's position is the labelled box, in every order
+        assert listed[label] == format_box(samples[i].boxes[samples[i].label], 0)
+        orders_seen.setdefault(i, []).append(listed)
+    for i, lists in orders_seen.items():
+        assert lists[0] == [format_box(b, 0) for b in samples[i].boxes]  # the proposer's order comes first
+    if order == "aug":  # the permutations are drawn, not the identity every time
+        assert sum(lists[k] != lists[0] for lists in orders_seen.values() for k in range(1, len(lists))) >= 10

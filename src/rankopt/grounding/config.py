@@ -1,7 +1,7 @@
 """The grounding task's config (``rankopt ground``): LLM-wrapper's pipeline on offline parts, its
 settings scaled to 2 CPU cores (theirs: Llama-3-8B, LoRA rank 128, alpha 256, dropout 0.1, lr 1e-5,
-batch 4, one epoch over ~100k prompts; here SmolLM2-135M, rank 16, alpha 32, lr 5e-4, a few hundred
-prompts).
+batch 4, one epoch over ~100k prompts; here SmolLM2-135M, rank 16, alpha 32, lr 5e-4, one epoch over
+~1,200 prompts: ~300 samples, each in a few box orders).
 
 >>> from rankopt.config import load_config
 >>> cfg = load_config(None, ["loss.kind=softmax", "proposer.test=centroid"], task="grounding")
@@ -16,9 +16,10 @@ from typing import Any, ClassVar
 
 from rankopt.config import check_choices, check_range, setting
 
-__all__ = ["GroundingRunConfig", "LOSSES"]
+__all__ = ["GroundingRunConfig", "LOSSES", "ORDERS"]
 
 LOSSES = ("generative", "softmax", "supap")
+ORDERS = ("aug", "shuffle", "none")
 SEEN = [
     "only",
     "leftmost",
@@ -79,8 +80,12 @@ class ProposerConfig:
 class PromptFormatConfig:
     decimals: int = setting(0, help="coordinate decimals (authors: 1; 0 writes integers, half the tokens)")
     with_score: bool = setting(False, help="write each box's score (the authors' prompt version 32)")
-    shuffle: bool = setting(
-        True, help="training prompts list the boxes in a fresh random order every epoch, relabelled"
+    order: str = setting(
+        "aug",
+        choices=ORDERS,
+        help="the box order of training prompts, relabelled: aug (the authors' default: each sample in the "
+        "proposer's order and in min(n - 1, 4) random orders, each its own prompt), shuffle (one fresh "
+        "random order per sample and epoch), none (the proposer's order only)",
     )
     max_tokens: int = setting(1024, help="the longest prompt allowed (authors: 1024)")
     max_new_tokens: int = setting(
@@ -136,7 +141,7 @@ class GroundingOptimConfig:
 
 @dataclass
 class GroundingTrainConfig:
-    epochs: int = setting(2, help="epochs over the training prompts (authors: 1)")
+    epochs: int = setting(1, help="epochs over the training prompts (authors: 1)")
     batch_size: int = setting(4, help="prompts per step (authors: 4)")
     seed: int = setting(0, help="seed of the scenes, expressions, proposers and training")
     patience: int = setting(0, help="stop after this many validations without a better p@1 (0: never)")

@@ -5,7 +5,8 @@ model itself stays outside the module, frozen, moved and switched between train 
 Validation: p@1 of the index-logit argmax (one forward per prompt). Test: LLM-wrapper's protocol —
 greedy decoding, the first integer of the answer, P@1 = IoU(chosen box, ground truth) > 0.5 — for the
 tuned model and, with the adapters off, the same model zero-shot, on the same test prompts; beside
-them the ranking of the candidates by index logits (MRR, hit@k through rankopt.metrics).
+them the ranking of the candidates by index logits (MRR, hit@k through rankopt.metrics) and its
+argmax's P@1 (``p@1_index``: the choice the rank losses train, whose free-form answer is untrained).
 """
 
 from __future__ import annotations
@@ -32,21 +33,40 @@ from rankopt.metrics import rank_metrics
 from rankopt.runs import PerQueryRows
 from rankopt.train.module import RunModule
 
-__all__ = ["GroundingModule", "GroundingData", "Prompts", "RANK_METRICS"]
+__all__ = ["GroundingModule", "GroundingData", "Prompts", "RANK_METRICS", "augmented_orders"]
 
 RANK_METRICS = ("mrr", "hit@1", "hit@3")
 
 
-class Prompts(Dataset):
-    """Prompt items of one split: (token ids, n candidates, label, sample id). ``shuffle``: the boxes
-    are listed in an order drawn from (seed, epoch, sample) — the batch sampler passes the epoch."""
+def augmented_orders(n_candidates: int, rng: np.random.Generator) -> list[np.ndarray | None]:
+    """LLM-wrapper's 'aug' fine-tuning data for one sample: the proposer's order (None) and
+    min(n − 1, 4) random orders (theirs: the fixed seeds [2], [2, 6], [0, 2, 7], [2, 4, 6, 7]), each
+    its own prompt."""
+    return [None] + [rng.permutation(n_candidates) for _ in range(min(n_candidates - 1, 4))]
 
-    def __init__(self, samples: list[Sample], encoder: PromptEncoder, fmt, seed: int, shuffle: bool) -> None:
-        self.samples, self.encoder, self.fmt, self.seed, self.shuffle = samples, encoder, fmt, seed, shuffle
-        self._fixed = None if shuffle else [self._encode(i, None) for i in range(len(samples))]
+
+class Prompts(Dataset):
+    """Prompt items of one split: (token ids, n candidates, label, sample id), the boxes listed in the
+    ``order`` mode of ``prompt.order``: ``none``, the proposer's order; ``aug``, each sample also in the
+    random orders of :func:`augmented_orders` drawn from (seed, sample), so more items than samples;
+    ``shuffle``, one order per (seed, epoch, sample), drawn when the batch sampler passes the epoch."""
+
+    def __init__(self, samples: list[Sample], encoder: PromptEncoder, fmt, seed: int, order: str) -> None:
+        self.samples, self.encoder, self.fmt, self.seed = samples, encoder, fmt, seed
+        if order == "aug":
+            keys = [
+                (i, o)
+                for i, s in enumerate(samples)
+                for o in augmented_orders(s.n_candidates, np.random.default_rng([seed, i]))
+            ]
+        elif order in ("none", "shuffle"):
+            keys = [(i, None) for i in range(len(samples))]
+        else:
+            raise ValueError(f"unknown box order {order!r}; known: aug, shuffle, none")
+        self._fixed = None if order == "shuffle" else [self._encode(i, o) for i, o in keys]
 
     def __len__(self) -> int:
-        return len(self.samples)
+        return len(self.samples) if self._fixed is None else len(self._fixed)
 
     def _encode(self, i: int, order) -> tuple[list[int], int, int, int]:
         s = self.samples[i]
@@ -74,9 +94,9 @@ class GroundingData(pl.LightningDataModule):
     def __init__(self, samples: dict[str, list[Sample]], encoder: PromptEncoder, fmt, batch_size: int, seed: int):
         super().__init__()
         self.encoder, self.batch_size, self.seed = encoder, batch_size, seed
-        self.train = Prompts(samples["train"], encoder, fmt, seed, fmt.shuffle)
-        self.valid = Prompts(samples["valid"], encoder, fmt, seed, False) if samples["valid"] else None
-        self.test = Prompts(samples["test"], encoder, fmt, seed, False)
+        self.train = Prompts(samples["train"], encoder, fmt, seed, fmt.order)
+        self.valid = Prompts(samples["valid"], encoder, fmt, seed, "none") if samples["valid"] else None
+        self.test = Prompts(samples["test"], encoder, fmt, seed, "none")
 
     @property
     def selection_split(self) -> str | None:
@@ -209,6 +229,8 @@ class GroundingModule(RunModule):
                 # the authors' protocol: no usable answer → the black box's own box
                 row[f"{name}_fallback_p@1"] = int(chosen_right(sample, 0 if index is None else index))
                 row[f"{name}_scores"] = scores
+                # the ranking view's choice: the highest index logit (what the rank losses train)
+                row[f"{name}_index_p@1"] = int(chosen_right(sample, int(scores.argmax())))
                 said[name] = text
                 said[f"{name}_error"] = error
         row["proposer_p@1"] = int(chosen_right(sample, 0))
@@ -232,6 +254,8 @@ class GroundingModule(RunModule):
             ranking = rank_metrics(scores, relevant, list(RANK_METRICS), reduce=None)
             summary[name] = self._summarise(rows, f"{name}_p@1", ranking, [a[f"{name}_error"] for a in self.answers])
             summary[name]["p@1_fallback"] = float(np.mean([r[f"{name}_fallback_p@1"] for r in rows]))
+            by_index = self._summarise(rows, f"{name}_index_p@1")
+            summary[name].update({f"p@1_index{part[3:]}": by_index[part] for part in ("p@1", "p@1_seen", "p@1_unseen")})
             for b, r in enumerate(rows):
                 r[f"{name}_mrr"] = "" if ranking["mrr"][b].isnan() else round(float(ranking["mrr"][b]), 6)
         summary["proposer"] = self._summarise(rows, "proposer_p@1")
