@@ -86,6 +86,11 @@ def test_json_contract_rows_and_a_lora_only_checkpoint(grounded):
     assert state and all(k.startswith("lora.") and "lora_" in k for k in state)  # the base model is not saved
     scenes = json.loads((run / "scenes.json").read_text())
     assert scenes and {"expression", "gt", "boxes", "phrases"} <= set(scenes[0])
+    from rankopt.report.sources import load_source
+
+    source = load_source(run)  # what `rankopt compare` pairs runs by: per expression, greedy and index argmax
+    assert source.per_query["p@1_index"].tolist() == [int(r["tuned_index_p@1"]) for r in rows]
+    assert source.metrics["p@1_index"] == pytest.approx(out["test"]["p@1_index"])
 
 
 def test_the_report_of_a_grounding_run_in_the_browser(grounded, tmp_path):

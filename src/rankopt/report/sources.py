@@ -305,6 +305,8 @@ def _grounding_run(folder: RunFolder, cfg, with_rankings: bool, progress=_no_pro
             "mrr": columns["tuned_mrr"],
             "zero_shot_p@1": columns["zero_shot_p@1"],
             "proposer_p@1": columns["proposer_p@1"],
+            # the index-logit argmax's P@1 (what a rank loss trains); runs before it was recorded lack it
+            **({"p@1_index": columns["tuned_index_p@1"]} if "tuned_index_p@1" in columns else {}),
         },
         ids,
         out.get("history", []),
