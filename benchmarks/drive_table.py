@@ -107,6 +107,28 @@ def table() -> None:
                 f"| {label} | {ade} | — | {stat([r[key]['collision_rate'] for r in base], n)} | "
                 f"{stat([r[key]['progress'] for r in base], n, 1)} | — | — | — |"
             )
+    print()
+    print("Paired by seed:")
+    for name in VARIANTS:
+        if name != "VaVAM":
+            paired_by_seed(rows, "VaVAM", name)
+
+
+def paired_by_seed(rows: list[dict], a: str, b: str) -> None:
+    """b − a for each seed both variants ran (the same seed records the same episodes and scenarios)."""
+    pairs = [
+        (ra, rb) for ra in rows if ra["variant"] == a for rb in rows if rb["variant"] == b and rb["seed"] == ra["seed"]
+    ]
+    if not pairs:
+        return
+    for key, label in (
+        ("min_ade@1", "minADE@1 (m)"),
+        ("collision_rate", "collision rate"),
+        ("progress", "progress (m)"),
+    ):
+        diffs = [rb["test"][key] - ra["test"][key] for ra, rb in pairs]
+        per_seed = ", ".join(f"{d:+.2f}" for d in diffs)
+        print(f"- {b} − {a}, {label}: {np.mean(diffs):+.2f} (per seed {per_seed})")
 
 
 def main() -> None:
