@@ -18,6 +18,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from rankopt.data.samplers import ShuffleBatchSampler
+from rankopt.grounding.config import ORDERS
 from rankopt.grounding.data import Sample
 from rankopt.grounding.language_model import (
     PromptEncoder,
@@ -62,7 +63,7 @@ class Prompts(Dataset):
         elif order in ("none", "shuffle"):
             keys = [(i, None) for i in range(len(samples))]
         else:
-            raise ValueError(f"unknown box order {order!r}; known: aug, shuffle, none")
+            raise ValueError(f"unknown box order {order!r}; known: {', '.join(ORDERS)}")
         self._fixed = None if order == "shuffle" else [self._encode(i, o) for i, o in keys]
 
     def __len__(self) -> int:
