@@ -110,6 +110,18 @@ def paired(rows_a: list[dict], col_a: str, rows_b: list[dict], col_b: str) -> st
     return f"{100 * (b - a).mean():+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}], p {randomization_test(a, b):.3g}"
 
 
+def agreement(rows: list[dict], col: str) -> str:
+    """Over the seeds' test expressions: how often ``col`` is right or wrong exactly where the black box's
+    own box is, and the two ways it can differ."""
+    same = up = down = 0
+    for r in rows:
+        mine, box = r["per_expression"][col], r["per_expression"]["proposer_p@1"]
+        same += sum(mine[k] == box[k] for k in box)
+        up += sum(mine[k] > box[k] for k in box)
+        down += sum(mine[k] < box[k] for k in box)
+    return f"{same} of {same + up + down} (right where it is wrong: {up}; wrong where it is right: {down})"
+
+
 def table() -> None:
     rows = list(Rows(RESULTS))
     if not rows:
@@ -151,6 +163,13 @@ def table() -> None:
         rs = [r for r in rows if r["variant"] == name]
         if rs:
             print(f"- LoRA {name} − its proposer alone: {paired(rs, 'proposer_p@1', rs, 'tuned_p@1')}")
+    print()
+    print("Same right/wrong as the black box's own box, per test expression over the seeds:")
+    for name in VARIANTS:
+        rs = [r for r in rows if r["variant"] == name]
+        if rs:
+            col = "tuned_p@1" if name not in ("softmax", "supap") else "tuned_index_p@1"
+            print(f"- LoRA {name}{' (index argmax)' if col == 'tuned_index_p@1' else ''}: {agreement(rs, col)}")
 
 
 def main() -> None:
