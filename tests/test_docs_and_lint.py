@@ -70,3 +70,13 @@ def test_ruff_lint_and_format():
         timeout=300,
     )
     assert fmt.returncode == 0, fmt.stdout[-4000:]
+
+
+def test_every_benchmark_script_has_its_section_in_the_benchmarks_page():
+    # docs/benchmarks.md is the index of every table: a script that prints one and is missing there is
+    # found only by reading the folder
+    page = (ROOT / "docs" / "benchmarks.md").read_text()
+    scripts = [p for p in sorted((ROOT / "benchmarks").glob("*.py")) if '__name__ == "__main__"' in p.read_text()]
+    assert len(scripts) > 10
+    missing = [p.name for p in scripts if f"## `benchmarks/{p.name}`" not in page]
+    assert not missing, f"no section in docs/benchmarks.md for {missing}"
