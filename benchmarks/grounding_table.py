@@ -49,6 +49,7 @@ VARIANTS = {
     "ensemble": ["proposer.ensemble=true", "proposer.max_candidates=5"],
 }
 PARTS = ("p@1", "p@1_seen", "p@1_unseen")
+OWN_CANDIDATES = ("transfer", "ensemble")  # variants tested on other candidates than the probe's
 
 
 def per_expression(run: Path) -> dict[str, dict[int, int]]:
@@ -80,11 +81,29 @@ def run(seeds: list[int], variants: list[str]) -> None:
                         "selected_epoch": out["selection"]["epoch"],
                         "protocol": out["protocol"],
                         "per_expression": per_expression(folder.path),
+                        "test_fingerprint": folder.data_fingerprint(test=True),
                         "seconds": time.perf_counter() - t0,
                         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "default"),
                         "threads": torch.get_num_threads(),
                     }
                 )
+
+
+def same_data_per_seed(rows: list[dict]) -> None:
+    """Rows of one seed are compared per test expression: they must have been tested on the same scenes
+    and candidates (the run folder's test fingerprint)."""
+    for seed in sorted({r["seed"] for r in rows}):
+        for candidates in ("probe", *OWN_CANDIDATES):
+            prints = {
+                r["variant"]: r.get("test_fingerprint") for r in rows if r["seed"] == seed and test_of(r) == candidates
+            }
+            if None in prints.values() or len(set(prints.values())) > 1:
+                raise SystemExit(f"{RESULTS}: the rows of seed {seed} were not all tested on the same data: {prints}")
+
+
+def test_of(row: dict) -> str:
+    """Whose candidates the row was tested on: transfer and ensemble have their own; the others the probe's."""
+    return row["variant"] if row["variant"] in OWN_CANDIDATES else "probe"
 
 
 def stat(values: list[float], n_seeds: int) -> str:
@@ -127,15 +146,18 @@ def table() -> None:
     if not rows:
         print(f"no rows yet in {RESULTS}")
         return
+    same_data_per_seed(rows)
     n_seeds = len({r["seed"] for r in rows})
     print(f"P@1 (%) on unseen test scenes, mean ± std over seeds {sorted({r['seed'] for r in rows})}")
     print("| what | all | seen templates | unseen templates | all, by the index argmax | seconds |")
     print("|---|---|---|---|---|---|")
     gen = [r for r in rows if r["variant"] == "generative"]
+    # the black box and the untuned model, once per seed: every variant on the probe's candidates has them
+    base = list({r["seed"]: r for r in rows if test_of(r) == "probe"}.values())
     for label, part in (("proposer alone (probe)", "proposer"), ("SmolLM2 zero-shot", "zero_shot")):
-        if gen:
-            cells = " | ".join(stat([r[part][p] for r in gen], n_seeds) for p in PARTS)
-            index = stat([r[part]["p@1_index"] for r in gen], n_seeds) if part == "zero_shot" else "—"
+        if base:
+            cells = " | ".join(stat([r[part][p] for r in base], n_seeds) for p in PARTS)
+            index = stat([r[part]["p@1_index"] for r in base], n_seeds) if part == "zero_shot" else "—"
             print(f"| {label} | {cells} | {index} | — |")
     for name in VARIANTS:
         rs = [r for r in rows if r["variant"] == name]
@@ -143,7 +165,7 @@ def table() -> None:
             cells = " | ".join(stat([r["test"][p] for r in rs], n_seeds) for p in PARTS)
             index = stat([r["test"]["p@1_index"] for r in rs], n_seeds)
             print(f"| LoRA, {name} | {cells} | {index} | {np.mean([r['seconds'] for r in rs]):.0f} |")
-    for name in ("transfer", "ensemble"):
+    for name in OWN_CANDIDATES:
         rs = [r for r in rows if r["variant"] == name]
         if rs:
             cells = " | ".join(stat([r["proposer"][p] for r in rs], n_seeds) for p in PARTS)
@@ -155,11 +177,13 @@ def table() -> None:
         print(f"- LoRA generative − zero-shot: {paired(gen, 'zero_shot_p@1', gen, 'tuned_p@1')}")
     for name in ("softmax", "supap"):
         rs = [r for r in rows if r["variant"] == name]
+        if rs:
+            print(f"- LoRA {name} (index argmax) − proposer: {paired(rs, 'proposer_p@1', rs, 'tuned_index_p@1')}")
         if gen and rs:
             # a rank loss trains the index logits, not the free-form answer: judged by their argmax too
             print(f"- LoRA {name} − LoRA generative: {paired(gen, 'tuned_p@1', rs, 'tuned_p@1')}")
             print(f"- LoRA {name} (index argmax) − LoRA generative: {paired(gen, 'tuned_p@1', rs, 'tuned_index_p@1')}")
-    for name in ("transfer", "ensemble"):
+    for name in OWN_CANDIDATES:
         rs = [r for r in rows if r["variant"] == name]
         if rs:
             print(f"- LoRA {name} − its proposer alone: {paired(rs, 'proposer_p@1', rs, 'tuned_p@1')}")

@@ -124,3 +124,26 @@ def test_proposers_rank_boxes_of_the_head_noun_and_refuse_unknown_nouns():
             assert box_iou(c.boxes[:1], gt).max() > 0.5
         with pytest.raises(ValueError, match="head noun 'sneaker' is not one"):
             p.propose(s.image, "sneaker", rng)
+
+
+def test_the_probe_proposer_is_the_same_whatever_torchs_thread_count():
+    # its L-BFGS stops far from the optimum, so float32 sums split over another number of threads once
+    # gave another classifier, other candidate orders and another test set for the same seed
+    rng = np.random.default_rng(0)
+    prototypes = rng.integers(0, 255, size=(10, 28, 28))
+    labels = np.arange(400) % 10
+    images = np.clip(prototypes[labels] * 0.6 + rng.integers(0, 100, size=(400, 28, 28)), 0, 255).astype(np.uint8)
+    scenes = compose_scenes(images, labels, 30, seed=0, canvas=100, objects=(3, 6))
+    names = [f"class {c}" for c in range(10)]
+    scores = []
+    before = torch.get_num_threads()
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            p = train_proposer("probe", scenes, names, seed=0, max_candidates=6, jitter=0.0, merge=0.0)
+            assert torch.get_num_threads() == threads  # the caller's setting is given back
+            scores.append([p.propose(s.image, n, np.random.default_rng(0)).scores for s in scenes[:20] for n in names])
+    finally:
+        torch.set_num_threads(before)
+    for one, two in zip(*scores):
+        np.testing.assert_array_equal(one, two)

@@ -20,6 +20,7 @@ Both add seeded noise: coordinates jittered by ``jitter`` × the box size, and w
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -152,6 +153,20 @@ def _training_crops(scenes: list[Scene], threshold: int, pad: int) -> tuple[np.n
     return np.concatenate(feats), np.concatenate(labels)
 
 
+@contextlib.contextmanager
+def _one_torch_thread():
+    """torch on one thread inside, the caller's count restored after. The probe's L-BFGS stops after 100
+    iterations far from its optimum, so the last-bit differences of float32 sums split over 1 or 2
+    threads end in different classifiers (weights apart by hundreds), different candidate orders and
+    another test set for the same seed: the scenes must depend on the seed alone."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def train_proposer(
     kind: str,
     scenes: list[Scene],
@@ -170,7 +185,8 @@ def train_proposer(
     if kind == "probe":
         from rankopt.probe import fit_probe
 
-        head = fit_probe(x, y, seed=seed)
+        with _one_torch_thread():
+            head = fit_probe(x, y, seed=seed)
 
         def classify(f: np.ndarray) -> np.ndarray:
             with torch.no_grad():
