@@ -57,7 +57,7 @@ def per_expression(run: Path) -> dict[str, dict[int, int]]:
         rows = list(csv.DictReader(f))
     return {
         col: {int(r["query"]): int(r[col]) for r in rows}
-        for col in ("tuned_p@1", "tuned_index_p@1", "zero_shot_p@1", "proposer_p@1", "seen")
+        for col in ("tuned_p@1", "tuned_index_p@1", "zero_shot_p@1", "proposer_p@1", "seen", "tuned_answer")
     }
 
 
@@ -194,6 +194,13 @@ def table() -> None:
         if rs:
             col = "tuned_p@1" if name not in ("softmax", "supap") else "tuned_index_p@1"
             print(f"- LoRA {name}{' (index argmax)' if col == 'tuned_index_p@1' else ''}: {agreement(rs, col)}")
+    answered = [r for r in gen if "tuned_answer" in r["per_expression"]]  # recorded since 2026-12-04
+    if answered:
+        said = [a for r in answered for a in r["per_expression"]["tuned_answer"].values()]
+        print(
+            f"- LoRA generative answered box 0 (the black box's own) on {said.count(0)} of {len(said)} test "
+            f"expressions (seeds {[r['seed'] for r in answered]})"
+        )
 
 
 def main() -> None:
