@@ -248,7 +248,9 @@ def test_a_folder_from_an_earlier_release_still_opens(legacy, capsys):
     assert cli(["embed", "run", "-o", "q.npz"], capsys)[0] == 0
     data = np.load("q.npz")
     again = evaluate(data["embeddings"], data["labels"], metrics=["map@r"])
-    assert again["map@r"] == pytest.approx(recorded["test"]["map@r"], abs=1e-6)
+    # re-embedded on another CPU, the features differ in their last bits and nearly tied neighbours can
+    # swap (seen: 2.4e-4 on a new machine); a wrong model or wrong items would be off by far more
+    assert again["map@r"] == pytest.approx(recorded["test"]["map@r"], abs=2e-3)
     rc, out, err = cli(["ood", "run", *OOD_FAST, "--json"], capsys)
     assert rc == 0, err
     assert cli(["train", "--resume", "run", "--json"], capsys)[0] == 0
